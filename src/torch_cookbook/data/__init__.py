@@ -1,0 +1,1 @@
+"""Offline datasets, one module per source. Nothing here downloads unless the user asks (`--download`)."""

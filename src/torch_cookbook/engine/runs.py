@@ -1,0 +1,232 @@
+"""Run directories: config, metrics (JSONL + TensorBoard), checkpoints, plots, summary.
+
+runs/<recipe>/<YYYYmmdd-HHMMSS>-<seed>/
+    config.json      {"recipe", "profile", "config"}
+    metrics.jsonl    one object per logged step: {"step", "time_s", "train/loss": ...}
+    tb/              TensorBoard event files (one subfolder per variant)
+    checkpoints/     last.pt, best.pt
+    plots/*.png
+    variants/<name>/ a sub-run per compared variant: metrics.jsonl, checkpoints/, result.json
+    summary.json     written only when the run completed: metrics, targets met or not, wall time, versions
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from torch_cookbook.engine.checkpoint import Checkpointer
+from torch_cookbook.engine.config import Target, config_hash, to_dict
+from torch_cookbook.engine.distributed import is_main_process
+from torch_cookbook.engine.errors import CheckpointError
+
+
+class Run:
+    """One run (or one variant of a run). Every write is a no-op on ranks other than 0."""
+
+    def __init__(self, directory: Path, recipe: str, cfg: Any, profile: str, device: torch.device,
+                 parent: Run | None = None, name: str = "") -> None:
+        self.dir = Path(directory)
+        self.recipe = recipe
+        self.cfg = cfg
+        self.profile = profile
+        self.device = device
+        self.parent = parent
+        self.name = name
+        self.root: Run = parent.root if parent else self
+        self.is_main = is_main_process()
+        self._t0 = time.perf_counter()
+        self._elapsed_before = self._last_logged_time()
+        self._tb: Any = None
+        self._tb_purge_step: int | None = None
+
+    # ---- creation -------------------------------------------------------------------------
+    @classmethod
+    def create(cls, recipe: str, cfg: Any, profile: str, device: torch.device, root: Path = Path("runs")) -> Run:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        base = Path(root) / recipe / f"{stamp}-{cfg.seed}"
+        directory, n = base, 1
+        while directory.exists():
+            directory, n = base.with_name(f"{base.name}.{n}"), n + 1
+        if is_main_process():
+            for sub in ("checkpoints", "plots", "tb"):
+                (directory / sub).mkdir(parents=True, exist_ok=True)
+            config = {"recipe": recipe, "profile": profile, "config": to_dict(cfg)}
+            (directory / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        return cls(directory, recipe, cfg, profile, device)
+
+    # ---- metrics ---------------------------------------------------------------------------
+    @property
+    def elapsed(self) -> float:
+        """Wall seconds spent on this run, summed over every attempt (resumes included)."""
+        return self._elapsed_before + time.perf_counter() - self._t0
+
+    def log(self, metrics: dict[str, float], step: int) -> None:
+        """Append one metrics record and mirror it to TensorBoard. Keys are namespaced: `train/loss`."""
+        if not self.is_main:
+            return
+        values = {k: _to_number(v) for k, v in metrics.items()}
+        record = {"step": int(step), "time_s": round(self.elapsed, 3), **values}
+        with open(self.dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+        writer = self.tensorboard()
+        for key, value in values.items():
+            if isinstance(value, (int, float)):
+                writer.add_scalar(key, value, step)
+
+    def history(self, key: str) -> list[tuple[int, float]]:
+        """(step, value) pairs logged under `key`, in order; survives resume."""
+        path = self.dir / "metrics.jsonl"
+        if not path.exists():
+            return []
+        out = []
+        for line in path.read_text().splitlines():
+            record = json.loads(line)
+            if key in record:
+                out.append((record["step"], record[key]))
+        return out
+
+    def tensorboard(self) -> Any:
+        if self._tb is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            logdir = self.root.dir / "tb" / self.name if self.parent else self.dir / "tb"
+            self._tb = SummaryWriter(str(logdir), purge_step=self._tb_purge_step)
+        return self._tb
+
+    def close(self) -> None:
+        if self._tb is not None:
+            self._tb.close()
+            self._tb = None
+
+    # ---- files -----------------------------------------------------------------------------
+    def plot_path(self, name: str) -> Path:
+        """Where to save a plot: plots always live in the top-level run's plots/ folder."""
+        folder = self.root.dir / "plots"
+        if self.is_main:
+            folder.mkdir(parents=True, exist_ok=True)
+        return folder / (name if name.endswith(".png") else name + ".png")
+
+    def checkpointer(self, every: int = 0, **objects: Any) -> Checkpointer:
+        """A checkpointer for this run's checkpoints/; restoring also rewinds metrics past the saved step."""
+        every = self.cfg.checkpoint_every or every
+        run = self
+
+        class _RunCheckpointer(Checkpointer):
+            def restore(self) -> int:
+                step = super().restore()
+                if step:
+                    run._rewind_metrics(step)
+                return step
+
+        return _RunCheckpointer(self.dir / "checkpoints", self.recipe, config_hash(self.cfg), every,
+                                enabled=self.is_main, **objects)
+
+    def _rewind_metrics(self, step: int) -> None:
+        """Drop records logged after the checkpoint we resume from: they will be logged again."""
+        self._tb_purge_step = step + 1
+        path = self.dir / "metrics.jsonl"
+        if not self.is_main or not path.exists():
+            return
+        kept = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= step]
+        path.write_text("".join(line + "\n" for line in kept))
+
+    def _last_logged_time(self) -> float:
+        path = self.dir / "metrics.jsonl"
+        if not path.exists():
+            return 0.0
+        lines = path.read_text().splitlines()
+        return float(json.loads(lines[-1]).get("time_s", 0.0)) if lines else 0.0
+
+    # ---- variants --------------------------------------------------------------------------
+    def variant(self, name: str) -> Run:
+        """A named sub-run (one arm of a comparison) with its own metrics and checkpoints."""
+        sub = Run(self.dir / "variants" / name, self.recipe, self.cfg, self.profile, self.device,
+                  parent=self, name=name)
+        if self.is_main:
+            (sub.dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        return sub
+
+    @property
+    def result(self) -> dict[str, Any] | None:
+        """The finished variant's result, or None if it has not finished (so resume re-enters it)."""
+        path = self.dir / "result.json"
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def finish(self, result: dict[str, Any]) -> dict[str, Any]:
+        """Mark this variant finished with its result; returns the result for convenience."""
+        if self.is_main:
+            tmp = self.dir / "result.json.tmp"
+            tmp.write_text(json.dumps(result, indent=2, default=_to_number) + "\n")
+            os.replace(tmp, self.dir / "result.json")
+        self.close()
+        return result
+
+    # ---- summary ---------------------------------------------------------------------------
+    def write_summary(self, metrics: dict[str, float], targets: list[Target]) -> dict[str, Any]:
+        metrics = {k: _to_number(v) for k, v in metrics.items()}
+        summary = {
+            "recipe": self.recipe,
+            "profile": self.profile,
+            "seed": self.cfg.seed,
+            "metrics": metrics,
+            "targets": [{"metric": t.metric, "op": t.op, "value": t.value, "met": t.met(metrics)}
+                        for t in targets],
+            "wall_time_s": round(self.elapsed, 2),
+            "device": device_description(self.device),
+            "torch": torch.__version__,
+            "commit": git_commit(),
+            "status": "complete",
+        }
+        if self.is_main:
+            tmp = self.dir / "summary.json.tmp"
+            tmp.write_text(json.dumps(summary, indent=2) + "\n")
+            os.replace(tmp, self.dir / "summary.json")
+        return summary
+
+
+def open_run_dir(directory: Path) -> dict[str, Any]:
+    """Read config.json of an existing run directory, with a one-line error if it is not one."""
+    directory = Path(directory)
+    path = directory / "config.json"
+    if not directory.is_dir():
+        raise CheckpointError(f"run directory {directory} does not exist")
+    if not path.is_file():
+        raise CheckpointError(f"{directory} is not a run directory (no config.json)")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path} is not valid JSON ({e.msg if hasattr(e, 'msg') else e})") from None
+    if not isinstance(data, dict) or not {"recipe", "profile", "config"} <= data.keys():
+        raise CheckpointError(f"{path} lacks recipe/profile/config; it was not written by torch-cookbook")
+    return data
+
+
+def device_description(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return f"{device.type} ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).resolve().parent)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _to_number(v: Any) -> Any:
+    if isinstance(v, torch.Tensor):
+        return v.item() if v.numel() == 1 else v.tolist()
+    if hasattr(v, "item") and callable(v.item):  # numpy scalars
+        return v.item()
+    return v

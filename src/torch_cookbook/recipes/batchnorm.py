@@ -1,0 +1,227 @@
+"""BatchNorm study: the same CNN with and without BatchNorm, at a normal and a 10x learning rate.
+
+Seed Q38 explains the normalising formula. This recipe measures what it claims: how many steps each
+model needs to reach 90% Fashion-MNIST test accuracy, whether it survives a 10x learning rate, and the
+train/eval-mode difference that the seed leaves out (batch statistics vs running statistics).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import torch
+from torch import nn
+
+from torch_cookbook.data import fashion_mnist
+from torch_cookbook.engine.checkpoint import load_checkpoint
+from torch_cookbook.engine.config import BaseConfig, Target, param
+from torch_cookbook.engine.errors import NonFiniteError
+from torch_cookbook.engine.loop import accuracy, autocast, backward_step, grad_scaler, minibatches
+from torch_cookbook.engine.progress import Progress
+from torch_cookbook.engine.runs import Run
+
+seed_question = "Q38 Batch Normalization"
+summary = "CNN on Fashion-MNIST with/without BatchNorm at 1x and 10x learning rate: steps to 90%, stability."
+
+
+@dataclass
+class Config(BaseConfig):
+    steps: int = param(2000, "training steps per variant", low=1)
+    batch_size: int = param(128, "minibatch size", low=2)
+    lr: float = param(0.01, "the normal SGD learning rate", low=0, low_open=True)
+    high_lr_factor: float = param(10.0, "the high learning rate is lr times this", low=1)
+    momentum: float = param(0.9, "SGD momentum", low=0, high=1, high_open=True)
+    width: int = param(16, "channels of the first conv layer (the second has twice as many)", low=1)
+    eval_every: int = param(100, "evaluate test accuracy every N steps", low=1)
+    target_accuracy: float = param(0.9, "the test accuracy whose first crossing is reported", low=0, high=1)
+    train_subset: int = param(0, "use only the first N training images (0 = all 60,000)", low=0)
+    eval_subset: int = param(0, "evaluate on the first N test images (0 = all 10,000)", low=0)
+    small_batch: int = param(16, "batch size for the train-mode vs eval-mode demonstration", low=2)
+
+
+profiles = {
+    "smoke": {"steps": 30, "eval_every": 10, "train_subset": 2048, "eval_subset": 512, "width": 4},
+    "quick": {"steps": 400, "eval_every": 50, "eval_subset": 2000},
+    "full": {},
+}
+
+targets = [
+    Target("bn_speedup", ">=", 2.0),  # BN reaches 90% in at most half the steps of the plain CNN
+    Target("bn_10x_final_accuracy", ">=", 0.90),  # and still reaches 90% at the 10x learning rate
+]
+
+VARIANTS = {  # name: (batchnorm, learning-rate multiplier)
+    "plain": (False, 1.0),
+    "bn": (True, 1.0),
+    "plain_10x": (False, None),
+    "bn_10x": (True, None),
+}
+
+
+# ---- model ---------------------------------------------------------------------------------------
+def make_cnn(batchnorm: bool, width: int = 16) -> nn.Sequential:
+    """conv-(BN)-ReLU-pool ×2, then a classifier. With BN the conv bias is redundant (BN's β replaces it)."""
+
+    def block(cin: int, cout: int) -> list[nn.Module]:
+        layers: list[nn.Module] = [nn.Conv2d(cin, cout, 3, padding=1, bias=not batchnorm)]
+        if batchnorm:
+            layers.append(nn.BatchNorm2d(cout))
+        return layers + [nn.ReLU(), nn.MaxPool2d(2)]
+
+    hidden = 8 * width
+    head: list[nn.Module] = [nn.Flatten(), nn.Linear(2 * width * 7 * 7, hidden, bias=not batchnorm)]
+    if batchnorm:
+        head.append(nn.BatchNorm1d(hidden))
+    head += [nn.ReLU(), nn.Linear(hidden, 10)]
+    return nn.Sequential(*block(1, width), *block(width, 2 * width), *head)
+
+
+# ---- data ----------------------------------------------------------------------------------------
+def load_data(cfg: Config) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    data = fashion_mnist.load()
+    n_train = cfg.train_subset or len(data.train_labels)
+    n_test = cfg.eval_subset or len(data.test_labels)
+    x_train = fashion_mnist.as_float(data.train_images[:n_train])
+    x_test = fashion_mnist.as_float(data.test_images[:n_test])
+    return x_train, data.train_labels[:n_train], x_test, data.test_labels[:n_test]
+
+
+# ---- train one variant ---------------------------------------------------------------------------
+def train_variant(cfg: Config, run: Run, batchnorm: bool, lr: float, data: tuple) -> dict[str, float | None]:
+    x_train, y_train, x_test, y_test = data
+    torch.manual_seed(cfg.seed)  # same initialisation stream for every variant
+    model = make_cnn(batchnorm, cfg.width).to(run.device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=cfg.momentum)
+    scaler = grad_scaler(run.device, cfg.amp)
+    ckpt = run.checkpointer(every=cfg.eval_every, model=model, optimizer=optimizer, scaler=scaler)
+    start = ckpt.restore()
+    diverged_at = ckpt.extra.get("diverged_at")
+
+    model.train()
+    batches = minibatches(len(x_train), cfg.batch_size, cfg.seed, start_step=start)
+    with Progress(cfg.steps, f"{run.name} lr={lr:g}", start=start) as bar:
+        for step, _epoch, idx in batches:
+            if step >= cfg.steps or diverged_at is not None:
+                break
+            x, y = x_train[idx].to(run.device), y_train[idx].to(run.device)
+            with autocast(run.device, cfg.amp):
+                loss = nn.functional.cross_entropy(model(x), y)
+            try:
+                ckpt.after_step(step, loss)  # NaN guard before the update
+            except NonFiniteError:
+                diverged_at = step  # divergence is a result of this study, not a crash
+                ckpt.extra["diverged_at"] = step
+                run.log({"train/diverged": 1.0}, step)
+                break
+            backward_step(loss, optimizer, scaler)
+            done = step + 1
+            bar.advance(1, loss=loss.item())
+            if done % cfg.eval_every == 0 or done == cfg.steps:
+                acc = accuracy(model, x_test, y_test, run.device)
+                run.log({"train/loss": loss.item(), "eval/accuracy": acc}, done)
+            ckpt.after_step(done)
+    ckpt.save(cfg.steps if diverged_at is None else diverged_at)
+
+    curve = run.history("eval/accuracy")
+    reached = [s for s, a in curve if a >= cfg.target_accuracy]
+    final = curve[-1][1] if curve and diverged_at is None else 0.0
+    return run.finish({"final_accuracy": final, "steps_to_target": reached[0] if reached else None,
+                       "diverged_at": diverged_at, "lr": lr})
+
+
+# ---- BN in train vs eval mode --------------------------------------------------------------------
+@torch.inference_mode()
+def train_vs_eval_mode(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int,
+                       device: torch.device) -> dict[str, float]:
+    """Accuracy with running statistics (eval mode) vs per-batch statistics (train mode, small batches).
+
+    Train mode also *updates* the running statistics, so the state is saved and restored around it.
+    """
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    model.eval()
+    eval_correct = (model(x.to(device)).argmax(1).cpu() == y).float().mean().item()
+    model.train()
+    correct = 0.0
+    for i in range(0, len(x) - batch + 1, batch):
+        correct += (model(x[i:i + batch].to(device)).argmax(1).cpu() == y[i:i + batch]).sum().item()
+    train_correct = correct / (len(x) // batch * batch)
+    model.load_state_dict(state)
+    model.eval()
+    # What the running statistics hold: the first BN layer's running mean vs this batch's mean.
+    bn = next(m for m in model.modules() if isinstance(m, nn.BatchNorm2d))
+    pre_bn = model[0](x[:512].to(device))
+    gap = (pre_bn.mean(dim=(0, 2, 3)) - bn.running_mean).abs().mean().item()
+    return {"bn_eval_mode_accuracy": eval_correct, f"bn_train_mode_accuracy_bs{batch}": train_correct,
+            "bn_running_mean_gap": gap}
+
+
+# ---- the recipe ----------------------------------------------------------------------------------
+def run(cfg: Config, run: Run) -> dict[str, float | None]:
+    data = load_data(cfg)
+    results = {}
+    for name, (batchnorm, multiplier) in VARIANTS.items():
+        sub = run.variant(name)
+        lr = cfg.lr * (multiplier if multiplier is not None else cfg.high_lr_factor)
+        results[name] = sub.result or train_variant(cfg, sub, batchnorm, lr, data)
+
+    bn_model = load_variant_model(cfg, run, "bn")
+    mode_metrics = train_vs_eval_mode(bn_model, data[2][:2048], data[3][:2048], cfg.small_batch, run.device)
+    plot_curves(cfg, run)
+
+    plain_steps = results["plain"]["steps_to_target"]
+    bn_steps = results["bn"]["steps_to_target"]
+    # If the plain CNN never reaches the target, its step count is at least the budget: a lower bound.
+    speedup = None if bn_steps is None else (plain_steps or cfg.steps) / bn_steps
+    metrics: dict[str, float | None] = {"bn_speedup": speedup,
+                                        "plain_reached_target": float(plain_steps is not None)}
+    for name, r in results.items():
+        metrics[f"{name}_final_accuracy"] = r["final_accuracy"]
+        metrics[f"{name}_steps_to_target"] = r["steps_to_target"]
+    metrics.update(mode_metrics)
+    return metrics
+
+
+def load_variant_model(cfg: Config, run: Run, name: str) -> nn.Module:
+    batchnorm = VARIANTS[name][0]
+    model = make_cnn(batchnorm, cfg.width).to(run.device)
+    from torch_cookbook.engine.config import config_hash
+
+    ckpt = load_checkpoint(run.dir / "variants" / name / "checkpoints" / "last.pt", "batchnorm", config_hash(cfg))
+    model.load_state_dict(ckpt["state"]["model"])
+    return model.eval()
+
+
+def plot_curves(cfg: Config, run: Run) -> None:
+    if not run.is_main:
+        return
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name in VARIANTS:
+        curve = run.variant(name).history("eval/accuracy")
+        if curve:
+            steps, accs = zip(*curve)
+            ax.plot(steps, accs, label=name, linestyle="-" if "10x" not in name else "--")
+    ax.axhline(cfg.target_accuracy, color="grey", linewidth=0.8)
+    ax.set(xlabel="training step", ylabel="test accuracy", ylim=(0.5, 1.0),
+           title=f"BatchNorm: SGD lr={cfg.lr:g} and {cfg.high_lr_factor:g}x")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(run.plot_path("learning_curves"), dpi=110)
+    plt.close(fig)
+
+
+def evaluate(cfg: Config, run: Run) -> dict[str, float]:
+    """Final test accuracy of each variant, recomputed from its saved checkpoint."""
+    _, _, x_test, y_test = load_data(cfg)
+    out = {}
+    for name in VARIANTS:
+        result = run.variant(name).result or {}
+        if result.get("diverged_at") is not None:
+            out[f"{name}_final_accuracy"] = 0.0
+            continue
+        model = load_variant_model(cfg, run, name)
+        out[f"{name}_final_accuracy"] = accuracy(model, x_test, y_test, run.device)
+    return out

@@ -1,0 +1,90 @@
+"""Every registered recipe, parametrised over the registry: the smoke profile writes a complete run
+directory, `eval` reproduces its metrics, and a run SIGKILLed part-way resumes to the same metrics.
+
+New recipes are covered automatically. Timing metrics (named `*_s` or `*_per_s`) are excluded from
+the equality checks since wall time differs between runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from conftest import only_run_dir, read_summary, run_subprocess
+from torch_cookbook import recipes
+from torch_cookbook.cli import main
+from torch_cookbook.engine import checkpoint
+
+# batchnorm has its own, more detailed versions of these tests in test_batchnorm.py
+NAMES = [n for n in recipes.names() if n != "batchnorm"]
+# Recipes that cannot run in this environment declare why in SKIP_REASON (module attribute).
+
+
+def is_timing(key: str) -> bool:
+    return key.endswith("_s") or key.endswith("_per_s") or key.startswith("perf/")
+
+
+def comparable(metrics: dict) -> dict:
+    return {k: v for k, v in metrics.items() if not is_timing(k)}
+
+
+@pytest.fixture(scope="module", params=NAMES)
+def smoke(request, tmp_path_factory):
+    name = request.param
+    reason = getattr(recipes.get(name).module, "SKIP_REASON", None)
+    if reason:
+        pytest.skip(reason)
+    root = tmp_path_factory.mktemp(f"runs-{name}")
+    checkpoint.CALLS = 0
+    code = main(["run", name, "--profile", "smoke", "--runs-root", str(root), "--threads", "2"])
+    assert code == 0
+    return name, only_run_dir(root, name), checkpoint.CALLS
+
+
+def test_smoke_run_is_complete(smoke):
+    name, run_dir, calls = smoke
+    summary = read_summary(run_dir)
+    assert summary["recipe"] == name and summary["profile"] == "smoke"
+    assert summary["metrics"], "a recipe must report metrics"
+    for key, value in summary["metrics"].items():
+        assert value is None or isinstance(value, (int, float)), (key, value)
+    assert {t["metric"] for t in summary["targets"]} == {t.metric for t in recipes.get(name).targets}
+    assert list((run_dir / "plots").glob("*.png")), "a recipe must save at least one plot"
+    assert json.loads((run_dir / "config.json").read_text())["recipe"] == name
+    assert calls > 0, "training must report steps through Checkpointer.after_step"
+
+
+def test_eval_reproduces_summary(smoke, cli):
+    name, run_dir, _ = smoke
+    if not hasattr(recipes.get(name).module, "evaluate"):
+        pytest.skip(f"{name} has no evaluate()")
+    code, out, err = cli("eval", run_dir)
+    assert code == 0, err
+    result = json.loads(out)
+    for key, value in comparable(result["metrics"]).items():
+        assert value == pytest.approx(result["summary_metrics"][key], rel=1e-5, abs=1e-6), key
+
+
+@pytest.mark.skipif(os.environ.get("COOKBOOK_SKIP_RESUME") == "1", reason="COOKBOOK_SKIP_RESUME=1")
+def test_killed_run_resumes_to_same_metrics(smoke, tmp_path):
+    name, run_dir, calls = smoke
+    module = recipes.get(name).module
+    crash_at = max(1, calls * 2 // 3)
+    crashed = run_subprocess("run", name, "--profile", "smoke", "--runs-root", tmp_path, "--threads", "2",
+                             "--checkpoint_every", "2", env={"COOKBOOK_CRASH_AT_CALL": str(crash_at)})
+    assert crashed.returncode == -9, crashed.stdout[-2000:] + crashed.stderr[-2000:]
+    crashed_dir = only_run_dir(tmp_path, name)
+    assert not (crashed_dir / "summary.json").exists()
+    resumed = run_subprocess("run", "--resume", crashed_dir, "--threads", "2")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    expected = comparable(read_summary(run_dir)["metrics"])
+    got = comparable(read_summary(crashed_dir)["metrics"])
+    tolerance = getattr(module, "RESUME_TOLERANCE", 0.0)
+    assert got.keys() == expected.keys()
+    for key in expected:
+        if tolerance == 0.0 or expected[key] is None:
+            assert got[key] == expected[key], key
+        else:
+            assert got[key] == pytest.approx(expected[key], rel=tolerance, abs=tolerance), key
