@@ -169,30 +169,71 @@ def _resume(directory: Path, name: str | None, device: str | None = None, thread
 
 def execute(recipe: recipes.Recipe, cfg: Any, profile: str, root: Path = Path("runs"),
             directory: Path | None = None) -> int:
-    """Run a recipe (fresh, or resumed when `directory` is given), write its summary, print the verdict."""
+    """Run a recipe (fresh, or resumed when `directory` is given), write its summary, print the verdict.
+
+    Under torchrun (WORLD_SIZE > 1) every rank runs this: it joins the process group first, rank 0
+    picks the run directory and tells the others, ranks > 0 print nothing (their errors included: rank 0
+    reports the same one line), and every rank leaves the group at the end, whatever happened.
+    """
+    import os
+
+    import torch
+
+    from torch_cookbook.engine import distributed
     from torch_cookbook.engine.checkpoint import STOP
+    from torch_cookbook.engine.config import to_dict
     from torch_cookbook.engine.repro import seed_everything, select_device, set_threads
     from torch_cookbook.engine.runs import Run
 
     device = select_device(cfg.device)
     set_threads(cfg.threads)
-    seed_everything(cfg.seed)
-    if directory is None:
-        run = Run.create(recipe.name, cfg, profile, device, root=root)
-    else:
-        run = Run(directory, recipe.name, cfg, profile, device)
-    print(f"{recipe.name} ({profile} profile, seed {cfg.seed}, {device.type}): {run.dir}", flush=True)
-    STOP.install()
+    multi = distributed.launched_by_torchrun()
+    quiet = multi and distributed.rank() != 0
+    stdout = sys.stdout
+    if quiet:
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - closed in the finally below
     try:
-        metrics = recipe.run(cfg, run)
-    except Interrupted as e:
-        raise Interrupted(f"{e}; resume with: cookbook run --resume {run.dir}") from None
+        if multi:
+            if device.type == "cuda":
+                device = torch.device("cuda", distributed.local_rank())  # one GPU per rank
+            distributed.init_from_env(device, getattr(cfg, "backend", "auto"))
+        # Per-rank seeds: rank 0 uses the seed itself (a 1-process run is unchanged); recipes seed
+        # their model initialisation with cfg.seed explicitly, so every rank starts from the same weights.
+        seed_everything(cfg.seed + distributed.rank())
+        if directory is None and multi:
+            if distributed.is_main_process():
+                config = json.loads(json.dumps(to_dict(cfg)))
+                directory = distributed.previous_attempt(Path(root) / recipe.name, config)
+                if directory is None:
+                    directory = Run.create(recipe.name, cfg, profile, device, root=root).dir
+                    distributed.write_elastic_marker(directory)
+            directory = distributed.broadcast_object(directory)
+        if directory is None:
+            run = Run.create(recipe.name, cfg, profile, device, root=root)
+        else:
+            run = Run(directory, recipe.name, cfg, profile, device)
+        where = f"{device.type}, {distributed.world_size()} processes" if multi else device.type
+        print(f"{recipe.name} ({profile} profile, seed {cfg.seed}, {where}): {run.dir}", flush=True)
+        STOP.install()
+        try:
+            metrics = recipe.run(cfg, run)
+        except Interrupted as e:
+            raise Interrupted(f"{e}; resume with: cookbook run --resume {run.dir}") from None
+        finally:
+            STOP.uninstall()
+            run.close()
+        summary = run.write_summary(metrics, recipe.targets)
+        print_summary(summary)
+        return 0
+    except CookbookError as e:
+        if quiet:  # rank 0 prints the one line; the other ranks exit with the same code, silently
+            raise SystemExit(e.exit_code) from None
+        raise
     finally:
-        STOP.uninstall()
-        run.close()
-    summary = run.write_summary(metrics, recipe.targets)
-    print_summary(summary)
-    return 0
+        distributed.destroy()
+        if quiet:
+            sys.stdout.close()
+            sys.stdout = stdout
 
 
 def print_summary(summary: dict[str, Any]) -> None:
