@@ -14,8 +14,6 @@ import pytest
 
 from conftest import only_run_dir, read_summary, run_subprocess
 from torch_cookbook import recipes
-from torch_cookbook.cli import main
-from torch_cookbook.engine import checkpoint
 
 # batchnorm has its own, more detailed versions of these tests in test_batchnorm.py
 NAMES = [n for n in recipes.names() if n != "batchnorm"]
@@ -30,17 +28,14 @@ def comparable(metrics: dict) -> dict:
     return {k: v for k, v in metrics.items() if not is_timing(k)}
 
 
-@pytest.fixture(scope="module", params=NAMES)
-def smoke(request, tmp_path_factory):
+@pytest.fixture(params=NAMES)
+def smoke(request, smoke_runs):
     name = request.param
     reason = getattr(recipes.get(name).module, "SKIP_REASON", None)
     if reason:
         pytest.skip(reason)
-    root = tmp_path_factory.mktemp(f"runs-{name}")
-    checkpoint.CALLS = 0
-    code = main(["run", name, "--profile", "smoke", "--runs-root", str(root), "--threads", "2"])
-    assert code == 0
-    return name, only_run_dir(root, name), checkpoint.CALLS
+    run_dir, calls = smoke_runs(name)
+    return name, run_dir, calls
 
 
 def test_smoke_run_is_complete(smoke):

@@ -30,7 +30,7 @@ summary = "CNN on Fashion-MNIST with/without BatchNorm at 1x and 10x learning ra
 
 @dataclass
 class Config(BaseConfig):
-    steps: int = param(2000, "training steps per variant", low=1)
+    steps: int = param(1500, "training steps per variant", low=1)
     batch_size: int = param(128, "minibatch size", low=2)
     lr: float = param(0.01, "the normal SGD learning rate", low=0, low_open=True)
     high_lr_factor: float = param(10.0, "the high learning rate is lr times this", low=1)
