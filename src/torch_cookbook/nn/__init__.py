@@ -1,0 +1,1 @@
+"""Reusable modules the recipes are built from, importable on their own: `from torch_cookbook.nn import ...`."""
