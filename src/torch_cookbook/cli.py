@@ -143,12 +143,40 @@ def cmd_run(argv: list[str]) -> int:
     parser.add_argument("--profile", default="quick", choices=PROFILES,
                         help="smoke: seconds, for tests; quick: about a minute; full: reaches the target")
     parser.add_argument("--runs-root", type=Path, default=Path("runs"), help="where run directories go")
+    parser.add_argument("--config", type=Path, help="a JSON file of settings (flags given here override it)")
+    parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     add_config_flags(parser, recipe.Config)
     args = vars(parser.parse_args(argv))
-    profile, root = args.pop("profile"), args.pop("runs_root")
+    profile, root, config_file, print_only = (args.pop(k) for k in ("profile", "runs_root", "config", "print_config"))
     args.pop("name")
-    cfg = recipe.config(profile, args)
+    overrides = {**read_config_file(config_file), **args} if config_file else args
+    cfg = recipe.config(profile, overrides)
+    if print_only:
+        print(json.dumps(dataclasses.asdict(cfg), indent=2))
+        return 0
     return execute(recipe, cfg, profile, root=root)
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Settings from a JSON file, flattened to dotted keys; any problem is a one-line ConfigError."""
+    from torch_cookbook.engine.errors import ConfigError
+
+    try:
+        values = json.loads(path.read_text())
+    except OSError as e:
+        raise ConfigError(f"--config {path}: cannot read it ({e.strerror or e})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"--config {path}: not valid JSON ({getattr(e, 'msg', e)})") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"--config {path}: expected a JSON object of settings, got {type(values).__name__}")
+
+    def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            out.update(flatten(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+        return out
+
+    return flatten(values)
 
 
 def _resume(directory: Path, name: str | None, device: str | None = None, threads: int | None = None) -> int:
@@ -197,6 +225,9 @@ def execute(recipe: recipes.Recipe, cfg: Any, profile: str, root: Path = Path("r
             if device.type == "cuda":
                 device = torch.device("cuda", distributed.local_rank())  # one GPU per rank
             distributed.init_from_env(device, getattr(cfg, "backend", "auto"))
+        check_launch = getattr(recipe.module, "check_launch", None)
+        if check_launch is not None:  # launch-dependent checks (world size vs batch) before anything is written
+            check_launch(cfg)
         # Per-rank seeds: rank 0 uses the seed itself (a 1-process run is unchanged); recipes seed
         # their model initialisation with cfg.seed explicitly, so every rank starts from the same weights.
         seed_everything(cfg.seed + distributed.rank())

@@ -150,11 +150,12 @@ def unwrap(model: nn.Module) -> nn.Module:
 
 
 # ---- data ----------------------------------------------------------------------------------------
-def check_divisible(batch_size: int, size: int | None = None, flag: str = "--batch_size") -> int:
+def check_divisible(batch_size: int, size: int | None = None, flag: str = "--batch_size",
+                    parts: str = "the world size") -> int:
     """The per-rank batch; the global batch must split evenly, or ranks would average unequal batches."""
     size = size or world_size()
     if batch_size % size:
-        raise ConfigError(f"{flag} {batch_size}: not divisible by the world size {size}; "
+        raise ConfigError(f"{flag} {batch_size}: not divisible by {parts} {size}; "
                           f"use a multiple of {size} (for example {max(size, batch_size // size * size)})")
     return batch_size // size
 

@@ -290,8 +290,15 @@ def run_checks(cfg: Config, run: Run, x: torch.Tensor, y: torch.Tensor) -> dict[
 
 
 # ---- the recipe ----------------------------------------------------------------------------------
+def check_launch(cfg: Config) -> None:
+    """Called by the CLI once the process group exists, before the run directory is created."""
+    world = dist.world_size()
+    parts = "the world size" if cfg.accum_steps == 1 else f"world size x accum_steps = {world} x {cfg.accum_steps} ="
+    dist.check_divisible(cfg.batch_size, world * cfg.accum_steps, "--batch_size", parts)
+
+
 def run(cfg: Config, run: Run) -> dict[str, float | None]:
-    dist.check_divisible(cfg.batch_size, dist.world_size() * cfg.accum_steps, "--batch_size")
+    check_launch(cfg)
     data = load_data(cfg)
     metrics = train(cfg, run, data)
     metrics.update(run_checks(cfg, run, data[0], data[1]))
