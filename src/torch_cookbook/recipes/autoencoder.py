@@ -1,0 +1,314 @@
+"""Autoencoders on Fashion-MNIST: the seed's MLP, a convolutional AE, a denoising AE and a VAE.
+
+Seed Q67 gives an MLP autoencoder (784-128-64-12-3, sigmoid output) and stops there: no data, loss or
+training. This recipe trains it exactly as given, beside three better-suited models, each a variant of
+one run: a convolutional AE, the same conv AE trained to denoise (noisy input, clean target), and a VAE
+(reparameterisation, closed-form KL, samples from the prior). It reports test reconstruction MSE per
+model, k-NN (k=5) accuracy on the latent codes, and PCA with 3 components as the classical baseline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import torch
+from torch import nn
+
+from torch_cookbook.data import fashion_mnist
+from torch_cookbook.engine.checkpoint import load_checkpoint
+from torch_cookbook.engine.config import BaseConfig, Target, config_hash, param
+from torch_cookbook.engine.errors import ConfigError
+from torch_cookbook.engine.loop import autocast, backward_step, grad_scaler, minibatches
+from torch_cookbook.engine.progress import Progress
+from torch_cookbook.engine.runs import Run
+from torch_cookbook.nn.autoencoder import VAE, ConvAutoEncoder, SeedAutoEncoder, kl_divergence, vae_loss
+
+seed_question = "Q67 Autoencoder"
+summary = "Seed MLP AE (3-D code) vs conv AE, denoising AE and VAE on Fashion-MNIST: test MSE, k-NN on codes."
+
+
+@dataclass
+class Config(BaseConfig):
+    steps: int = param(4000, "training steps per model", low=1)
+    mlp_steps: int = param(0, "training steps for the seed MLP (0 = same as --steps)", low=0)
+    batch_size: int = param(128, "minibatch size", low=2)
+    lr: float = param(1e-3, "Adam learning rate", low=0, low_open=True)
+    width: int = param(16, "channels of the first conv layer of the conv models (the second has twice)", low=1)
+    conv_latent: int = param(32, "code size of the conv and denoising autoencoders", low=1)
+    vae_latent: int = param(16, "latent size of the VAE", low=1)
+    noise_std: float = param(0.3, "std of the Gaussian noise added for the denoising AE (pixels in [0, 1])",
+                             low=0, high=1, low_open=True)
+    knn_k: int = param(5, "neighbours of the k-NN classifier on latent codes", low=1)
+    eval_every: int = param(500, "log test MSE (on up to 2,000 test images) every N steps", low=1)
+    train_subset: int = param(0, "train on the first N images (0 = all 60,000)", low=0)
+    eval_subset: int = param(0, "evaluate on the first N test images (0 = all 10,000)", low=0)
+
+
+profiles = {
+    "smoke": {"steps": 30, "eval_every": 10, "train_subset": 2048, "eval_subset": 512, "width": 4},
+    "quick": {"steps": 600, "eval_every": 100, "eval_subset": 5000},
+    "full": {},
+}
+
+targets = [
+    Target("mse_ratio_mlp_over_conv", ">=", 2.0),  # conv AE's test MSE at least 2× lower than the seed MLP's
+    Target("mlp_knn_accuracy", ">=", 0.70),  # k-NN on the seed model's 3-D codes
+    Target("vae_samples_saved", ">=", 1.0),  # the VAE's samples-from-the-prior grid was written
+]
+
+MODELS = ("mlp", "conv", "denoising", "vae")  # the variants, trained in this order
+
+
+# ---- data ----------------------------------------------------------------------------------------
+def load_data(cfg: Config) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Pixels in [0, 1] (the seed's sigmoid output can only reach that range), labels for k-NN."""
+    data = fashion_mnist.load()
+    n_train = cfg.train_subset or len(data.train_labels)
+    n_test = cfg.eval_subset or len(data.test_labels)
+    x_train = fashion_mnist.as_float(data.train_images[:n_train], normalize=False)
+    x_test = fashion_mnist.as_float(data.test_images[:n_test], normalize=False)
+    return x_train, data.train_labels[:n_train], x_test, data.test_labels[:n_test]
+
+
+def add_noise(x: torch.Tensor, std: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Gaussian pixel noise, clipped back to valid pixels."""
+    return (x + std * torch.randn(x.shape, generator=generator)).clamp(0, 1)
+
+
+def build(name: str, cfg: Config) -> nn.Module:
+    torch.manual_seed(cfg.seed)  # every model starts from the same seed's stream
+    if name == "mlp":
+        return SeedAutoEncoder()
+    if name == "vae":
+        return VAE(cfg.vae_latent, cfg.width)
+    return ConvAutoEncoder(cfg.conv_latent, cfg.width)
+
+
+def reconstruct(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The model's deterministic reconstruction of x (N, 1, 28, 28) in [0, 1]."""
+    if isinstance(model, SeedAutoEncoder):
+        return model(x.flatten(1)).view_as(x)
+    if isinstance(model, VAE):
+        return model.reconstruct(x)
+    return model(x)
+
+
+# ---- train one model -----------------------------------------------------------------------------
+def train_variant(cfg: Config, run: Run, name: str, data: tuple) -> dict[str, float]:
+    x_train, _, x_test, _ = data
+    device = run.device
+    steps = (cfg.mlp_steps or cfg.steps) if name == "mlp" else cfg.steps
+    model = build(name, cfg).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    scaler = grad_scaler(device, cfg.amp)
+    ckpt = run.checkpointer(every=cfg.eval_every, model=model, optimizer=optimizer, scaler=scaler)
+    start = ckpt.restore()
+
+    model.train()
+    with Progress(steps, f"autoencoder {name}", start=start) as bar:
+        for step, _epoch, idx in minibatches(len(x_train), cfg.batch_size, cfg.seed, start_step=start):
+            if step >= steps:
+                break
+            clean = x_train[idx]
+            # The denoising AE sees a fresh noisy copy each step and must reproduce the clean image.
+            inputs = add_noise(clean, cfg.noise_std) if name == "denoising" else clean
+            clean, inputs = clean.to(device), inputs.to(device)
+            with autocast(device, cfg.amp):
+                if name == "vae":
+                    logits, mu, logvar = model(inputs)
+                    loss, _, kl = vae_loss(logits.float(), clean, mu.float(), logvar.float())
+                else:
+                    loss = nn.functional.mse_loss(reconstruct(model, inputs).float(), clean)
+            backward_step(loss, optimizer, scaler)
+            done = step + 1
+            bar.advance(1, loss=loss.item())
+            if done % cfg.eval_every == 0 or done == steps:
+                record = {"train/loss": loss.item(), "eval/mse": test_mse(model, x_test[:2000], device)}
+                if name == "vae":
+                    record["train/kl"] = kl.item()
+                run.log(record, done)
+            ckpt.after_step(done, loss.detach())
+    ckpt.save(steps)
+    return run.finish({"test_mse": test_mse(model, x_test, device), "steps": steps})
+
+
+@torch.no_grad()
+def test_mse(model: nn.Module, x: torch.Tensor, device: torch.device, batch: int = 1000) -> float:
+    """Mean squared error per pixel over x, reconstructions in eval mode (VAE: from the posterior mean)."""
+    was_training = model.training
+    model.eval()
+    total = 0.0
+    for i in range(0, len(x), batch):
+        xb = x[i:i + batch].to(device)
+        total += (reconstruct(model, xb).float() - xb).pow(2).sum().item()
+    model.train(was_training)
+    return total / x.numel()
+
+
+@torch.no_grad()
+def codes(model: nn.Module, x: torch.Tensor, device: torch.device, batch: int = 2000) -> torch.Tensor:
+    model.eval()
+    return torch.cat([model.encode(x[i:i + batch].to(device)).float().cpu() for i in range(0, len(x), batch)])
+
+
+def knn_accuracy(train_codes: torch.Tensor, y_train: torch.Tensor, test_codes: torch.Tensor,
+                 y_test: torch.Tensor, k: int) -> float:
+    from sklearn.neighbors import KNeighborsClassifier
+
+    knn = KNeighborsClassifier(n_neighbors=k).fit(train_codes.numpy(), y_train.numpy())
+    return float((knn.predict(test_codes.numpy()) == y_test.numpy()).mean())
+
+
+# ---- the recipe ----------------------------------------------------------------------------------
+def run(cfg: Config, run: Run) -> dict[str, float | None]:
+    data = load_data(cfg)
+    if len(data[0]) < cfg.batch_size:
+        raise ConfigError(f"--batch_size {cfg.batch_size}: larger than the {len(data[0])} training images")
+    for name in MODELS:
+        sub = run.variant(name)
+        if sub.result is None:
+            train_variant(cfg, sub, name, data)
+
+    models = {name: load_model(cfg, run, name) for name in MODELS}
+    metrics = measure(cfg, models, data, run.device)
+    plot_reconstructions(cfg, run, models, data[2])
+    plot_latent_space(cfg, run, models["mlp"], data[2], data[3])
+    metrics["vae_samples_saved"] = float(plot_vae_samples(cfg, run, models["vae"]))
+    plot_curves(run)
+    return metrics
+
+
+def measure(cfg: Config, models: dict[str, nn.Module], data: tuple, device: torch.device) -> dict[str, float]:
+    """Test MSE and k-NN accuracy per model, denoising on noisy test images, and PCA-3 as the baseline."""
+    from sklearn.decomposition import PCA
+
+    x_train, y_train, x_test, y_test = data
+    out: dict[str, float] = {}
+    for name, model in models.items():
+        out[f"{name}_test_mse"] = test_mse(model, x_test, device)
+    out["mse_ratio_mlp_over_conv"] = out["mlp_test_mse"] / out["conv_test_mse"]
+    for name, model in models.items():
+        out[f"{name}_knn_accuracy"] = knn_accuracy(codes(model, x_train, device), y_train,
+                                                   codes(model, x_test, device), y_test, cfg.knn_k)
+
+    # Denoising: the same noisy test images (fixed generator) through the plain and the denoising conv AE.
+    noisy = add_noise(x_test, cfg.noise_std, torch.Generator().manual_seed(cfg.seed + 2))
+    out["noisy_input_mse"] = (noisy - x_test).pow(2).mean().item()
+    for name in ("conv", "denoising"):
+        out[f"{name}_on_noisy_mse"] = mse_against(models[name], noisy, x_test, device)
+
+    vae = models["vae"].eval()
+    with torch.no_grad():
+        mu, logvar = vae.posterior(x_test.to(device))
+    out["vae_test_kl"] = kl_divergence(mu, logvar).mean().item()  # nats per image
+
+    # Classical baseline: PCA with as many components as the seed's code (3), fitted on the train set.
+    pca = PCA(n_components=3, svd_solver="full").fit(x_train.flatten(1).numpy())
+    test_pca = pca.transform(x_test.flatten(1).numpy())
+    recon = torch.from_numpy(pca.inverse_transform(test_pca)).float().clamp(0, 1)
+    out["pca3_test_mse"] = (recon - x_test.flatten(1)).pow(2).mean().item()
+    out["pca3_knn_accuracy"] = knn_accuracy(torch.from_numpy(pca.transform(x_train.flatten(1).numpy())), y_train,
+                                            torch.from_numpy(test_pca), y_test, cfg.knn_k)
+    return out
+
+
+@torch.no_grad()
+def mse_against(model: nn.Module, inputs: torch.Tensor, target: torch.Tensor, device: torch.device) -> float:
+    model.eval()
+    total = sum((reconstruct(model, inputs[i:i + 1000].to(device)).float().cpu() - target[i:i + 1000])
+                .pow(2).sum().item() for i in range(0, len(inputs), 1000))
+    return total / target.numel()
+
+
+def load_model(cfg: Config, run: Run, name: str) -> nn.Module:
+    path = run.dir / "variants" / name / "checkpoints" / "last.pt"
+    ckpt = load_checkpoint(path, "autoencoder", config_hash(cfg))
+    model = build(name, cfg)
+    model.load_state_dict(ckpt["state"]["model"])
+    return model.to(run.device).eval()
+
+
+def evaluate(cfg: Config, run: Run) -> dict[str, float]:
+    """Every measured number, recomputed from the four saved checkpoints."""
+    data = load_data(cfg)
+    return measure(cfg, {name: load_model(cfg, run, name) for name in MODELS}, data, run.device)
+
+
+# ---- plots ---------------------------------------------------------------------------------------
+def _show_rows(rows: list[tuple[str, torch.Tensor]], path, title: str) -> None:
+    n = rows[0][1].shape[0]
+    fig, axes = plt.subplots(len(rows), n, figsize=(n * 0.9, len(rows) * 1.0 + 0.4))
+    for r, (label, images) in enumerate(rows):
+        for c in range(n):
+            ax = axes[r, c]
+            ax.imshow(images[c, 0].numpy(), cmap="gray", vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c == 0:
+                ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+@torch.no_grad()
+def plot_reconstructions(cfg: Config, run: Run, models: dict[str, nn.Module], x_test: torch.Tensor) -> None:
+    if not run.is_main:
+        return
+    x = x_test[:10]
+    noisy = add_noise(x, cfg.noise_std, torch.Generator().manual_seed(cfg.seed + 2))
+    rows = [("test image", x)]
+    rows += [(f"{name} AE" if name != "vae" else "VAE", reconstruct(models[name], x.to(run.device)).cpu())
+             for name in ("mlp", "conv", "vae")]
+    rows += [("noisy input", noisy), ("denoising AE", reconstruct(models["denoising"], noisy.to(run.device)).cpu())]
+    _show_rows(rows, run.plot_path("reconstructions"), "test images and their reconstructions")
+
+
+@torch.no_grad()
+def plot_latent_space(cfg: Config, run: Run, model: nn.Module, x_test: torch.Tensor, y_test: torch.Tensor) -> None:
+    if not run.is_main:
+        return
+    z = codes(model, x_test, run.device).numpy()
+    fig = plt.figure(figsize=(8, 6.5))
+    ax = fig.add_subplot(projection="3d")
+    cmap = plt.get_cmap("tab10")
+    for c in range(10):
+        pts = z[(y_test == c).numpy()][:400]  # at most 400 per class keeps the plot readable
+        ax.scatter(pts[:, 0], pts[:, 1], pts[:, 2], s=3, color=cmap(c), label=fashion_mnist.CLASSES[c])
+    ax.set(xlabel="z1", ylabel="z2", zlabel="z3", title="seed MLP autoencoder: 3-D codes of test images")
+    ax.legend(markerscale=4, fontsize=7, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(run.plot_path("latent_space_3d"), dpi=90)
+    plt.close(fig)
+
+
+def plot_vae_samples(cfg: Config, run: Run, vae: VAE) -> bool:
+    """Samples decoded from the prior N(0, I); True when the grid was written."""
+    if not run.is_main:
+        return False
+    from torchvision.utils import make_grid
+
+    images = vae.eval().sample(64, torch.Generator().manual_seed(cfg.seed)).cpu()
+    path = run.plot_path("vae_samples")
+    plt.imsave(path, make_grid(images, nrow=8, padding=2, pad_value=1.0)[0].numpy(), cmap="gray", vmin=0, vmax=1)
+    return path.is_file()
+
+
+def plot_curves(run: Run) -> None:
+    if not run.is_main:
+        return
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name in MODELS:
+        curve = run.variant(name).history("eval/mse")
+        if curve:
+            ax.plot(*zip(*curve), label=name)
+    ax.set(xlabel="training step", ylabel="test MSE per pixel", yscale="log", title="reconstruction error")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(run.plot_path("learning_curves"), dpi=100)
+    plt.close(fig)

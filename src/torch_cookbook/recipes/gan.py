@@ -1,0 +1,307 @@
+"""DCGAN on Fashion-MNIST with the non-saturating generator loss, measured by FID and mode coverage.
+
+Seed Q31 lists the steps of a GAN in words and says the loss is "cross-entropy". This recipe makes that
+precise: D minimises BCE(D(x), 1) + BCE(D(G(z)), 0) on detached fakes, and G minimises BCE(D(G(z)), 1) =
+-log D(G(z)), the non-saturating loss, instead of the minimax log(1 - D(G(z))) whose gradient vanishes
+exactly when G is bad. Quality is measured, not eyeballed: FID in the feature space of a Fashion-MNIST
+classifier (Inception weights cannot be downloaded here) beside the real-train-vs-real-test floor, and
+the class histogram of 10,000 samples with its KL divergence to uniform (mode coverage).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import torch
+from torch import nn
+
+from torch_cookbook.data import fashion_mnist
+from torch_cookbook.engine.checkpoint import load_checkpoint
+from torch_cookbook.engine.config import BaseConfig, Target, config_hash, param
+from torch_cookbook.engine.errors import ConfigError
+from torch_cookbook.engine.loop import autocast, backward_step, grad_scaler, minibatches
+from torch_cookbook.engine.progress import Progress
+from torch_cookbook.engine.runs import Run
+from torch_cookbook.nn.fmnist_features import (
+    FashionClassifier,
+    FeatureExtractor,
+    cached_classifier,
+    load_classifier,
+    save_classifier,
+)
+from torch_cookbook.nn.gan import Discriminator, Generator, dcgan_init
+
+seed_question = "Q31 GAN"
+summary = "DCGAN on Fashion-MNIST (non-saturating loss): FID vs the real-data floor, mode coverage, sample grids."
+
+
+@dataclass
+class Config(BaseConfig):
+    steps: int = param(3000, "training steps (one D update and one G update each)", low=1)
+    batch_size: int = param(64, "minibatch size", low=2)
+    latent_dim: int = param(64, "size of the noise vector z", low=1)
+    g_width: int = param(16, "generator width (channels of its 14×14 layer / 2)", low=1)
+    d_width: int = param(16, "discriminator width (channels of its first layer / 2)", low=1)
+    lr_g: float = param(2e-4, "Adam learning rate of G", low=0, low_open=True)
+    lr_d: float = param(2e-4, "Adam learning rate of D", low=0, low_open=True)
+    beta1: float = param(0.5, "Adam beta1 (DCGAN uses 0.5: less momentum suits the moving target)", low=0, high=1,
+                         high_open=True)
+    log_every: int = param(50, "log losses every N steps", low=1)
+    train_subset: int = param(0, "train on the first N images (0 = all 60,000)", low=0)
+    eval_samples: int = param(10000, "generated samples for FID and the class histogram", low=2)
+    fid_real: int = param(10000, "real test images (and real train images for the floor) in FID", low=2, high=10000)
+    grid_size: int = param(64, "samples in the fixed-noise grid saved every epoch", low=1, high=400)
+
+
+profiles = {
+    "smoke": {"steps": 24, "batch_size": 32, "train_subset": 256, "log_every": 4, "eval_samples": 500,
+              "fid_real": 500, "g_width": 4, "d_width": 4, "grid_size": 16},
+    "quick": {"steps": 500, "eval_samples": 5000, "fid_real": 5000},
+    "full": {},
+}
+
+targets = [
+    Target("fid_ratio", "<=", 5.0),  # FID within 5× the real-train-vs-real-test floor
+    Target("min_class_fraction", ">=", 0.05),  # every class at least 5% of the samples
+    Target("kl_to_uniform", "<=", 0.05),  # class histogram close to uniform: no mode collapse
+]
+
+
+# ---- data ----------------------------------------------------------------------------------------
+def load_data(cfg: Config) -> tuple[fashion_mnist.FashionMNIST, torch.Tensor]:
+    data = fashion_mnist.load()
+    n = cfg.train_subset or len(data.train_labels)
+    x_train = fashion_mnist.as_float(data.train_images[:n], normalize=False) * 2 - 1  # [-1, 1] like tanh
+    return data, x_train
+
+
+def build_models(cfg: Config, device: torch.device) -> tuple[Generator, Discriminator]:
+    torch.manual_seed(cfg.seed)
+    g = Generator(cfg.latent_dim, cfg.g_width)
+    d = Discriminator(cfg.d_width)
+    g.apply(dcgan_init)
+    d.apply(dcgan_init)
+    return g.to(device), d.to(device)
+
+
+def instrument(run: Run, data: fashion_mnist.FashionMNIST) -> tuple[FashionClassifier, float]:
+    """The classifier that measures FID and coverage: the run's own copy if it has one, else the cached one."""
+    path = run.dir / "checkpoints" / "feature_classifier.pt"
+    if path.exists():
+        return load_classifier(path)
+    model, accuracy = cached_classifier(data)
+    if run.is_main:
+        save_classifier(model, accuracy, path)
+    return model, accuracy
+
+
+# ---- train ---------------------------------------------------------------------------------------
+def run(cfg: Config, run: Run) -> dict[str, float | None]:
+    data, x_train = load_data(cfg)
+    if len(x_train) < cfg.batch_size:
+        raise ConfigError(f"--batch_size {cfg.batch_size}: larger than the {len(x_train)} training images")
+    classifier, classifier_accuracy = instrument(run, data)
+    device = run.device
+    g, d = build_models(cfg, device)
+    untrained_fid = measure(cfg, g, classifier, data, device)["fid"]  # baseline: G before any training
+
+    opt_g = torch.optim.Adam(g.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, 0.999))
+    opt_d = torch.optim.Adam(d.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, 0.999))
+    scaler_g, scaler_d = grad_scaler(device, cfg.amp), grad_scaler(device, cfg.amp)
+    ckpt = run.checkpointer(every=cfg.log_every * 4, g=g, d=d, opt_g=opt_g, opt_d=opt_d,
+                            scaler_g=scaler_g, scaler_d=scaler_d)
+    start = ckpt.restore()
+    fixed_z = torch.randn(cfg.grid_size, cfg.latent_dim, generator=torch.Generator().manual_seed(cfg.seed))
+    steps_per_epoch = len(x_train) // cfg.batch_size
+    bce = nn.functional.binary_cross_entropy_with_logits
+
+    g.train()
+    d.train()
+    with Progress(cfg.steps, "gan", start=start) as bar:
+        for step, _epoch, idx in minibatches(len(x_train), cfg.batch_size, cfg.seed, start_step=start):
+            if step >= cfg.steps:
+                break
+            real = x_train[idx].to(device)
+            ones = torch.ones(len(idx), device=device)
+            zeros = torch.zeros(len(idx), device=device)
+            z = torch.randn(len(idx), cfg.latent_dim, device=device)
+
+            # D step: real → 1, fake → 0. The fakes are detached: this step must not move G.
+            with autocast(device, cfg.amp):
+                fake = g(z)
+                d_real, d_fake = d(real), d(fake.detach())
+                d_loss = bce(d_real, ones) + bce(d_fake, zeros)
+            backward_step(d_loss, opt_d, scaler_d)
+
+            # G step, non-saturating: maximise log D(G(z)) (labels 1), not minimise log(1 - D(G(z))).
+            with autocast(device, cfg.amp):
+                d_on_fake = d(fake)
+                g_loss = bce(d_on_fake, ones)
+            backward_step(g_loss, opt_g, scaler_g)
+
+            done = step + 1
+            bar.advance(1, d_loss=d_loss.item(), g_loss=g_loss.item())
+            if done % cfg.log_every == 0 or done == cfg.steps:
+                run.log({"train/d_loss": d_loss.item(), "train/g_loss": g_loss.item(),
+                         "train/d_real": torch.sigmoid(d_real).mean().item(),
+                         "train/d_fake": torch.sigmoid(d_fake).mean().item()}, done)
+            if done % steps_per_epoch == 0 or done == cfg.steps:
+                save_grid(g, fixed_z, run.plot_path(f"samples_epoch{math.ceil(done / steps_per_epoch):02d}"), run)
+            ckpt.after_step(done, d_loss.detach() + g_loss.detach())
+    ckpt.save(cfg.steps)
+
+    metrics = measure(cfg, g, classifier, data, device)
+    save_grid(g, fixed_z, run.plot_path("samples"), run)
+    plot_losses(run)
+    plot_histogram(run, metrics)
+    return {**metrics, "fid_untrained_generator": untrained_fid, "classifier_test_accuracy": classifier_accuracy}
+
+
+# ---- evaluate ------------------------------------------------------------------------------------
+@torch.no_grad()
+def generate(g: Generator, n: int, seed: int, device: torch.device, batch: int = 1000) -> torch.Tensor:
+    """n samples in [0, 1] from G in eval mode (BN running statistics), from a noise stream of their own."""
+    was_training = g.training
+    g.eval()
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    for i in range(0, n, batch):
+        z = torch.randn(min(batch, n - i), g.latent_dim, generator=gen)
+        out.append(((g(z.to(device)).float().cpu() + 1) / 2).clamp(0, 1))
+    g.train(was_training)
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def fid(extractor: FeatureExtractor, real: torch.Tensor, other: torch.Tensor, batch: int = 1000) -> float:
+    """torchmetrics' FID with our classifier's penultimate layer as the feature extractor."""
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
+    metric = FrechetInceptionDistance(feature=extractor)
+    for i in range(0, len(real), batch):
+        metric.update(real[i:i + batch], real=True)
+    for i in range(0, len(other), batch):
+        metric.update(other[i:i + batch], real=False)
+    return metric.compute().item()
+
+
+@torch.no_grad()
+def measure(cfg: Config, g: Generator, classifier: FashionClassifier, data: fashion_mnist.FashionMNIST,
+            device: torch.device) -> dict[str, float]:
+    """FID against real test images, the floor (real train vs real test), and the class histogram."""
+    extractor = FeatureExtractor(classifier)
+    real_test = fashion_mnist.as_float(data.test_images[:cfg.fid_real], normalize=False)
+    train_pick = torch.randperm(len(data.train_images), generator=torch.Generator().manual_seed(cfg.seed))
+    real_train = fashion_mnist.as_float(data.train_images[train_pick[:cfg.fid_real]], normalize=False)
+    fakes = generate(g, cfg.eval_samples, cfg.seed + 1, device)
+
+    fid_fake = fid(extractor, real_test, fakes)
+    floor = fid(extractor, real_test, real_train)
+    classes = torch.cat([classifier(fakes[i:i + 1000]).argmax(1) for i in range(0, len(fakes), 1000)])
+    frac = torch.bincount(classes, minlength=10).double() / len(classes)
+    kl = (frac * (frac.clamp_min(1e-12) * 10).log()).sum().item()  # KL(p || uniform), 0·log 0 = 0
+    out = {"fid": fid_fake, "fid_floor": floor, "fid_ratio": fid_fake / floor, "kl_to_uniform": kl,
+           "min_class_fraction": frac.min().item(), "max_class_fraction": frac.max().item()}
+    out.update({f"class_fraction_{i}": frac[i].item() for i in range(10)})
+    return out
+
+
+def load_generator(cfg: Config, run: Run) -> Generator:
+    ckpt = load_checkpoint(run.dir / "checkpoints" / "last.pt", "gan", config_hash(cfg))
+    g = Generator(cfg.latent_dim, cfg.g_width)
+    g.load_state_dict(ckpt["state"]["g"])
+    return g.to(run.device).eval()
+
+
+def evaluate(cfg: Config, run: Run) -> dict[str, float]:
+    """FID, floor and coverage recomputed from the saved generator and the run's classifier copy."""
+    data, _ = load_data(cfg)
+    classifier, _ = instrument(run, data)
+    return measure(cfg, load_generator(cfg, run), classifier, data, run.device)
+
+
+# ---- predict: new samples ------------------------------------------------------------------------
+def predict_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--n", type=int, default=64, help="how many samples (1-1024)")
+    parser.add_argument("--out", type=Path, default=None, help="PNG file to write [RUN_DIR/plots/predicted.png]")
+    parser.add_argument("--sample-seed", type=int, default=0, help="seed of the noise")
+
+
+def predict(cfg: Config, run: Run, args: argparse.Namespace) -> Path:
+    if not 1 <= args.n <= 1024:
+        raise ConfigError(f"--n {args.n}: out of range, allowed [1, 1024]")
+    out = Path(args.out) if args.out is not None else run.dir / "plots" / "predicted.png"
+    if out.suffix.lower() != ".png":
+        raise ConfigError(f"--out {out}: the grid is written as PNG; give a path ending in .png")
+    if not out.parent.is_dir():
+        raise ConfigError(f"--out {out}: folder {out.parent} does not exist")
+    g = load_generator(cfg, run)
+    save_image_grid(generate(g, args.n, args.sample_seed, run.device), out)
+    print(f"wrote {args.n} samples to {out}")
+    return out
+
+
+# ---- plots ---------------------------------------------------------------------------------------
+def save_image_grid(images: torch.Tensor, path: Path) -> None:
+    """Images in [0, 1], (N, 1, 28, 28) → one PNG grid, about square."""
+    from torchvision.utils import make_grid
+
+    nrow = math.ceil(math.sqrt(len(images)))
+    grid = make_grid(images, nrow=nrow, padding=2, pad_value=1.0)[0]
+    plt.imsave(path, grid.numpy(), cmap="gray", vmin=0, vmax=1)
+
+
+def save_grid(g: Generator, z: torch.Tensor, path: Path, run: Run) -> None:
+    if not run.is_main:
+        return
+    was_training = g.training
+    g.eval()
+    with torch.no_grad():
+        images = ((g(z.to(run.device)).float().cpu() + 1) / 2).clamp(0, 1)
+    g.train(was_training)
+    save_image_grid(images, path)
+
+
+def plot_losses(run: Run) -> None:
+    if not run.is_main:
+        return
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    for key, label in (("train/d_loss", "D loss"), ("train/g_loss", "G loss (non-saturating)")):
+        curve = run.history(key)
+        if curve:
+            ax1.plot(*zip(*curve), label=label)
+    for key, label in (("train/d_real", "D(x), real"), ("train/d_fake", "D(G(z)), fake")):
+        curve = run.history(key)
+        if curve:
+            ax2.plot(*zip(*curve), label=label)
+    ax1.set(xlabel="step", ylabel="loss", title="GAN losses")
+    ax2.set(xlabel="step", ylabel="mean probability", ylim=(0, 1), title="discriminator outputs")
+    ax1.legend()
+    ax2.legend()
+    fig.tight_layout()
+    fig.savefig(run.plot_path("losses"), dpi=100)
+    plt.close(fig)
+
+
+def plot_histogram(run: Run, metrics: dict[str, float]) -> None:
+    if not run.is_main:
+        return
+    fig, ax = plt.subplots(figsize=(8, 3.8))
+    fractions = [metrics[f"class_fraction_{i}"] for i in range(10)]
+    ax.bar(range(10), fractions, color="tab:blue")
+    ax.axhline(0.1, color="grey", linewidth=0.8, label="uniform")
+    ax.axhline(0.05, color="tab:red", linewidth=0.8, linestyle="--", label="target minimum 5%")
+    ax.set_xticks(range(10), fashion_mnist.CLASSES, rotation=30, ha="right")
+    ax.set(ylabel="fraction of samples",
+           title=f"classes of generated samples (KL to uniform {metrics['kl_to_uniform']:.3f})")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(run.plot_path("class_histogram"), dpi=100)
+    plt.close(fig)
