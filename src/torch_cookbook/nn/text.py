@@ -1,0 +1,54 @@
+"""Two fast text classifiers over right-padded token batches (B, T), padding id 0.
+
+BagOfEmbeddings  fastText-style: mean of token embeddings (padding excluded) → linear. Order-blind, very fast.
+KimCNN           Kim (2014): embeddings → parallel 1-D convolutions of widths 3/4/5 → max over time → linear.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+__all__ = ["BagOfEmbeddings", "KimCNN"]
+
+
+class BagOfEmbeddings(nn.Module):
+    """Mean of the embeddings of the real tokens, dropout, linear: a strong baseline for topic classification."""
+
+    def __init__(self, vocab_size: int, num_classes: int, embed_dim: int = 64, dropout: float = 0.0,
+                 pad_id: int = 0) -> None:
+        super().__init__()
+        self.pad_id = pad_id
+        self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=pad_id)
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(embed_dim, num_classes)
+
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        mask = (tokens != self.pad_id).unsqueeze(-1).float()
+        # The padding row of the embedding is zero, but dividing by the true count matters: a mean over T
+        # would shrink short texts towards zero.
+        mean = (self.embed(tokens) * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+        return self.head(self.dropout(mean))
+
+
+class KimCNN(nn.Module):
+    """Convolutions of several widths over the embedded text, max-pooled over time (Kim, 2014)."""
+
+    def __init__(self, vocab_size: int, num_classes: int, embed_dim: int = 64, filters: int = 64,
+                 widths: tuple[int, ...] = (3, 4, 5), dropout: float = 0.5, pad_id: int = 0) -> None:
+        super().__init__()
+        self.pad_id = pad_id
+        self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=pad_id)
+        self.convs = nn.ModuleList(nn.Conv1d(embed_dim, filters, w, padding=w // 2) for w in widths)
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(filters * len(widths), num_classes)
+
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        x = self.embed(tokens).transpose(1, 2)  # (B, E, T): Conv1d wants channels first
+        mask = (tokens != self.pad_id).unsqueeze(1)
+        pooled = []
+        for conv in self.convs:
+            h = torch.relu(conv(x))[..., :tokens.size(1)]  # even widths give T+1 outputs; drop the extra one
+            # Max over real positions only, so the padding length cannot change the prediction.
+            pooled.append(h.masked_fill(~mask, float("-inf")).amax(2).clamp(min=0.0))
+        return self.head(self.dropout(torch.cat(pooled, dim=1)))

@@ -1,0 +1,330 @@
+"""Text classification: bag-of-embeddings, Kim CNN and a packed BiLSTM vs TF-IDF + logistic regression.
+
+Seed Q39 lists the steps (tokenise, build a vocabulary, split, model, cross-entropy, optimiser, evaluate with
+accuracy/precision/recall/F1) without code. This recipe does each step on two real offline datasets: BBC News
+topics (5 classes) and drug-review sentiment (3 classes, small and harder). A WordPiece (or BPE) tokenizer is
+trained on the training split only and saved with the run; every model is selected on the validation split
+and scored once on the test split, next to a TF-IDF + logistic-regression baseline on the same split.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from torch import nn
+
+from torch_cookbook.data import text as textdata
+from torch_cookbook.engine.checkpoint import load_checkpoint
+from torch_cookbook.engine.config import BaseConfig, Target, config_hash, param
+from torch_cookbook.engine.errors import DataError
+from torch_cookbook.engine.loop import autocast, backward_step, grad_scaler, minibatches
+from torch_cookbook.engine.progress import Progress
+from torch_cookbook.engine.runs import Run
+from torch_cookbook.nn.lstm import LSTMClassifier
+from torch_cookbook.nn.text import BagOfEmbeddings, KimCNN
+
+seed_question = "Q39 text classification"
+summary = "BBC News topics and drug-review sentiment: bag-of-embeddings, Kim CNN, BiLSTM vs TF-IDF + LR."
+
+MODELS = ("bow", "cnn", "lstm")
+
+
+@dataclass
+class Config(BaseConfig):
+    datasets: list[str] = param(["bbc", "drugs"], "datasets to train on", choices=textdata.DATASETS)
+    models: list[str] = param(list(MODELS), "neural models to train", choices=MODELS)
+    tokenizer: str = param("wordpiece", "subword tokenizer trained on the training split", choices=("wordpiece", "bpe"))
+    vocab_size: int = param(8000, "tokenizer vocabulary size", low=100, high=100000)
+    max_len: int = param(256, "tokens kept per text (the start of it)", low=8, high=4096)
+    embed_dim: int = param(64, "token embedding size", low=2)
+    hidden: int = param(64, "LSTM hidden size per direction; CNN filters per width", low=2)
+    dropout: float = param(0.3, "dropout before the classifier head", low=0, high=1, high_open=True)
+    steps: int = param(600, "training steps per model", low=1)
+    batch_size: int = param(32, "minibatch size", low=2)
+    lr: float = param(3e-3, "Adam learning rate", low=0, low_open=True)
+    weight_decay: float = param(1e-4, "AdamW weight decay", low=0)
+    clip: float = param(1.0, "gradient-norm clip (0 = off); LSTMs need it early in training", low=0)
+    eval_every: int = param(50, "validate every N steps; the best validation macro-F1 is kept", low=1)
+    val_fraction: float = param(0.1, "validation share of each class", low=0.01, high=0.5)
+    test_fraction: float = param(0.2, "test share of each class", low=0.01, high=0.5)
+    tfidf_c: float = param(10.0, "inverse regularisation C of the TF-IDF logistic regression", low=0, low_open=True)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        from torch_cookbook.engine.errors import ConfigError
+
+        if not self.datasets or not self.models:
+            raise ConfigError("--datasets and --models need at least one value each")
+        if len(set(self.datasets)) != len(self.datasets) or len(set(self.models)) != len(self.models):
+            raise ConfigError("--datasets and --models must not repeat a value")
+
+
+profiles = {
+    "smoke": {"datasets": ["drugs"], "vocab_size": 1000, "max_len": 48, "embed_dim": 16, "hidden": 16, "steps": 16,
+              "eval_every": 8, "batch_size": 16},
+    "quick": {"datasets": ["bbc"], "max_len": 128, "steps": 200, "eval_every": 50},
+    "full": {},
+}
+
+targets = [
+    # The best neural model (chosen on validation) matches TF-IDF + logistic regression on BBC's test split.
+    Target("bbc_best_neural_minus_tfidf_macro_f1", ">=", 0.0),
+]
+
+
+# ---- models ----------------------------------------------------------------------------------------
+def make_model(name: str, cfg: Config, vocab_size: int, num_classes: int) -> nn.Module:
+    if name == "bow":
+        return BagOfEmbeddings(vocab_size, num_classes, cfg.embed_dim, dropout=cfg.dropout)
+    if name == "cnn":
+        return KimCNN(vocab_size, num_classes, cfg.embed_dim, filters=cfg.hidden, dropout=cfg.dropout)
+    return LSTMClassifier(vocab_size, num_classes, cfg.embed_dim, cfg.hidden, bidirectional=True,
+                          dropout=cfg.dropout, pooling="last")
+
+
+def seeded_model(name: str, cfg: Config, data: textdata.Prepared) -> nn.Module:
+    torch.manual_seed(cfg.seed)  # every model starts from the same seed, whatever ran before it
+    return make_model(name, cfg, data.vocab_size, len(data.classes))
+
+
+# ---- metrics ---------------------------------------------------------------------------------------
+@torch.inference_mode()
+def predict_logits(model: nn.Module, ids: torch.Tensor, lengths: torch.Tensor, device: torch.device,
+                   batch_size: int = 256) -> torch.Tensor:
+    was_training = model.training
+    model.eval()
+    out = [model(ids[i:i + batch_size].to(device), lengths[i:i + batch_size]).float().cpu()
+           for i in range(0, len(ids), batch_size)]
+    model.train(was_training)
+    return torch.cat(out)
+
+
+def classification_metrics(preds: torch.Tensor, target: torch.Tensor, num_classes: int) -> dict[str, float]:
+    """Accuracy and macro precision/recall/F1 from torchmetrics (macro: every class counts the same)."""
+    from torchmetrics.functional.classification import (multiclass_accuracy, multiclass_f1_score,
+                                                        multiclass_precision, multiclass_recall)
+
+    kw = {"num_classes": num_classes}
+    return {"accuracy": multiclass_accuracy(preds, target, average="micro", **kw).item(),
+            "macro_precision": multiclass_precision(preds, target, average="macro", **kw).item(),
+            "macro_recall": multiclass_recall(preds, target, average="macro", **kw).item(),
+            "macro_f1": multiclass_f1_score(preds, target, average="macro", **kw).item()}
+
+
+def per_class_f1(preds: torch.Tensor, target: torch.Tensor, classes: tuple[str, ...]) -> dict[str, float]:
+    from torchmetrics.functional.classification import multiclass_f1_score
+
+    f1 = multiclass_f1_score(preds, target, num_classes=len(classes), average=None)
+    return {c: round(v, 4) for c, v in zip(classes, f1.tolist())}
+
+
+def tfidf_baseline(data: textdata.Prepared, c: float) -> dict[str, float]:
+    """TF-IDF (word 1-2-grams, sublinear tf) + logistic regression, fit on train, scored on test.
+
+    It sees the same (cut) texts as the neural models; its score on the full articles is reported too.
+    """
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from threadpoolctl import threadpool_limits
+
+    def fit_score(texts: list[str]) -> torch.Tensor:
+        vec = TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2), min_df=2)
+        x_train = vec.fit_transform([texts[i] for i in data.train])
+        # One BLAS thread: on a small shared CPU, OpenBLAS's spinning worker threads make lbfgs many times slower.
+        with threadpool_limits(1):
+            clf = LogisticRegression(C=c, max_iter=2000).fit(x_train, data.labels[data.train].numpy())
+        return torch.from_numpy(clf.predict(vec.transform([texts[i] for i in data.test])))
+
+    target = data.labels[data.test]
+    metrics = classification_metrics(fit_score(data.texts), target, len(data.classes))
+    full = textdata.load(data.name).texts
+    metrics["fulltext_macro_f1"] = classification_metrics(fit_score(full), target, len(data.classes))["macro_f1"]
+    return metrics
+
+
+# ---- train one model -------------------------------------------------------------------------------
+def train_text_model(cfg: Config, run: Run, model: nn.Module, data: textdata.Prepared) -> dict:
+    """Train on the training split, keep the checkpoint with the best validation macro-F1, score it on test."""
+    model = model.to(run.device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scaler = grad_scaler(run.device, cfg.amp)
+    ckpt = run.checkpointer(every=cfg.eval_every, model=model, optimizer=optimizer, scaler=scaler)
+    start = ckpt.restore()
+    train_s = ckpt.extra.get("train_s", 0.0)
+    ids, lengths, labels = data.ids[data.train], data.lengths[data.train], data.labels[data.train]
+    num_classes = len(data.classes)
+
+    model.train()
+    t0 = time.perf_counter()
+    with Progress(cfg.steps, f"{run.name}", start=start) as bar:
+        for step, _epoch, idx in minibatches(len(ids), min(cfg.batch_size, len(ids)), cfg.seed, start_step=start):
+            if step >= cfg.steps:
+                break
+            # Cut the batch to its longest text: fewer padded steps for the CNN and bag, same result.
+            width = int(lengths[idx].max())
+            x, y = ids[idx, :width].to(run.device), labels[idx].to(run.device)
+            with autocast(run.device, cfg.amp):
+                loss = nn.functional.cross_entropy(model(x, lengths[idx]), y)
+            backward_step(loss, optimizer, scaler, clip_norm=cfg.clip)
+            done = step + 1
+            bar.advance(1, loss=loss.item())
+            if done % cfg.eval_every == 0 or done == cfg.steps:
+                ckpt.extra["train_s"] = train_s + time.perf_counter() - t0
+                preds = predict_logits(model, data.ids[data.val], data.lengths[data.val], run.device).argmax(1)
+                val = classification_metrics(preds, data.labels[data.val], num_classes)
+                run.log({"train/loss": loss.item(), "eval/val_macro_f1": val["macro_f1"],
+                         "eval/val_accuracy": val["accuracy"]}, done)
+                ckpt.save_best(done, val["macro_f1"])
+            ckpt.after_step(done, loss)
+    train_s += time.perf_counter() - t0
+    ckpt.save(cfg.steps)
+
+    best = load_checkpoint(ckpt.best_path, run.recipe, config_hash(cfg))
+    model.load_state_dict(best["state"]["model"])
+    preds = predict_logits(model, data.ids[data.test], data.lengths[data.test], run.device).argmax(1)
+    target = data.labels[data.test]
+    result = classification_metrics(preds, target, num_classes)
+    result.update(val_macro_f1=ckpt.best_value, best_step=best["step"], train_s=train_s,
+                  params=sum(p.numel() for p in model.parameters()),
+                  per_class_f1=per_class_f1(preds, target, data.classes),
+                  confusion=confusion(preds, target, num_classes).tolist())
+    return run.finish(result)
+
+
+def confusion(preds: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
+    from torchmetrics.functional.classification import multiclass_confusion_matrix
+
+    return multiclass_confusion_matrix(preds, target, num_classes=num_classes)
+
+
+# ---- the recipe --------------------------------------------------------------------------------------
+def prepare(cfg: Config, name: str) -> textdata.Prepared:
+    return textdata.prepare(name, cfg.seed, cfg.tokenizer, cfg.vocab_size, cfg.max_len, cfg.val_fraction,
+                            cfg.test_fraction)
+
+
+def run(cfg: Config, run: Run) -> dict[str, float | None]:
+    metrics: dict[str, float | None] = {}
+    for ds in cfg.datasets:
+        data = prepare(cfg, ds)
+        if run.is_main:  # the tokenizer is part of the model: predict needs exactly this one
+            (run.dir / f"tokenizer_{ds}.json").write_text(data.tokenizer_json)
+        results = {}
+        for name in cfg.models:
+            sub = run.variant(f"{ds}_{name}")
+            results[name] = sub.result or train_text_model(cfg, sub, seeded_model(name, cfg, data), data)
+        baseline = tfidf_baseline(data, cfg.tfidf_c)
+        metrics.update(dataset_metrics(ds, results, baseline))
+        best = best_model(results)
+        plot_confusion(run, ds, best, results[best]["confusion"], data.classes)
+    plot_curves(cfg, run)
+    return metrics
+
+
+def best_model(results: dict[str, dict]) -> str:
+    """The neural model with the best validation macro-F1 (the test split plays no part in choosing)."""
+    return max(results, key=lambda name: results[name]["val_macro_f1"])
+
+
+def dataset_metrics(ds: str, results: dict[str, dict], baseline: dict[str, float]) -> dict[str, float]:
+    out = {f"{ds}_tfidf_{k}": v for k, v in baseline.items()}
+    for name, r in results.items():
+        for key in ("accuracy", "macro_precision", "macro_recall", "macro_f1", "val_macro_f1", "params", "train_s"):
+            out[f"{ds}_{name}_{key}"] = r[key]
+    best = best_model(results)
+    out[f"{ds}_best_neural_macro_f1"] = results[best]["macro_f1"]
+    out[f"{ds}_best_neural_minus_tfidf_macro_f1"] = results[best]["macro_f1"] - baseline["macro_f1"]
+    return out
+
+
+def plot_confusion(run: Run, ds: str, model: str, matrix: list[list[int]], classes: tuple[str, ...]) -> None:
+    if not run.is_main:
+        return
+    m = np.array(matrix)
+    fig, ax = plt.subplots(figsize=(1.1 * len(classes) + 2.5, 1.0 * len(classes) + 1.8))
+    ax.imshow(m, cmap="Blues")
+    for i in range(len(classes)):
+        for j in range(len(classes)):
+            ax.text(j, i, str(m[i, j]), ha="center", va="center", color="white" if m[i, j] > m.max() / 2 else "black")
+    ax.set_xticks(range(len(classes)), classes, rotation=30, ha="right")
+    ax.set_yticks(range(len(classes)), classes)
+    ax.set(xlabel="predicted", ylabel="true", title=f"{ds}: {model} on the test split")
+    fig.tight_layout()
+    fig.savefig(run.plot_path(f"confusion_{ds}"), dpi=100)
+    plt.close(fig)
+
+
+def plot_curves(cfg: Config, run: Run) -> None:
+    if not run.is_main:
+        return
+    fig, axes = plt.subplots(1, len(cfg.datasets), figsize=(5.5 * len(cfg.datasets), 4), squeeze=False)
+    for ax, ds in zip(axes[0], cfg.datasets):
+        for name in cfg.models:
+            curve = run.variant(f"{ds}_{name}").history("eval/val_macro_f1")
+            if curve:
+                ax.plot(*zip(*curve), label=name)
+        ax.set(xlabel="training step", ylabel="validation macro-F1", title=ds)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(run.plot_path("learning_curves"), dpi=100)
+    plt.close(fig)
+
+
+# ---- eval and predict --------------------------------------------------------------------------------
+def load_model(cfg: Config, run: Run, ds: str, name: str, vocab_size: int, num_classes: int) -> nn.Module:
+    model = make_model(name, cfg, vocab_size, num_classes)
+    path = run.dir / "variants" / f"{ds}_{name}" / "checkpoints" / "best.pt"
+    model.load_state_dict(load_checkpoint(path, run.recipe, config_hash(cfg))["state"]["model"])
+    return model.to(run.device).eval()
+
+
+def evaluate(cfg: Config, run: Run) -> dict[str, float]:
+    """Test metrics of every model recomputed from its best checkpoint, and the baseline refitted."""
+    out: dict[str, float] = {}
+    for ds in cfg.datasets:
+        data = prepare(cfg, ds)
+        target = data.labels[data.test]
+        for name in cfg.models:
+            model = load_model(cfg, run, ds, name, data.vocab_size, len(data.classes))
+            preds = predict_logits(model, data.ids[data.test], data.lengths[data.test], run.device).argmax(1)
+            for key, value in classification_metrics(preds, target, len(data.classes)).items():
+                out[f"{ds}_{name}_{key}"] = value
+        for key, value in tfidf_baseline(data, cfg.tfidf_c).items():
+            out[f"{ds}_tfidf_{key}"] = value
+    return out
+
+
+def predict_arguments(parser) -> None:
+    parser.add_argument("text", help="the text to classify")
+    parser.add_argument("--dataset", help="which trained dataset's models to use (default: the first trained)")
+    parser.add_argument("--model", choices=MODELS, help="which model (default: the best on validation)")
+
+
+def predict(cfg: Config, run: Run, args) -> None:
+    ds = args.dataset or cfg.datasets[0]
+    if ds not in cfg.datasets:
+        raise DataError(f"--dataset {ds}: this run trained on {', '.join(cfg.datasets)}")
+    if not args.text.strip():
+        raise DataError("the text to classify is empty; pass some words, e.g. \"shares rose after the results\"")
+    results = {m: run.variant(f"{ds}_{m}").result for m in cfg.models}
+    finished = {m: r for m, r in results.items() if r is not None}
+    if not finished:
+        raise DataError(f"{run.dir} has no finished model for {ds}; finish it with `cookbook run --resume {run.dir}`")
+    name = args.model or best_model(finished)
+    if name not in finished:
+        raise DataError(f"--model {name}: not trained in this run; trained: {', '.join(finished)}")
+    tokenizer = textdata.load_tokenizer(run.dir / f"tokenizer_{ds}.json")
+    classes = textdata.EXPECTED[ds][1]
+    ids, lengths = textdata.encode(tokenizer, [args.text[:8 * cfg.max_len]], cfg.max_len)
+    model = load_model(cfg, run, ds, name, tokenizer.get_vocab_size(), len(classes))
+    probs = torch.softmax(predict_logits(model, ids, lengths, run.device)[0], 0)
+    print(f"{classes[int(probs.argmax())]}  ({ds}, {name}, {int(lengths[0])} tokens)")
+    print(json.dumps({c: round(p, 4) for c, p in zip(classes, probs.tolist())}))
