@@ -1,0 +1,83 @@
+"""torchvision's ResNet-18 for 28×28 greyscale images, and the three moves of transfer learning:
+load pretrained weights, replace the head, freeze (or slow down) the backbone.
+
+The architecture is torchvision's own (`torchvision.models.resnet18`), so ImageNet weights load with
+`load_state_dict` unchanged except for the first convolution: a greyscale image is an RGB image with
+three equal channels, so its 1-channel kernel is the sum of the three RGB kernels (exactly the same
+response). On 28×28 inputs the stem (7×7 stride 2, max-pool) gives 7×7 maps and layer4 sees 1×1: cheap
+on a CPU, and still the same parameters as the ImageNet model.
+
+ImageNet weights are read from the torch hub cache (`torch.hub.get_dir()/checkpoints/`); downloading
+them happens only when the caller passes `download=True`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import nn
+
+from torch_cookbook.engine.errors import ConfigError
+
+__all__ = ["backbone_parameters", "freeze_backbone", "head_parameters", "imagenet_weights_path",
+           "load_imagenet_resnet18", "replace_head", "resnet18_grey"]
+
+
+def resnet18_grey(num_classes: int = 10) -> torchvision.models.ResNet:
+    """torchvision ResNet-18 with a 1-channel first convolution (same 7×7/2 shape as ImageNet's)."""
+    model = torchvision.models.resnet18(num_classes=num_classes)
+    model.conv1 = nn.Conv2d(1, 64, kernel_size=7, stride=2, padding=3, bias=False)
+    return model
+
+
+def replace_head(model: torchvision.models.ResNet, num_classes: int) -> nn.Linear:
+    """The seed's step 2: a new, randomly initialised `fc` for the target's classes."""
+    model.fc = nn.Linear(model.fc.in_features, num_classes)
+    return model.fc
+
+
+def head_parameters(model: nn.Module) -> list[nn.Parameter]:
+    return list(model.fc.parameters())
+
+
+def backbone_parameters(model: nn.Module) -> list[nn.Parameter]:
+    head = {id(p) for p in model.fc.parameters()}
+    return [p for p in model.parameters() if id(p) not in head]
+
+
+def freeze_backbone(model: nn.Module) -> list[nn.Parameter]:
+    """Stop gradients to everything but `fc`; returns the parameters left trainable.
+
+    `requires_grad_(False)` does not freeze BatchNorm: its running statistics still move whenever the
+    model runs in train mode. Keep the frozen backbone in eval mode too (the recipe does `model.eval()`).
+    """
+    for p in backbone_parameters(model):
+        p.requires_grad_(False)
+    return head_parameters(model)
+
+
+def imagenet_weights_path() -> Path:
+    """Where torchvision's hub cache keeps ResNet18_Weights.IMAGENET1K_V1 (it may not exist)."""
+    url = torchvision.models.ResNet18_Weights.IMAGENET1K_V1.url
+    return Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
+
+
+def imagenet_available() -> bool:
+    return imagenet_weights_path().is_file()
+
+
+def load_imagenet_resnet18(num_classes: int = 10, download: bool = False) -> torchvision.models.ResNet:
+    """ImageNet ResNet-18 adapted to greyscale: conv1's RGB kernels summed, a new `num_classes` head."""
+    if not download and not imagenet_available():
+        raise ConfigError(f"--weights imagenet: {imagenet_weights_path()} is not in the torch hub cache; "
+                          "pass --download to fetch it, or use --weights source")
+    weights = torchvision.models.ResNet18_Weights.IMAGENET1K_V1
+    rgb = torchvision.models.resnet18(weights=weights, progress=False)  # reads the cache, downloads only if absent
+    state = rgb.state_dict()
+    state["conv1.weight"] = state["conv1.weight"].sum(dim=1, keepdim=True)
+    model = resnet18_grey(num_classes=1000)
+    model.load_state_dict(state)
+    replace_head(model, num_classes)
+    return model

@@ -1,0 +1,304 @@
+"""Multi-task learning on real weather: from the previous 7 days, predict tomorrow's weather class
+(cross-entropy) and tomorrow's maximum temperature (MSE) with one shared network, against two separate
+single-task networks and naive baselines.
+
+Seed Q61 shows a multi-head network (method 1: one shared Linear, one Linear head per task) and a
+shared-trunk network (method 2: a deeper trunk, a small network per task), both trained on
+`CrossEntropyLoss + MSELoss` with equal weight. The recipe trains the shared-trunk model with the
+regression target standardised (fixed weights 1:1), the same with uncertainty weighting (Kendall et
+al. 2018), the seed's unscaled sum for comparison, and one network per task as the baseline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from torch_cookbook.data import weather
+from torch_cookbook.engine.checkpoint import load_checkpoint
+from torch_cookbook.engine.config import BaseConfig, ConfigError, Target, config_hash, param
+from torch_cookbook.engine.loop import autocast, backward_step, grad_scaler, minibatches
+from torch_cookbook.engine.progress import Progress
+from torch_cookbook.engine.runs import Run
+
+seed_question = "Q61 Multi-task learning"
+summary = "Seattle weather: one shared-trunk network for tomorrow's weather class + max temperature vs two networks."
+
+
+@dataclass
+class Config(BaseConfig):
+    lookback: int = param(7, "days of history per example", low=1, high=60)
+    test_from: str = param("2015-01-01", "chronological split: targets from this date on are the test set")
+    hidden: int = param(64, "width of the trunk and of each head's hidden layer", low=1)
+    steps: int = param(1500, "training steps per variant", low=1)
+    batch_size: int = param(64, "minibatch size", low=2)
+    lr: float = param(1e-3, "AdamW learning rate", low=0, low_open=True)
+    weight_decay: float = param(1e-2, "AdamW weight decay", low=0)
+    dropout: float = param(0.2, "dropout after each hidden layer", low=0, high=1, high_open=True)
+    class_weight: float = param(1.0, "fixed weight of the classification loss (multihead variant)", low=0)
+    temp_weight: float = param(1.0, "fixed weight of the standardised regression loss (multihead variant)", low=0)
+    eval_every: int = param(100, "log test metrics every N steps", low=1)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        try:
+            day = np.datetime64(self.test_from)
+        except ValueError:
+            raise ConfigError(f"--test_from {self.test_from!r}: not a date (use YYYY-MM-DD)") from None
+        if not np.datetime64("2012-06-01") <= day <= np.datetime64("2015-10-01"):
+            raise ConfigError(f"--test_from {self.test_from}: must leave data on both sides, between 2012-06-01 "
+                              "and 2015-10-01")
+
+
+profiles = {
+    "smoke": {"steps": 20, "eval_every": 10, "hidden": 16},
+    "quick": {"steps": 500},
+    "full": {},
+}
+
+targets = [
+    Target("multihead_accuracy_gap", "<=", 0.02),   # single-task accuracy minus multi-head accuracy (points)
+    Target("multihead_mae_ratio", "<=", 1.02),      # multi-head MAE / single-task MAE
+    Target("multihead_param_ratio", "<=", 0.99),    # multi-head parameters / both single-task networks'
+    Target("multihead_accuracy_over_majority", ">=", 0.01),  # beats the majority-class forecast
+    Target("multihead_mae_over_persistence", "<=", 0.99),    # beats the persistence forecast (MAE ratio)
+]
+
+# name: (architecture, tasks trained, loss weighting)
+VARIANTS = {
+    "single_class": ("single", "class", None),
+    "single_temp": ("single", "temp", None),
+    "multihead": ("shared", "both", "fixed"),
+    "multihead_uncertainty": ("shared", "both", "uncertainty"),
+    "seed_unscaled": ("shared", "both", "unscaled"),   # the seed's CE + MSE in °C², equal weights
+    "seed_linear_trunk": ("linear", "both", "unscaled"),  # the seed's method 1: shared Linear, no non-linearity
+}
+
+
+# ---- models --------------------------------------------------------------------------------------
+def mlp(n_in: int, hidden: int, n_out: int, dropout: float) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(n_in, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, n_out))
+
+
+class MultiTaskNet(nn.Module):
+    """A shared trunk and one small head per task (the seed's method 2, with dropout).
+
+    `linear_trunk=True` is the seed's method 1: a single shared Linear without a non-linearity, so the
+    whole network is linear up to each head. With `tasks` one of "class"/"temp" it is a single-task network
+    of the same shape (one head), the baseline."""
+
+    def __init__(self, n_in: int, hidden: int, n_classes: int, dropout: float = 0.0, tasks: str = "both",
+                 linear_trunk: bool = False) -> None:
+        super().__init__()
+        if linear_trunk:
+            self.trunk: nn.Module = nn.Linear(n_in, hidden)
+        else:
+            self.trunk = nn.Sequential(nn.Linear(n_in, hidden), nn.ReLU(), nn.Dropout(dropout),
+                                       nn.Linear(hidden, hidden), nn.ReLU(), nn.Dropout(dropout))
+        head = (lambda n_out: nn.Linear(hidden, n_out)) if linear_trunk else (
+            lambda n_out: mlp(hidden, hidden, n_out, dropout))
+        self.class_head = head(n_classes) if tasks in ("both", "class") else None
+        self.temp_head = head(1) if tasks in ("both", "temp") else None
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        h = self.trunk(x)
+        logits = self.class_head(h) if self.class_head is not None else None
+        temp = self.temp_head(h).squeeze(1) if self.temp_head is not None else None
+        return logits, temp
+
+
+class UncertaintyWeights(nn.Module):
+    """Kendall, Gal & Cipolla (2018): learn s = log σ² per task and minimise
+    exp(-s_c)·CE + s_c/2 + exp(-s_t)·MSE/2 + s_t/2 — a task's weight falls as its noise estimate rises."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.log_var = nn.Parameter(torch.zeros(2))
+
+    def forward(self, ce: torch.Tensor, mse: torch.Tensor) -> torch.Tensor:
+        s_c, s_t = self.log_var
+        return torch.exp(-s_c) * ce + 0.5 * s_c + 0.5 * torch.exp(-s_t) * mse + 0.5 * s_t
+
+
+def build(cfg: Config, name: str, n_in: int) -> MultiTaskNet:
+    arch, tasks, _ = VARIANTS[name]
+    return MultiTaskNet(n_in, cfg.hidden, len(weather.CLASSES), cfg.dropout, tasks, linear_trunk=arch == "linear")
+
+
+def n_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+# ---- data ----------------------------------------------------------------------------------------
+@dataclass
+class Split:
+    x_train: torch.Tensor
+    c_train: torch.Tensor
+    t_train: torch.Tensor
+    x_test: torch.Tensor
+    c_test: torch.Tensor
+    t_test: torch.Tensor
+    t_mean: float
+    t_std: float
+    baselines: dict[str, float]
+
+
+def load_data(cfg: Config) -> Split:
+    """Chronological split (no shuffling across time); features standardised with training statistics only."""
+    w = weather.windows(cfg.lookback)
+    test = torch.from_numpy(w.dates >= np.datetime64(cfg.test_from))
+    train = ~test
+    mean, std = w.x[train].mean(0), w.x[train].std(0).clamp_min(1e-6)
+    x = (w.x - mean) / std
+    t_mean, t_std = w.y_temp[train].mean().item(), w.y_temp[train].std().item()
+    majority = torch.bincount(w.y_class[train], minlength=len(weather.CLASSES)).argmax()
+    c_test, t_test = w.y_class[test], w.y_temp[test]
+    baselines = {
+        **{f"majority_{k}": v for k, v in class_metrics(torch.full_like(c_test, int(majority)), c_test).items()},
+        **{f"persistence_{k}": v for k, v in class_metrics(w.last_class[test], c_test).items()},
+        "persistence_mae": (w.last_temp[test] - t_test).abs().mean().item(),
+    }
+    return Split(x[train], w.y_class[train], w.y_temp[train], x[test], c_test, t_test, t_mean, t_std, baselines)
+
+
+def class_metrics(pred: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
+    """Accuracy and macro-F1 over the classes present in the test set (torchmetrics' definition)."""
+    from torchmetrics.functional.classification import multiclass_f1_score
+
+    present = torch.bincount(target, minlength=len(weather.CLASSES)) > 0
+    # torchmetrics averages over all classes; classes absent from the test set (snow in 2015) would count as 0
+    per_class = multiclass_f1_score(pred, target, num_classes=len(weather.CLASSES), average="none")
+    f1 = per_class[present].mean()
+    return {"accuracy": (pred == target).float().mean().item(), "macro_f1": f1.item()}
+
+
+# ---- train one variant ---------------------------------------------------------------------------
+def losses(name: str, model: MultiTaskNet, x: torch.Tensor, c: torch.Tensor, t: torch.Tensor, d: Split,
+           cfg: Config, weights: UncertaintyWeights | None) -> torch.Tensor:
+    _, tasks, weighting = VARIANTS[name]
+    logits, temp = model(x)
+    ce = F.cross_entropy(logits, c) if logits is not None else None
+    if temp is not None and weighting == "unscaled":
+        mse = F.mse_loss(temp * d.t_std + d.t_mean, t)  # the seed: raw °C, so MSE is in the tens
+    elif temp is not None:
+        mse = F.mse_loss(temp, (t - d.t_mean) / d.t_std)  # standardised target: MSE starts near 1, like CE
+    if tasks == "class":
+        return ce
+    if tasks == "temp":
+        return mse
+    if weighting == "uncertainty":
+        return weights(ce, mse)
+    if weighting == "fixed":
+        return cfg.class_weight * ce + cfg.temp_weight * mse
+    return ce + mse
+
+
+def predict(model: MultiTaskNet, d: Split, device: torch.device) -> dict[str, float]:
+    """Test metrics of whichever heads the model has."""
+    was = model.training
+    model.eval()
+    out: dict[str, float] = {}
+    with torch.inference_mode():
+        logits, temp = model(d.x_test.to(device))
+    if logits is not None:
+        out.update(class_metrics(logits.argmax(1).cpu(), d.c_test))
+    if temp is not None:
+        out["mae"] = ((temp.cpu() * d.t_std + d.t_mean) - d.t_test).abs().mean().item()
+    model.train(was)
+    return out
+
+
+def train_variant(cfg: Config, run: Run, name: str, d: Split) -> dict[str, float]:
+    torch.manual_seed(cfg.seed)
+    model = build(cfg, name, d.x_train.shape[1]).to(run.device)
+    weights = UncertaintyWeights().to(run.device) if VARIANTS[name][2] == "uncertainty" else None
+    groups = [{"params": list(model.parameters())}]
+    if weights is not None:  # the log-variances are learned too, without weight decay pulling them to 0
+        groups.append({"params": list(weights.parameters()), "weight_decay": 0.0})
+    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # cosine decay to 0: with ~1,000 noisy training days the last steps at full lr jitter the test metrics
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.steps)
+    scaler = grad_scaler(run.device, cfg.amp)
+    ckpt = run.checkpointer(every=cfg.eval_every, model=model, optimizer=optimizer, scheduler=scheduler,
+                            scaler=scaler, weights=weights)
+    start = ckpt.restore()
+    model.train()
+    batches = minibatches(len(d.x_train), cfg.batch_size, cfg.seed, start_step=start)
+    with Progress(cfg.steps, name, start=start) as bar:
+        for step, _epoch, idx in batches:
+            if step >= cfg.steps:
+                break
+            x, c, t = d.x_train[idx].to(run.device), d.c_train[idx].to(run.device), d.t_train[idx].to(run.device)
+            with autocast(run.device, cfg.amp):
+                loss = losses(name, model, x, c, t, d, cfg, weights)
+            backward_step(loss, optimizer, scaler)
+            scheduler.step()
+            done = step + 1
+            bar.advance(1, loss=loss.item())
+            if done % cfg.eval_every == 0 or done == cfg.steps:
+                test = predict(model, d, run.device)
+                record = {"train/loss": loss.item(), **{f"eval/{k}": v for k, v in test.items()}}
+                if weights is not None:
+                    record.update({"train/log_var_class": weights.log_var[0].item(),
+                                   "train/log_var_temp": weights.log_var[1].item()})
+                run.log(record, done)
+            ckpt.after_step(done, loss)
+    ckpt.save(cfg.steps)
+    return run.finish({**predict(model, d, run.device), "params": n_params(model)})
+
+
+# ---- the recipe ----------------------------------------------------------------------------------
+def run(cfg: Config, run: Run) -> dict[str, float | None]:
+    d = load_data(cfg)
+    results = {}
+    for name in VARIANTS:
+        sub = run.variant(name)
+        results[name] = sub.result or train_variant(cfg, sub, name, d)
+    metrics: dict[str, float | None] = dict(d.baselines)
+    for name, r in results.items():
+        metrics.update({f"{name}_{k}": v for k, v in r.items()})
+    multi, single_c, single_t = results["multihead"], results["single_class"], results["single_temp"]
+    metrics["multihead_accuracy_gap"] = single_c["accuracy"] - multi["accuracy"]
+    metrics["multihead_mae_ratio"] = multi["mae"] / single_t["mae"]
+    metrics["multihead_param_ratio"] = multi["params"] / (single_c["params"] + single_t["params"])
+    metrics["multihead_accuracy_over_majority"] = multi["accuracy"] - d.baselines["majority_accuracy"]
+    metrics["multihead_mae_over_persistence"] = multi["mae"] / d.baselines["persistence_mae"]
+    if run.is_main:
+        plot_curves(run)
+    return metrics
+
+
+def plot_curves(run: Run) -> None:
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    for name in VARIANTS:
+        sub = run.variant(name)
+        for ax, key in ((ax1, "eval/accuracy"), (ax2, "eval/mae")):
+            curve = sub.history(key)
+            if curve:
+                ax.plot(*zip(*curve), label=name)
+    ax1.set(xlabel="step", ylabel="test accuracy (weather class)", title="tomorrow's weather class")
+    ax2.set(xlabel="step", ylabel="test MAE (°C)", title="tomorrow's maximum temperature", ylim=(1.5, 6))
+    ax1.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(run.plot_path("test_curves"), dpi=100)
+    plt.close(fig)
+
+
+def evaluate(cfg: Config, run: Run) -> dict[str, float]:
+    """Every variant's test metrics, recomputed from its checkpoint."""
+    d = load_data(cfg)
+    out = {}
+    for name in VARIANTS:
+        model = build(cfg, name, d.x_test.shape[1]).to(run.device)
+        ckpt = load_checkpoint(run.dir / "variants" / name / "checkpoints" / "last.pt", "multitask", config_hash(cfg))
+        model.load_state_dict(ckpt["state"]["model"])
+        out.update({f"{name}_{k}": v for k, v in predict(model, d, run.device).items()})
+    return out
