@@ -1,0 +1,125 @@
+"""Style transfer: Gram matrix by hand, the HED → torchvision weight conversion, the losses, bad input."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from torch_cookbook.data import images, vgg16_hed
+from torch_cookbook.nn.style import VGG16_LAYERS, VGGFeatures, gram_matrix, make_vgg16_features, total_variation
+from torch_cookbook.recipes import style
+
+
+def test_gram_matrix_matches_a_hand_computed_example():
+    # two channels over a 1×2 image: F = [[1, 2], [3, 4]]; F Fᵀ = [[5, 11], [11, 25]]; divided by C·H·W = 4
+    features = torch.tensor([[1.0, 2.0], [3.0, 4.0]]).view(1, 2, 1, 2)
+    expected = torch.tensor([[1.25, 2.75], [2.75, 6.25]])
+    assert torch.allclose(gram_matrix(features)[0], expected)
+    # and it is the same for every item of a batch, independent of the others
+    batch = torch.cat([features, 2 * features])
+    assert torch.allclose(gram_matrix(batch)[1], 4 * expected)
+
+
+def test_total_variation_of_a_constant_image_is_zero_and_of_a_step_is_known():
+    assert total_variation(torch.ones(1, 3, 5, 5)).item() == 0
+    step = torch.zeros(1, 1, 2, 2)
+    step[..., 1] = 1.0  # columns 0 | 1: each of the 2 horizontal pairs differs by 1, vertical pairs by 0
+    assert total_variation(step).item() == pytest.approx(1.0)
+
+
+@pytest.fixture(scope="module")
+def hed_state():
+    return vgg16_hed.convert_hed(vgg16_hed.hed_weights_path())
+
+
+def test_conversion_maps_a_known_kernel_hwio_to_oihw(hed_state):
+    with h5py.File(vgg16_hed.hed_weights_path(), "r") as f:
+        kernel = f["block3/layers/conv2d_1/vars/0"][()]  # conv3_2: (3, 3, 256, 256) HWIO
+        bias = f["block3/layers/conv2d_1/vars/1"][()]
+    converted = hed_state["12.weight"]  # conv3_2 is index 12 of torchvision's vgg16().features
+    assert converted.shape == (256, 256, 3, 3)
+    for ky, kx, cin, cout in [(0, 0, 0, 0), (0, 2, 5, 17), (2, 1, 200, 3), (1, 1, 255, 254)]:
+        assert converted[cout, cin, ky, kx].item() == kernel[ky, kx, cin, cout]
+    assert np.array_equal(hed_state["12.bias"].numpy(), bias)
+
+
+def test_converted_weights_fit_torchvision_vgg16_features(hed_state):
+    from torchvision.models import vgg16
+
+    reference = vgg16().features.state_dict()
+    assert {k: v.shape for k, v in hed_state.items()} == {k: v.shape for k, v in reference.items()}
+    assert list(make_vgg16_features().state_dict()) == list(reference)
+    assert VGG16_LAYERS[12] == "conv3_2" and VGG16_LAYERS[25] == "relu5_1"
+
+
+def test_first_layer_computes_the_keras_cross_correlation_on_bgr_minus_mean(hed_state):
+    """One output pixel of conv1_1 computed by hand from the HWIO kernel equals the converted layer's output."""
+    with h5py.File(vgg16_hed.hed_weights_path(), "r") as f:
+        kernel, bias = f["block1/layers/conv2d/vars/0"][()], f["block1/layers/conv2d/vars/1"][()]
+    torch.manual_seed(0)
+    image = torch.rand(1, 3, 6, 6)  # RGB in [0, 1]
+    feats = VGGFeatures(hed_state, ["conv1_1"], "bgr255", vgg16_hed.HED_MEAN_BGR)
+    out = feats(image)["conv1_1"]
+    bgr = image[0].permute(1, 2, 0).numpy()[..., ::-1] * 255.0 - np.array(vgg16_hed.HED_MEAN_BGR)  # HWC, BGR
+    y, x = 3, 2
+    by_hand = np.einsum("hwi,hwio->o", bgr[y - 1:y + 2, x - 1:x + 2], kernel) + bias
+    assert np.allclose(out[0, :, y, x].numpy(), by_hand, rtol=1e-4, atol=1e-3)
+
+
+def test_a_few_lbfgs_steps_reduce_the_style_loss():
+    cfg = style.Config(size=32)
+    feats = style.load_vgg(cfg, torch.device("cpu"))
+    content, style_img = style.load_pair("chelsea", "immunohistochemistry", 32)
+    objective = style.StyleObjective(feats, content, style_img, cfg)
+    _, start = objective(content.unsqueeze(0))
+    assert start["style_loss"] == pytest.approx(1.0, rel=1e-4)  # normalised to 1 at the content image
+    assert start["content_ratio"] == pytest.approx(0.0, abs=1e-6)
+    canvas = style.Canvas(content)
+    optimizer = style.make_optimizer(cfg, canvas)
+
+    def closure():
+        optimizer.zero_grad()
+        loss, _ = objective(canvas.image)
+        loss.backward()
+        return loss
+
+    for _ in range(5):
+        optimizer.step(closure)
+    assert style.measure(objective, canvas.image.detach())["style_loss"] < 0.8
+
+
+# ---- bad input: one line, exit code 2 ---------------------------------------------------------------
+def _run_style(cli, tmp_path, *flags):
+    return cli("run", "style", "--profile", "smoke", "--runs-root", tmp_path, "--threads", "1", *flags)
+
+
+def test_missing_image_path_is_a_one_line_error(cli, tmp_path):
+    code, _, err = _run_style(cli, tmp_path, "--content", tmp_path / "nope.png")
+    assert code == 2 and "does not exist" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_file_that_is_not_an_image_is_a_one_line_error(cli, tmp_path):
+    bad = tmp_path / "notes.png"
+    bad.write_text("not a picture")
+    code, _, err = _run_style(cli, tmp_path, "--style", bad)
+    assert code == 2 and "is not an image" in err and len(err.strip().splitlines()) == 1
+
+
+def test_an_image_too_small_for_vgg_is_a_one_line_error(cli, tmp_path):
+    tiny = images.save_png(torch.rand(3, 8, 8), tmp_path / "tiny.png")
+    code, _, err = _run_style(cli, tmp_path, "--content", tiny)
+    assert code == 2 and "at least 16×16" in err and len(err.strip().splitlines()) == 1
+
+
+def test_missing_hed_weights_file_is_a_one_line_error(cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("COOKBOOK_HED_WEIGHTS", str(tmp_path / "missing.weights.h5"))
+    code, _, err = _run_style(cli, tmp_path)
+    assert code == 2 and "missing.weights.h5 is missing" in err and len(err.strip().splitlines()) == 1
+
+
+def test_torchvision_weights_absent_without_download_is_a_one_line_error(cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+    code, _, err = _run_style(cli, tmp_path, "--vgg", "torchvision")
+    assert code == 2 and "--download" in err and len(err.strip().splitlines()) == 1
