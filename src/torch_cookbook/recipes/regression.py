@@ -1,0 +1,425 @@
+"""Regression in PyTorch on real data, checked against closed-form solutions.
+
+Seed Q63 lists the steps (prepare data, build a model, pick a loss and an optimizer, train, predict) in
+prose. This recipe does them on two real data sets that ship offline and measures what each choice does:
+- diabetes (442 patients × 10 variables in their original units): a linear model trained by SGD with
+  MSE, MAE (L1) and Huber losses, the same model on raw (unstandardised) inputs at the same and at a
+  much smaller learning rate, and an MLP; all against scikit-learn's closed-form `LinearRegression`
+  and `Ridge` on the same split;
+- CO2 at Mauna Loa 1960-1989 (360 monthly means): polynomial regression, degree chosen on a validation
+  split, against numpy's least-squares polynomial fit.
+Targets are standardised with the training mean and std for every torch model (so one learning rate
+and one Huber delta fit all arms); every reported error is in the original units.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from torch import nn
+
+from torch_cookbook.data import tabular
+from torch_cookbook.engine.checkpoint import load_checkpoint
+from torch_cookbook.engine.config import BaseConfig, Target, config_hash, param
+from torch_cookbook.engine.errors import NonFiniteError
+from torch_cookbook.engine.loop import minibatches
+from torch_cookbook.engine.progress import Progress
+from torch_cookbook.engine.runs import Run
+
+seed_question = "Q63 Regression models"
+summary = "Linear/polynomial/MLP regression on diabetes and CO2: losses, standardisation, vs closed form."
+
+
+@dataclass
+class Config(BaseConfig):
+    steps: int = param(1500, "SGD steps for each diabetes linear model", low=1)
+    lr: float = param(0.1, "SGD learning rate, the same for standardised and raw inputs", low=0, low_open=True)
+    momentum: float = param(0.9, "SGD momentum", low=0, high=1, high_open=True)
+    batch_size: int = param(0, "minibatch size; 0 = the whole training split (full-batch gradient descent)", low=0)
+    raw_small_lr: float = param(1e-5, "the smaller learning rate at which raw inputs do not diverge",
+                                low=0, low_open=True)
+    huber_delta: float = param(1.0, "Huber loss delta, in units of the standardised target", low=0, low_open=True)
+    mlp_hidden: int = param(32, "hidden units of the MLP's two hidden layers", low=1)
+    mlp_steps: int = param(1500, "Adam steps for the MLP", low=1)
+    mlp_lr: float = param(0.003, "Adam learning rate for the MLP", low=0, low_open=True)
+    mlp_weight_decay: float = param(0.01, "AdamW weight decay for the MLP (265 rows overfit easily)", low=0)
+    ridge_alpha: float = param(1.0, "regularisation strength of the scikit-learn Ridge baseline", low=0)
+    max_degree: int = param(8, "polynomial degrees 1..max_degree are fitted to the CO2 trend", low=1, high=15)
+    poly_steps: int = param(30, "L-BFGS iterations (of up to 20 inner steps) per polynomial", low=1)
+    val_fraction: float = param(0.2, "fraction of each data set held out for validation", low=0.05, high=0.4)
+    test_fraction: float = param(0.2, "fraction of each data set held out for test", low=0.05, high=0.4)
+    eval_every: int = param(25, "log train and validation loss every N steps", low=1)
+
+
+profiles = {
+    "smoke": {"steps": 80, "mlp_steps": 60, "max_degree": 3, "poly_steps": 4, "eval_every": 20},
+    "quick": {"steps": 600, "mlp_steps": 600, "max_degree": 6, "poly_steps": 15},
+    "full": {},
+}
+
+targets = [
+    Target("linear_sgd_vs_closed_form", "<=", 0.01),  # |test MSE(SGD) / test MSE(closed form) - 1|
+    Target("raw_same_lr_diverged", ">=", 1.0),  # raw inputs at the standardised arm's learning rate blow up
+]
+
+# name: (model, loss, standardise inputs, learning rate key)
+ARMS = {
+    "linear_mse": ("linear", "mse", True, "lr"),
+    "linear_mae": ("linear", "mae", True, "lr"),
+    "linear_huber": ("linear", "huber", True, "lr"),
+    "linear_mse_raw": ("linear", "mse", False, "lr"),
+    "linear_mse_raw_small_lr": ("linear", "mse", False, "raw_small_lr"),
+    "mlp_mse": ("mlp", "mse", True, "mlp_lr"),
+    "mlp_huber": ("mlp", "huber", True, "mlp_lr"),
+    "mlp_mse_raw": ("mlp", "mse", False, "mlp_lr"),
+}
+
+
+# ---- models and losses ---------------------------------------------------------------------------
+def make_model(kind: str, n_in: int, hidden: int = 32) -> nn.Module:
+    """float64 throughout: the data are tiny and the closed-form comparison is meant to be exact."""
+    if kind == "linear":
+        model = nn.Linear(n_in, 1)
+    else:
+        model = nn.Sequential(nn.Linear(n_in, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
+                              nn.Linear(hidden, 1))
+    return model.double()
+
+
+def cosine(steps: int):
+    """Learning-rate multiplier: cosine decay from 1 to 0 over `steps`."""
+    return lambda s: 0.5 * (1.0 + math.cos(math.pi * min(s, steps) / steps))
+
+
+def make_loss(name: str, delta: float = 1.0) -> nn.Module:
+    return {"mse": nn.MSELoss(), "mae": nn.L1Loss(), "huber": nn.HuberLoss(delta=delta)}[name]
+
+
+def polynomial_features(t: torch.Tensor, degree: int) -> torch.Tensor:
+    """(N,) → (N, degree): t, t², ..., t^degree (t should already be standardised to keep powers small)."""
+    return torch.stack([t ** k for k in range(1, degree + 1)], dim=1)
+
+
+def regression_metrics(pred: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+    err = pred - y
+    mse = err.pow(2).mean().item()
+    return {"mse": mse, "mae": err.abs().mean().item(), "r2": 1.0 - mse / (y - y.mean()).pow(2).mean().item()}
+
+
+# ---- data ----------------------------------------------------------------------------------------
+@dataclass
+class Prepared:
+    """One data set with its training-split standardisers: x_scale for inputs, y_scale for the target."""
+
+    split: tabular.Split
+    x_scale: tabular.Standardizer
+    y_scale: tabular.Standardizer
+
+    def inputs(self, which: str, standardise: bool) -> torch.Tensor:
+        x = getattr(self.split, f"x_{which}")
+        return self.x_scale(x) if standardise else x
+
+
+def load_diabetes(cfg: Config) -> Prepared:
+    split = tabular.diabetes(cfg.seed, cfg.val_fraction, cfg.test_fraction)
+    return Prepared(split, tabular.Standardizer(split.x_train), tabular.Standardizer(split.y_train))
+
+
+# ---- baselines: closed-form least squares --------------------------------------------------------
+def closed_form(x_train: torch.Tensor, y_train: torch.Tensor, alpha: float = 0.0) -> tuple[np.ndarray, float]:
+    """scikit-learn's LinearRegression (alpha = 0) or Ridge: (coefficients, intercept)."""
+    from sklearn.linear_model import LinearRegression, Ridge
+
+    model = LinearRegression() if alpha == 0 else Ridge(alpha=alpha)
+    model.fit(x_train.numpy(), y_train.numpy())
+    return model.coef_.copy(), float(model.intercept_)
+
+
+def baselines(cfg: Config, data: Prepared) -> dict[str, float]:
+    out = {}
+    x_train, x_test = data.inputs("train", True), data.inputs("test", True)
+    for name, alpha in (("closed_form", 0.0), ("ridge", cfg.ridge_alpha)):
+        coef, intercept = closed_form(x_train, data.split.y_train, alpha)
+        pred = x_test @ torch.from_numpy(coef) + intercept
+        out.update({f"{name}_test_{k}": v for k, v in regression_metrics(pred, data.split.y_test).items()})
+    return out
+
+
+# ---- train one diabetes arm ----------------------------------------------------------------------
+def train_arm(cfg: Config, run: Run, arm: str, data: Prepared) -> dict[str, float | None]:
+    kind, loss_name, standardise, lr_key = ARMS[arm]
+    x_train = data.inputs("train", standardise).to(run.device)
+    y_train = data.y_scale(data.split.y_train).to(run.device)  # the target is standardised for every arm
+    x_val = data.inputs("val", standardise).to(run.device)
+    y_val = data.y_scale(data.split.y_val).to(run.device)
+    lr, steps = getattr(cfg, lr_key), cfg.steps if kind == "linear" else cfg.mlp_steps
+
+    torch.manual_seed(cfg.seed)
+    model = make_model(kind, x_train.shape[1], cfg.mlp_hidden).to(run.device)
+    if kind == "linear":
+        optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=cfg.momentum)
+    else:
+        optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=cfg.mlp_weight_decay)
+    # Cosine decay to zero: a constant step size leaves MAE (and minibatch SGD) bouncing around the optimum.
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine(steps))
+    criterion = make_loss(loss_name, cfg.huber_delta)
+    ckpt = run.checkpointer(every=max(cfg.eval_every, steps // 5), model=model, optimizer=optimizer,
+                            schedule=schedule)
+    start = ckpt.restore()
+    diverged_at = ckpt.extra.get("diverged_at")
+
+    batch = cfg.batch_size or len(x_train)
+    model.train()
+    with Progress(steps, f"{arm} lr={lr:g}", start=start) as bar:
+        for step, _epoch, idx in minibatches(len(x_train), min(batch, len(x_train)), cfg.seed, start_step=start):
+            if step >= steps or diverged_at is not None:
+                break
+            loss = criterion(model(x_train[idx]).squeeze(1), y_train[idx])
+            try:
+                ckpt.after_step(step, loss)  # NaN/inf guard before the update
+            except NonFiniteError:
+                diverged_at = step  # divergence is a result here, not a crash
+                ckpt.extra["diverged_at"] = step
+                run.log({"train/diverged": 1.0}, step)
+                break
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            done = step + 1
+            bar.advance(1, loss=loss.item())
+            if done % cfg.eval_every == 0 or done == steps or done == 1:
+                with torch.no_grad():  # MSE of the standardised target on all of train and val
+                    train_mse = (model(x_train).squeeze(1) - y_train).pow(2).mean().item()
+                    val_mse = (model(x_val).squeeze(1) - y_val).pow(2).mean().item()
+                run.log({"train/mse": train_mse, "eval/val_mse": val_mse}, done)
+                if kind == "mlp":  # early stopping: the MLP overfits 265 rows long before its last step
+                    ckpt.save_best(done, val_mse, higher_is_better=False)
+            ckpt.after_step(done)
+    ckpt.save(steps if diverged_at is None else diverged_at)
+    if kind == "mlp" and diverged_at is None:
+        model = load_arm_model(cfg, run.parent, arm)
+    result: dict[str, float | None] = {"diverged_at": diverged_at, "lr": lr}
+    result.update(test_metrics(model, data, standardise, diverged_at is not None))
+    return run.finish(result)
+
+
+@torch.no_grad()
+def predict_original_units(model: nn.Module, data: Prepared, which: str, standardise: bool) -> torch.Tensor:
+    model.eval()
+    return data.y_scale.inverse(model(data.inputs(which, standardise)).squeeze(1))
+
+
+def test_metrics(model: nn.Module, data: Prepared, standardise: bool, diverged: bool) -> dict[str, float | None]:
+    if diverged:
+        return {"test_mse": None, "test_mae": None, "test_r2": None}
+    m = regression_metrics(predict_original_units(model.cpu(), data, "test", standardise), data.split.y_test)
+    return {f"test_{k}": v for k, v in m.items()}
+
+
+# ---- polynomial regression on the CO2 trend ------------------------------------------------------
+@dataclass
+class PolyData:
+    split: tabular.Split
+    t_scale: tabular.Standardizer
+    y_scale: tabular.Standardizer
+
+    def features(self, which: str, degree: int) -> torch.Tensor:
+        t = self.t_scale(getattr(self.split, f"x_{which}"))[:, 0]
+        return polynomial_features(t, degree)
+
+
+def load_co2(cfg: Config) -> PolyData:
+    split = tabular.co2_trend(cfg.seed, cfg.val_fraction, cfg.test_fraction)
+    return PolyData(split, tabular.Standardizer(split.x_train), tabular.Standardizer(split.y_train))
+
+
+def fit_polynomial(cfg: Config, run: Run, degree: int, data: PolyData) -> dict[str, float]:
+    """Least squares on t..t^degree by L-BFGS: plain SGD crawls on these highly correlated powers."""
+    x, y = data.features("train", degree), data.y_scale(data.split.y_train)
+    torch.manual_seed(cfg.seed)
+    model = make_model("linear", degree)
+    optimizer = torch.optim.LBFGS(model.parameters(), lr=1.0, max_iter=20, history_size=20,
+                                  line_search_fn="strong_wolfe", tolerance_grad=1e-12, tolerance_change=1e-15)
+    ckpt = run.checkpointer(every=10, model=model, optimizer=optimizer)
+    start = ckpt.restore()
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad(set_to_none=True)
+        loss = nn.functional.mse_loss(model(x).squeeze(1), y)
+        loss.backward()
+        return loss
+
+    for step in range(start, cfg.poly_steps):
+        loss = optimizer.step(closure)
+        run.log({"train/mse": loss.item()}, step + 1)
+        ckpt.after_step(step + 1, loss)
+    ckpt.save(cfg.poly_steps)
+    return run.finish({"degree": degree, **poly_metrics(model, data, degree)})
+
+
+@torch.no_grad()
+def poly_predict(model: nn.Module, data: PolyData, which: str, degree: int) -> torch.Tensor:
+    return data.y_scale.inverse(model(data.features(which, degree)).squeeze(1))
+
+
+def poly_metrics(model: nn.Module, data: PolyData, degree: int) -> dict[str, float]:
+    out = {}
+    for which in ("val", "test"):
+        m = regression_metrics(poly_predict(model, data, which, degree), getattr(data.split, f"y_{which}"))
+        out.update({f"{which}_{k}": v for k, v in m.items()})
+    return out
+
+
+def poly_closed_form(data: PolyData, degree: int) -> dict[str, float]:
+    """numpy's least-squares polynomial of the same degree on the same standardised time axis."""
+    t_train = data.t_scale(data.split.x_train)[:, 0].numpy()
+    t_test = data.t_scale(data.split.x_test)[:, 0].numpy()
+    poly = np.polynomial.Polynomial.fit(t_train, data.split.y_train.numpy(), degree)
+    m = regression_metrics(torch.from_numpy(poly(t_test)), data.split.y_test)
+    return {f"poly_closed_form_test_{k}": v for k, v in m.items()}
+
+
+# ---- the recipe ----------------------------------------------------------------------------------
+def run(cfg: Config, run: Run) -> dict[str, float | None]:
+    data = load_diabetes(cfg)
+    results = {}
+    for arm in ARMS:
+        sub = run.variant(arm)
+        results[arm] = sub.result or train_arm(cfg, sub, arm, data)
+
+    co2 = load_co2(cfg)
+    poly = {}
+    for degree in range(1, cfg.max_degree + 1):
+        sub = run.variant(f"poly_d{degree}")
+        poly[degree] = sub.result or fit_polynomial(cfg, sub, degree, co2)
+    best_degree = min(poly, key=lambda d: poly[d]["val_mse"])  # chosen on validation, reported on test
+
+    metrics = collect_metrics(cfg, data, co2, results, poly, best_degree)
+    if run.is_main:
+        plot_standardisation(cfg, run)
+        plot_diabetes_fits(cfg, run, data)
+        plot_polynomials(cfg, run, co2, poly, best_degree)
+    return metrics
+
+
+def collect_metrics(cfg: Config, data: Prepared, co2: PolyData, results: dict, poly: dict,
+                    best_degree: int) -> dict[str, float | None]:
+    metrics: dict[str, float | None] = baselines(cfg, data)
+    for arm, r in results.items():
+        for k in ("test_mse", "test_mae", "test_r2"):
+            metrics[f"{arm}_{k}"] = r[k]
+    sgd, exact = results["linear_mse"]["test_mse"], metrics["closed_form_test_mse"]
+    metrics["linear_sgd_vs_closed_form"] = None if sgd is None else abs(sgd / exact - 1.0)
+    metrics["raw_same_lr_diverged"] = float(results["linear_mse_raw"]["diverged_at"] is not None)
+    metrics["poly_best_degree"] = best_degree
+    for k in ("test_mse", "test_mae", "test_r2"):
+        metrics[f"poly_{k}"] = poly[best_degree][k]
+    metrics.update(poly_closed_form(co2, best_degree))
+    return metrics
+
+
+# ---- plots ---------------------------------------------------------------------------------------
+def plot_standardisation(cfg: Config, run: Run) -> None:
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    styles = {"linear_mse": ("standardised inputs, lr={lr:g}", "C0"),
+              "linear_mse_raw": ("raw inputs, same lr={lr:g}", "C3"),
+              "linear_mse_raw_small_lr": ("raw inputs, lr={lr:g}", "C1")}
+    for arm, (label, color) in styles.items():
+        sub = run.variant(arm)
+        curve = sub.history("train/mse")
+        result = sub.result or {}
+        if curve:
+            steps, values = zip(*curve)
+            ax.plot(steps, values, color=color, label=label.format(lr=result.get("lr", 0)))
+        if result.get("diverged_at") is not None:
+            ax.axvline(result["diverged_at"], color=color, linestyle=":",
+                       label=f"diverged at step {result['diverged_at']}")
+    ax.axhline(1.0, color="grey", linewidth=0.8, label="predicting the mean")
+    ax.set(xlabel="SGD step", ylabel="train MSE (standardised target)", yscale="log",
+           title="Diabetes, linear model: why standardise the inputs")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(run.plot_path("standardisation"), dpi=100)
+    plt.close(fig)
+
+
+def plot_diabetes_fits(cfg: Config, run: Run, data: Prepared) -> None:
+    y = data.split.y_test
+    coef, intercept = closed_form(data.inputs("train", True), data.split.y_train)
+    preds = {"closed form": data.inputs("test", True) @ torch.from_numpy(coef) + intercept}
+    for arm in ("linear_mse", "mlp_mse"):
+        if (run.variant(arm).result or {}).get("diverged_at") is None:
+            preds[arm] = predict_original_units(load_arm_model(cfg, run, arm), data, "test", ARMS[arm][2])
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4.2))
+    for i, (name, p) in enumerate(preds.items()):
+        ax1.scatter(y, p, s=10, alpha=0.6, color=f"C{i}", label=name)
+        ax2.scatter(p, y - p, s=10, alpha=0.6, color=f"C{i}", label=name)
+    lo, hi = float(y.min()), float(y.max())
+    ax1.plot([lo, hi], [lo, hi], color="grey", linewidth=0.8)
+    ax1.set(xlabel="true progression score", ylabel="predicted", title="Diabetes test split")
+    ax2.axhline(0, color="grey", linewidth=0.8)
+    ax2.set(xlabel="predicted", ylabel="residual (true - predicted)", title="Residuals")
+    ax1.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(run.plot_path("diabetes_fits"), dpi=100)
+    plt.close(fig)
+
+
+def plot_polynomials(cfg: Config, run: Run, co2: PolyData, poly: dict, best_degree: int) -> None:
+    years, ppm = tabular.co2_series()
+    t_all = torch.from_numpy(years)[:, None]
+    features = polynomial_features(co2.t_scale(t_all)[:, 0], best_degree)
+    model = load_model(cfg, run, f"poly_d{best_degree}", make_model("linear", best_degree))
+    with torch.no_grad():
+        fit = co2.y_scale.inverse(model(features).squeeze(1)).numpy()
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
+    axes[0].plot(years, ppm, color="grey", linewidth=0.8, label="monthly CO2")
+    axes[0].plot(years, fit, color="C0", label=f"degree {best_degree} (chosen on validation)")
+    axes[0].set(xlabel="year", ylabel="CO2 (ppm)", title="Mauna Loa CO2 trend")
+    axes[0].legend(fontsize=8)
+    axes[1].plot(years, ppm - fit, color="C0", linewidth=0.8)
+    axes[1].axhline(0, color="grey", linewidth=0.8)
+    axes[1].set(xlabel="year", ylabel="residual (ppm)", title="Residuals: the yearly cycle a polynomial cannot fit")
+    degrees = sorted(poly)
+    axes[2].plot(degrees, [poly[d]["val_mse"] for d in degrees], marker="o", label="validation")
+    axes[2].plot(degrees, [poly[d]["test_mse"] for d in degrees], marker="s", label="test")
+    axes[2].set(xlabel="polynomial degree", ylabel="MSE (ppm²)", yscale="log", title="Degree sweep")
+    axes[2].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(run.plot_path("polynomial_fits"), dpi=100)
+    plt.close(fig)
+
+
+# ---- checkpoints → models ------------------------------------------------------------------------
+def load_model(cfg: Config, run: Run, variant: str, model: nn.Module, which: str = "last") -> nn.Module:
+    path = run.dir / "variants" / variant / "checkpoints" / f"{which}.pt"
+    model.load_state_dict(load_checkpoint(path, "regression", config_hash(cfg))["state"]["model"])
+    return model.eval()
+
+
+def load_arm_model(cfg: Config, run: Run, arm: str) -> nn.Module:
+    """Linear arms: the last step; MLP arms: the step with the lowest validation MSE (best.pt)."""
+    kind = ARMS[arm][0]
+    return load_model(cfg, run, arm, make_model(kind, 10, cfg.mlp_hidden), "best" if kind == "mlp" else "last")
+
+
+def evaluate(cfg: Config, run: Run) -> dict[str, float | None]:
+    """Every test metric recomputed from the saved checkpoints (diverged arms stay None)."""
+    data, co2 = load_diabetes(cfg), load_co2(cfg)
+    results = {}
+    for arm in ARMS:
+        diverged = (run.variant(arm).result or {}).get("diverged_at") is not None
+        model = make_model(ARMS[arm][0], 10, cfg.mlp_hidden) if diverged else load_arm_model(cfg, run, arm)
+        results[arm] = {"diverged_at": 0 if diverged else None, **test_metrics(model, data, ARMS[arm][2], diverged)}
+    poly = {d: poly_metrics(load_model(cfg, run, f"poly_d{d}", make_model("linear", d)), co2, d)
+            for d in range(1, cfg.max_degree + 1)}
+    best_degree = min(poly, key=lambda d: poly[d]["val_mse"])
+    return collect_metrics(cfg, data, co2, results, poly, best_degree)
