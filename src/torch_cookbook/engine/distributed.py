@@ -233,10 +233,9 @@ def restart_count() -> int:
 
 
 def elastic_marker() -> dict[str, str]:
-    """What identifies one torchrun job across its restarts: its rendezvous run id and endpoint."""
-    return {"run_id": os.environ.get("TORCHELASTIC_RUN_ID", "none"),
-            "endpoint": f"{os.environ.get('MASTER_ADDR', '')}:{os.environ.get('MASTER_PORT', '')}",
-            "world_size": os.environ.get("WORLD_SIZE", "1")}
+    """What identifies one torchrun job across its restarts: its rendezvous id (`--rdzv-id`) and size.
+    (Not the port: c10d rendezvous may pick a new MASTER_PORT for every restart.)"""
+    return {"run_id": os.environ.get("TORCHELASTIC_RUN_ID", "none"), "world_size": os.environ.get("WORLD_SIZE", "1")}
 
 
 def previous_attempt(recipe_root: Path, config: dict) -> Path | None:
