@@ -1,0 +1,318 @@
+"""A character-level encoder-decoder with optional attention, greedy and beam-search decoding, and the
+character vocabulary that goes with it.
+
+- `CharVocab`: characters <-> ids with <pad>=0, <sos>, <eos>, <unk>; saved with the model as plain values.
+- `Seq2Seq`: bidirectional GRU/LSTM encoder over packed (padding-free) sequences, a bridge that turns its
+  final state into the decoder's initial state, and a Luong-style decoder: RNN step, then attention over
+  the encoder outputs, then `tanh(W [h; context])` -> vocabulary logits. Attention comes after the RNN, so
+  under teacher forcing the whole target runs through the decoder in one call (fast on CPU).
+  `attention="none"` gives the classic fixed-vector seq2seq (Sutskever et al.) for comparison.
+- `greedy_decode` and `beam_search` (length-normalised) decode a padded batch; both return, per input,
+  the same result as decoding it alone.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from torch_cookbook.nn.attention import ATTENTION_KINDS, make_attention, padding_mask
+
+__all__ = ["CharVocab", "Encoder", "Decoder", "Seq2Seq", "Hypothesis", "greedy_decode", "beam_search"]
+
+
+# ---- vocabulary ----------------------------------------------------------------------------------
+class CharVocab:
+    """Characters <-> ids. Ids 0..3 are the special tokens; unseen characters map to <unk>."""
+
+    PAD, SOS, EOS, UNK = "<pad>", "<sos>", "<eos>", "<unk>"
+    SPECIALS = (PAD, SOS, EOS, UNK)
+    pad_id, sos_id, eos_id, unk_id = 0, 1, 2, 3
+
+    def __init__(self, chars: Iterable[str]) -> None:
+        chars = [c for c in chars if c not in self.SPECIALS]
+        if len(set(chars)) != len(chars):
+            raise ValueError("CharVocab: duplicate characters")
+        self.itos: list[str] = list(self.SPECIALS) + chars
+        self.stoi: dict[str, int] = {c: i for i, c in enumerate(self.itos)}
+
+    @classmethod
+    def build(cls, texts: Iterable[str], min_count: int = 1) -> CharVocab:
+        """The characters of `texts` seen at least `min_count` times, most frequent first (ties by code point)."""
+        counts = Counter(c for text in texts for c in text)
+        kept = sorted((c for c, n in counts.items() if n >= min_count), key=lambda c: (-counts[c], c))
+        return cls(kept)
+
+    def __len__(self) -> int:
+        return len(self.itos)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, CharVocab) and self.itos == other.itos
+
+    def unknown(self, text: str) -> list[str]:
+        """The distinct characters of `text` this vocabulary has never seen, in order of appearance."""
+        return list(dict.fromkeys(c for c in text if c not in self.stoi))
+
+    def encode(self, text: str, sos: bool = False, eos: bool = True) -> list[int]:
+        ids = [self.stoi.get(c, self.unk_id) for c in text]
+        return ([self.sos_id] if sos else []) + ids + ([self.eos_id] if eos else [])
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """Text up to the first <eos>; <pad>/<sos> are dropped and <unk> shows as '\N{REPLACEMENT CHARACTER}'."""
+        out = []
+        for i in ids:
+            i = int(i)
+            if i == self.eos_id:
+                break
+            if i in (self.pad_id, self.sos_id):
+                continue
+            out.append("\N{REPLACEMENT CHARACTER}" if i == self.unk_id else self.itos[i])
+        return "".join(out)
+
+    def batch(self, texts: Sequence[str], sos: bool = False, eos: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """Right-padded ids (B, T) and lengths (B,) for a list of texts."""
+        seqs = [self.encode(t, sos=sos, eos=eos) for t in texts]
+        lengths = torch.tensor([len(s) for s in seqs], dtype=torch.long)
+        ids = torch.full((len(seqs), int(lengths.max()) if seqs else 0), self.pad_id, dtype=torch.long)
+        for row, s in enumerate(seqs):
+            ids[row, :len(s)] = torch.tensor(s, dtype=torch.long)
+        return ids, lengths
+
+    # plain values only, so it can live inside a weights_only checkpoint
+    def state_dict(self) -> dict[str, list[str]]:
+        return {"itos": list(self.itos)}
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, list[str]]) -> CharVocab:
+        itos = list(state["itos"])
+        if tuple(itos[:4]) != cls.SPECIALS:
+            raise ValueError("CharVocab: saved vocabulary does not start with the special tokens")
+        return cls(itos[4:])
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.state_dict(), ensure_ascii=False) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: str | Path) -> CharVocab:
+        return cls.from_state_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+# ---- model ---------------------------------------------------------------------------------------
+RNNS = {"gru": nn.GRU, "lstm": nn.LSTM}
+
+
+class Encoder(nn.Module):
+    """Embedding -> bidirectional RNN over a packed batch. Outputs (B, S, hidden), final state (L, B, hidden).
+
+    Each direction has hidden/2 units, so the outputs have the decoder's size and dot-product attention works.
+    Packing means the backward direction starts at each sequence's last real character, not at padding.
+    """
+
+    def __init__(self, vocab_size: int, embed: int, hidden: int, rnn: str = "gru", layers: int = 1,
+                 dropout: float = 0.0) -> None:
+        super().__init__()
+        if hidden % 2:
+            raise ValueError(f"encoder hidden size must be even (two directions), got {hidden}")
+        self.rnn_kind, self.layers = rnn, layers
+        self.embedding = nn.Embedding(vocab_size, embed, padding_idx=CharVocab.pad_id)
+        self.dropout = nn.Dropout(dropout)
+        self.rnn = RNNS[rnn](embed, hidden // 2, layers, batch_first=True, bidirectional=True,
+                             dropout=dropout if layers > 1 else 0.0)
+
+    def forward(self, src: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | tuple]:
+        x = self.dropout(self.embedding(src))
+        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        out, state = self.rnn(packed)
+        out, _ = pad_packed_sequence(out, batch_first=True, total_length=src.size(1))
+
+        def join(h: torch.Tensor) -> torch.Tensor:  # (L*2, B, H/2) -> (L, B, H): forward and backward side by side
+            h = h.view(self.layers, 2, h.size(1), h.size(2))
+            return torch.cat([h[:, 0], h[:, 1]], dim=-1)
+
+        state = tuple(join(s) for s in state) if isinstance(state, tuple) else join(state)
+        return out, state
+
+
+class Decoder(nn.Module):
+    """Luong-style decoder: embed -> RNN -> (attention over the encoder outputs) -> tanh(W[h; c]) -> logits.
+
+    `forward` takes any number of target steps: the whole shifted target under teacher forcing, or one
+    step (T=1) while decoding. Returns logits (B, T, V), the new state and the weights (B, T, S) or None.
+    """
+
+    def __init__(self, vocab_size: int, embed: int, hidden: int, rnn: str = "gru", layers: int = 1,
+                 attention: str = "general", dropout: float = 0.0) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, embed, padding_idx=CharVocab.pad_id)
+        self.dropout = nn.Dropout(dropout)
+        self.rnn = RNNS[rnn](embed, hidden, layers, batch_first=True, dropout=dropout if layers > 1 else 0.0)
+        self.attention = None if attention == "none" else make_attention(attention, hidden, hidden)
+        # the "attentional hidden state" of Luong et al.: it sees both the RNN output and the context
+        self.combine = nn.Linear(2 * hidden, hidden) if self.attention is not None else None
+        self.out = nn.Linear(hidden, vocab_size)
+
+    def forward(self, tokens: torch.Tensor, state: torch.Tensor | tuple, memory: torch.Tensor,
+                memory_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | tuple, torch.Tensor | None]:
+        out, state = self.rnn(self.dropout(self.embedding(tokens)), state)  # (B, T, H)
+        weights = None
+        if self.attention is not None:
+            context, weights = self.attention(out, memory, mask=memory_mask)  # (B, T, H), (B, T, S)
+            out = torch.tanh(self.combine(torch.cat([out, context], dim=-1)))
+        return self.out(self.dropout(out)), state, weights
+
+
+class Seq2Seq(nn.Module):
+    """Encoder + bridge + decoder. `forward(src, src_lengths, tgt_in)` gives teacher-forced logits (B, T, V)."""
+
+    def __init__(self, src_vocab: int, tgt_vocab: int, embed: int = 64, hidden: int = 256, layers: int = 1,
+                 rnn: str = "gru", attention: str = "general", dropout: float = 0.1) -> None:
+        super().__init__()
+        if rnn not in RNNS:
+            raise ValueError(f"unknown rnn {rnn!r}; known: {', '.join(RNNS)}")
+        if attention != "none" and attention not in ATTENTION_KINDS:
+            raise ValueError(f"unknown attention {attention!r}; known: none, {', '.join(ATTENTION_KINDS)}")
+        self.encoder = Encoder(src_vocab, embed, hidden, rnn, layers, dropout)
+        self.decoder = Decoder(tgt_vocab, embed, hidden, rnn, layers, attention, dropout)
+        self.bridge = nn.Linear(hidden, hidden)  # encoder final state -> decoder initial state
+        self.bridge_cell = nn.Linear(hidden, hidden) if rnn == "lstm" else None
+
+    def encode(self, src: torch.Tensor, src_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, object]:
+        """Encoder outputs (B, S, H), their padding mask (B, 1, S), and the decoder's initial state."""
+        memory, state = self.encoder(src, src_lengths)
+        mask = padding_mask(src_lengths.to(src.device), src.size(1))
+        if isinstance(state, tuple):
+            state = (torch.tanh(self.bridge(state[0])), torch.tanh(self.bridge_cell(state[1])))
+        else:
+            state = torch.tanh(self.bridge(state))
+        return memory, mask, state
+
+    def forward(self, src: torch.Tensor, src_lengths: torch.Tensor,
+                tgt_in: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        memory, mask, state = self.encode(src, src_lengths)
+        logits, _, weights = self.decoder(tgt_in, state, memory, mask)
+        return logits, weights
+
+
+# ---- decoding ------------------------------------------------------------------------------------
+@dataclass
+class Hypothesis:
+    """A decoded sequence: token ids (without <sos>/<eos>), summed log-probability, and the ranking score
+    logprob / (generated length incl. <eos>)^alpha. Attention weights (T, S) for greedy decoding."""
+
+    ids: list[int]
+    logprob: float
+    score: float
+    weights: torch.Tensor | None = None
+
+
+def _select_state(state: torch.Tensor | tuple, index: torch.Tensor) -> torch.Tensor | tuple:
+    """Pick batch rows `index` from an RNN state (hidden, or (hidden, cell) for an LSTM)."""
+    if isinstance(state, tuple):
+        return tuple(s.index_select(1, index) for s in state)
+    return state.index_select(1, index)
+
+
+@torch.no_grad()
+def greedy_decode(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor, max_len: int,
+                  alpha: float = 1.0) -> list[Hypothesis]:
+    """Take the most likely character at every step until <eos> (or max_len characters)."""
+    memory, mask, state = model.encode(src, src_lengths)
+    batch = src.size(0)
+    tokens = torch.full((batch, 1), CharVocab.sos_id, dtype=torch.long, device=src.device)
+    steps, logprobs, attn = [], torch.zeros(batch, device=src.device), []
+    finished = torch.zeros(batch, dtype=torch.bool, device=src.device)
+    lengths = torch.full((batch,), max_len, dtype=torch.long, device=src.device)
+    for t in range(max_len):
+        logits, state, weights = model.decoder(tokens, state, memory, mask)
+        logp = logits[:, -1].float().log_softmax(-1)
+        best, tokens = logp.max(-1, keepdim=True)
+        logprobs += torch.where(finished, torch.zeros_like(best[:, 0]), best[:, 0])
+        steps.append(tokens[:, 0])
+        if weights is not None:
+            attn.append(weights[:, 0])
+        ended = (tokens[:, 0] == CharVocab.eos_id) & ~finished
+        lengths[ended] = t + 1
+        finished |= ended
+        if bool(finished.all()):
+            break
+    ids = torch.stack(steps, 1).tolist()
+    out = []
+    for b in range(batch):
+        n = int(lengths[b])
+        seq = [i for i in ids[b][:n] if i != CharVocab.eos_id]
+        w = torch.stack([a[b] for a in attn[:n]]).cpu() if attn else None
+        out.append(Hypothesis(seq, float(logprobs[b]), float(logprobs[b]) / n ** alpha, w))
+    return out
+
+
+@torch.no_grad()
+def beam_search(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor, max_len: int, beam: int = 5,
+                alpha: float = 1.0) -> list[list[Hypothesis]]:
+    """Keep the `beam` best partial sequences per input; return up to `beam` hypotheses per input, best first.
+
+    Ranking of finished hypotheses uses length normalisation, logprob / length^alpha: without it (alpha=0)
+    beam search favours short outputs, since every extra character adds a negative log-probability.
+    An input is done once it has `beam` finished hypotheses; with beam=1 this is exactly greedy decoding.
+    """
+    memory, mask, state = model.encode(src, src_lengths)
+    batch, k, device = src.size(0), beam, src.device
+    # every input's encoding repeated k times: row b*k + j is beam j of input b
+    rows = torch.arange(batch, device=device).repeat_interleave(k)
+    memory, mask, state = memory[rows], mask[rows], _select_state(state, rows)
+    tokens = torch.full((batch * k, 1), CharVocab.sos_id, dtype=torch.long, device=device)
+    scores = torch.full((batch, k), float("-inf"), device=device)
+    scores[:, 0] = 0.0  # at the start all beams are the same sequence: expand only the first
+    history = torch.zeros(batch * k, 0, dtype=torch.long, device=device)
+    finished: list[list[Hypothesis]] = [[] for _ in range(batch)]
+    done = [False] * batch
+    for t in range(max_len):
+        logits, state, _ = model.decoder(tokens, state, memory, mask)
+        logp = logits[:, -1].float().log_softmax(-1)  # (B*k, V)
+        vocab = logp.size(-1)
+        candidates = (scores.unsqueeze(-1) + logp.view(batch, k, vocab)).view(batch, k * vocab)
+        top_scores, top_index = candidates.topk(2 * k, dim=-1)  # 2k: enough to keep k alive after some end
+        top_beam, top_token = top_index // vocab, top_index % vocab
+        new_scores = torch.full((batch, k), float("-inf"), device=device)
+        new_beam = torch.zeros(batch, k, dtype=torch.long, device=device)
+        new_token = torch.full((batch, k), CharVocab.pad_id, dtype=torch.long, device=device)
+        ts, tb, tt = top_scores.tolist(), top_beam.tolist(), top_token.tolist()
+        for b in range(batch):
+            if done[b]:
+                continue
+            alive = 0
+            for rank in range(2 * k):
+                score, j, token = ts[b][rank], tb[b][rank], tt[b][rank]
+                if score == float("-inf"):
+                    break
+                if token == CharVocab.eos_id:
+                    if rank < k:  # an ending counts only if it is among the k best candidates
+                        ids = history[b * k + j].tolist()
+                        finished[b].append(Hypothesis(ids, score, score / (t + 1) ** alpha))
+                    continue
+                new_scores[b, alive], new_beam[b, alive], new_token[b, alive] = score, j, token
+                alive += 1
+                if alive == k:
+                    break
+            if len(finished[b]) >= k:
+                done[b] = True
+        if all(done):
+            break
+        parent = (torch.arange(batch, device=device).unsqueeze(1) * k + new_beam).view(-1)
+        history = torch.cat([history[parent], new_token.view(-1, 1)], dim=1)
+        state = _select_state(state, parent)
+        tokens, scores = new_token.view(-1, 1), new_scores
+    for b in range(batch):
+        if not done[b]:  # ran out of steps: the live beams count as (unfinished) hypotheses
+            for j in range(k):
+                score = float(scores[b, j])
+                if score > float("-inf"):
+                    finished[b].append(Hypothesis(history[b * k + j].tolist(), score, score / max_len ** alpha))
+        finished[b] = sorted(finished[b], key=lambda h: -h.score)[:k]
+    return finished
