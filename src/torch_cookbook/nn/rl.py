@@ -1,0 +1,207 @@
+"""Pieces of value-based reinforcement learning: Q-network, replay buffer, ε schedule, TD target, seeding.
+
+What the usual five-step description of "Q-learning with a neural network" leaves out is here:
+    experience replay      ReplayBuffer: uniform sampling from a fixed-size ring, checkpointable
+    a target network       polyak_update / hard copies; its parameters never get gradients
+    exploration            linear_epsilon: a schedule, not a constant
+    terminated ≠ truncated td_target bootstraps unless the episode *terminated*; a time limit truncates,
+                           the state after it still has value
+    one seed, one result   episode_seed: every episode is reset from (seed, stream, episode index),
+                           so training can be checkpointed at episode boundaries and resumed exactly
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from torch_cookbook.engine.checkpoint import STOP, Checkpointer, check_finite
+from torch_cookbook.engine.errors import ConfigError, Interrupted
+
+__all__ = ["QNetwork", "ReplayBuffer", "linear_epsilon", "td_target", "next_state_value", "polyak_update",
+           "episode_seed", "EpisodeCheckpointer", "make_env"]
+
+T = TypeVar("T", float, np.ndarray, torch.Tensor)
+
+# Streams of episode seeds: training, periodic evaluation, final evaluation, predict, baselines.
+TRAIN, EVAL, FINAL_EVAL, PREDICT, BASELINE = range(5)
+
+
+# ---- model ---------------------------------------------------------------------------------------
+class QNetwork(nn.Module):
+    """An MLP from an observation vector to one Q-value per discrete action."""
+
+    def __init__(self, obs_dim: int, n_actions: int, hidden: int = 64, layers: int = 2) -> None:
+        super().__init__()
+        sizes = [obs_dim] + [hidden] * layers
+        blocks: list[nn.Module] = []
+        for a, b in zip(sizes[:-1], sizes[1:]):
+            blocks += [nn.Linear(a, b), nn.ReLU()]
+        self.net = nn.Sequential(*blocks, nn.Linear(sizes[-1], n_actions))
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.net(obs)
+
+
+# ---- experience replay ---------------------------------------------------------------------------
+class ReplayBuffer:
+    """A ring buffer of transitions (obs, action, reward, next_obs, terminated), sampled uniformly.
+
+    Storage is preallocated tensors; once full, the oldest transition is overwritten. The sampling
+    generator is part of `state_dict`, so a restored buffer draws the same minibatches.
+    `terminated` is stored, not `done`: a transition cut by a time limit must still bootstrap.
+    """
+
+    def __init__(self, capacity: int, obs_dim: int, seed: int = 0) -> None:
+        if capacity < 1:
+            raise ValueError(f"replay capacity must be at least 1, got {capacity}")
+        self.capacity = capacity
+        self.obs = torch.zeros(capacity, obs_dim)
+        self.next_obs = torch.zeros(capacity, obs_dim)
+        self.action = torch.zeros(capacity, dtype=torch.long)
+        self.reward = torch.zeros(capacity)
+        self.terminated = torch.zeros(capacity)
+        self.pos = 0  # where the next transition goes
+        self.size = 0
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def add(self, obs: Any, action: int, reward: float, next_obs: Any, terminated: bool) -> None:
+        i = self.pos
+        self.obs[i] = torch.as_tensor(obs, dtype=torch.float32)
+        self.next_obs[i] = torch.as_tensor(next_obs, dtype=torch.float32)
+        self.action[i] = int(action)
+        self.reward[i] = float(reward)
+        self.terminated[i] = float(terminated)
+        self.pos = (self.pos + 1) % self.capacity
+        self.size = min(self.size + 1, self.capacity)
+
+    def sample(self, batch_size: int) -> dict[str, torch.Tensor]:
+        """`batch_size` transitions drawn uniformly with replacement from what is stored."""
+        if self.size == 0:
+            raise ValueError("cannot sample from an empty replay buffer")
+        idx = torch.randint(self.size, (batch_size,), generator=self.generator)
+        return {"obs": self.obs[idx], "action": self.action[idx], "reward": self.reward[idx],
+                "next_obs": self.next_obs[idx], "terminated": self.terminated[idx]}
+
+    def state_dict(self) -> dict[str, Any]:
+        n = self.size  # only the filled part: a fresh 100k buffer should not cost 4 MB per checkpoint
+        return {"obs": self.obs[:n].clone(), "next_obs": self.next_obs[:n].clone(), "action": self.action[:n].clone(),
+                "reward": self.reward[:n].clone(), "terminated": self.terminated[:n].clone(),
+                "pos": self.pos, "size": self.size, "capacity": self.capacity,
+                "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state["capacity"] != self.capacity:
+            raise ValueError(f"replay buffer capacity {state['capacity']} in the checkpoint, {self.capacity} here")
+        n = state["size"]
+        for name in ("obs", "next_obs", "action", "reward", "terminated"):
+            getattr(self, name)[:n] = state[name]
+        self.pos, self.size = state["pos"], n
+        self.generator.set_state(state["generator"])
+
+
+# ---- exploration ---------------------------------------------------------------------------------
+def linear_epsilon(step: int, start: float, end: float, duration: int) -> float:
+    """ε decays linearly from `start` to `end` over `duration` steps, then stays at `end`."""
+    if duration <= 0:
+        return end
+    return start + (end - start) * min(step / duration, 1.0)
+
+
+# ---- targets -------------------------------------------------------------------------------------
+def td_target(reward: T, next_value: T, terminated: T, gamma: float) -> T:
+    """r + γ·V(s') unless the episode terminated in s' (then V(s') = 0 by definition).
+
+    Pass `terminated`, never `terminated or truncated`: a time limit (truncation) stops the episode but
+    not the task, so the next state's value is real and must be bootstrapped. Treating truncation as
+    termination teaches the agent that state 500 of CartPole is worth nothing — a classic DQN bug.
+    Works on floats, numpy arrays and tensors alike.
+    """
+    return reward + gamma * (1 - terminated) * next_value
+
+
+@torch.no_grad()
+def next_state_value(online: nn.Module, target: nn.Module, next_obs: torch.Tensor, double: bool) -> torch.Tensor:
+    """max_a Q_target(s', a), or for Double DQN Q_target(s', argmax_a Q_online(s', a)).
+
+    Double DQN lets the online network choose the action and the target network value it, which
+    removes most of the overestimation that the max over noisy estimates causes.
+    """
+    q_next = target(next_obs)
+    if double:
+        best = online(next_obs).argmax(dim=1, keepdim=True)
+        return q_next.gather(1, best).squeeze(1)
+    return q_next.max(dim=1).values
+
+
+@torch.no_grad()
+def polyak_update(target: nn.Module, online: nn.Module, tau: float) -> None:
+    """target ← τ·online + (1-τ)·target; τ = 1 is the hard copy of the original DQN."""
+    for t, o in zip(target.parameters(), online.parameters()):
+        t.lerp_(o, tau)
+
+
+# ---- environments and seeding --------------------------------------------------------------------
+def episode_seed(seed: int, episode: int, stream: int = TRAIN) -> int:
+    """A seed for one episode, derived from (run seed, stream, episode index) only.
+
+    Resetting every episode from such a seed makes an episode a pure function of the agent's state, so a
+    run checkpointed between episodes resumes exactly (a gym environment's own state cannot be saved).
+    """
+    return int(np.random.SeedSequence([seed, stream, episode]).generate_state(1)[0])
+
+
+def make_env(env_id: str, render_mode: str | None = None, **kwargs: Any) -> Any:
+    """gymnasium.make with one-line errors for an unknown or unavailable environment id."""
+    import gymnasium as gym
+
+    if env_id not in gym.registry:
+        close = [k for k in gym.registry if k.split("-")[0].lower() == env_id.split("-")[0].lower()]
+        hint = f"; did you mean {close[0]}?" if close else "; e.g. CartPole-v1, FrozenLake-v1"
+        raise ConfigError(f"--env_id {env_id}: unknown gymnasium environment{hint}")
+    try:
+        return gym.make(env_id, render_mode=render_mode, **kwargs)
+    except (gym.error.Error, ImportError, TypeError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(f"--env_id {env_id}: cannot be created here ({first[:150]})") from None
+
+
+# ---- checkpoints at episode boundaries -----------------------------------------------------------
+class EpisodeCheckpointer:
+    """Drives a Checkpointer so that last.pt is only ever written between episodes.
+
+    `step(n, loss)` is called after every environment step: NaN guard and crash injection run there,
+    but no save (the environment's state mid-episode could not be restored). `episode_end(n)` saves when
+    at least `every` environment steps passed since the last save, and on Ctrl-C, which therefore
+    finishes the current episode before stopping.
+    """
+
+    def __init__(self, ckpt: Checkpointer) -> None:
+        self.ckpt = ckpt
+        self.every = ckpt.every  # --checkpoint_every or the recipe's default, in environment steps
+        ckpt.every = 0  # the Checkpointer itself must never save mid-episode
+        self.saved_at = 0
+
+    def restore(self) -> int:
+        self.saved_at = self.ckpt.restore()
+        return self.saved_at
+
+    def step(self, step: int, loss: torch.Tensor | float | None = None) -> None:
+        if STOP.requested:  # Ctrl-C: do not save here; episode_end saves and stops
+            if loss is not None:
+                check_finite(loss, step)
+            return
+        self.ckpt.after_step(step, loss)
+
+    def episode_end(self, step: int) -> None:
+        if STOP.requested or (self.every and step - self.saved_at >= self.every):
+            self.ckpt.save(step)
+            self.saved_at = step
+        if STOP.requested:
+            raise Interrupted("interrupted by Ctrl-C; checkpoint saved at the end of the episode")

@@ -1,0 +1,372 @@
+"""DQN on CartPole-v1: experience replay, a target network, an ε schedule, Huber loss, Double DQN.
+
+Seed Q37 describes "Q-learning with a neural network" in five steps and no code. Done naively (learn
+from each transition as it arrives, bootstrap from the network being trained, treat the time limit as
+death) it does not learn CartPole reliably. This recipe adds what makes it work, one line each in the
+loop below: a replay buffer, a slowly-moving target network, an exploration schedule, the Huber loss
+with gradient clipping, Double DQN, and bootstrapping through truncation (not termination).
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from torch import nn
+
+from torch_cookbook.engine.checkpoint import load_checkpoint
+from torch_cookbook.engine.config import BaseConfig, Target, config_hash, param
+from torch_cookbook.engine.errors import ConfigError
+from torch_cookbook.engine.loop import autocast, backward_step, grad_scaler
+from torch_cookbook.engine.progress import Progress
+from torch_cookbook.engine.runs import Run
+from torch_cookbook.nn.rl import (
+    BASELINE,
+    EVAL,
+    FINAL_EVAL,
+    PREDICT,
+    TRAIN,
+    EpisodeCheckpointer,
+    QNetwork,
+    ReplayBuffer,
+    episode_seed,
+    linear_epsilon,
+    make_env,
+    next_state_value,
+    polyak_update,
+    td_target,
+)
+
+seed_question = "Q37 Reinforcement learning"
+summary = "DQN on CartPole-v1 (replay, target network, ε schedule, Double DQN): 100-episode greedy return."
+
+EXPLORE, ACTIONS = 10, 11  # seed streams of training episodes: the ε coin flips, the random actions
+
+
+@dataclass
+class Config(BaseConfig):
+    env_id: str = param("CartPole-v1", "gymnasium environment: vector observations, discrete actions")
+    total_steps: int = param(100_000, "environment steps of training", low=1)
+    buffer_size: int = param(100_000, "replay buffer capacity (transitions)", low=1)
+    learning_starts: int = param(1_000, "environment steps of pure exploration before the first update", low=0)
+    batch_size: int = param(64, "transitions per gradient step", low=1)
+    lr: float = param(1e-3, "Adam learning rate", low=0, low_open=True)
+    gamma: float = param(0.99, "discount factor", low=0, high=1)
+    train_every: int = param(4, "environment steps between training phases", low=1)
+    gradient_steps: int = param(2, "gradient steps per training phase", low=1)
+    target_every: int = param(500, "environment steps between target network updates", low=1)
+    tau: float = param(1.0, "target ← tau·online + (1-tau)·target; 1 = hard copy", low=0, high=1, low_open=True)
+    double: bool = param(True, "Double DQN: the online network picks the next action, the target values it")
+    eps_start: float = param(1.0, "initial exploration rate", low=0, high=1)
+    eps_end: float = param(0.05, "final exploration rate", low=0, high=1)
+    eps_steps: int = param(20_000, "environment steps over which ε decays linearly", low=0)
+    hidden: int = param(64, "units per hidden layer of the Q-network", low=1)
+    layers: int = param(2, "hidden layers of the Q-network", low=1)
+    clip_norm: float = param(10.0, "gradient norm clip (0 = off)", low=0)
+    eval_every: int = param(5_000, "environment steps between greedy evaluations (best.pt keeps the best)", low=1)
+    eval_episodes: int = param(10, "episodes per periodic evaluation", low=1)
+    final_eval_episodes: int = param(100, "episodes of the final greedy evaluation (fresh seeds)", low=1)
+    log_every: int = param(1_000, "environment steps between TD-loss / Q-value log records", low=1)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_env(self.env_id)
+
+
+profiles = {
+    "smoke": {"total_steps": 1_000, "learning_starts": 200, "eval_every": 500, "eval_episodes": 2,
+              "final_eval_episodes": 3, "log_every": 250, "eps_steps": 600, "hidden": 32},
+    "quick": {"total_steps": 30_000, "eps_steps": 10_000, "eval_every": 2_500, "final_eval_episodes": 20},
+    "full": {},
+}
+
+targets = [
+    Target("eval_return_mean", ">=", 475.0),  # greedy policy, 100 fresh episodes (CartPole's maximum is 500)
+    Target("cpu_time_s", "<=", 600.0),  # within 10 minutes of CPU time for the 100k environment steps
+]
+
+_CHECKED: dict[str, tuple[int, int]] = {}
+
+
+# ---- environment ---------------------------------------------------------------------------------
+def check_env(env_id: str) -> tuple[int, int]:
+    """(observation size, number of actions) or a one-line ConfigError: DQN needs discrete actions."""
+    if env_id not in _CHECKED:
+        import gymnasium as gym
+
+        env = make_env(env_id)
+        obs_space, act_space = env.observation_space, env.action_space
+        env.close()
+        if not isinstance(act_space, gym.spaces.Discrete):
+            raise ConfigError(f"--env_id {env_id}: DQN needs discrete actions, this environment has "
+                              f"{type(act_space).__name__} actions {act_space}; try CartPole-v1 or Acrobot-v1")
+        if not isinstance(obs_space, gym.spaces.Box) or len(obs_space.shape) != 1:
+            raise ConfigError(f"--env_id {env_id}: this Q-network needs a vector observation, got {obs_space}")
+        _CHECKED[env_id] = (obs_space.shape[0], int(act_space.n))
+    return _CHECKED[env_id]
+
+
+@torch.inference_mode()
+def greedy_action(q: nn.Module, obs: np.ndarray) -> int:
+    return int(q(torch.as_tensor(obs, dtype=torch.float32).unsqueeze(0)).argmax())
+
+
+def play(env: Any, policy: Any, seeds: list[int], frames: list | None = None) -> list[float]:
+    """Return of one episode per seed; `policy(obs) -> action`. Frames are collected when a list is given."""
+    returns = []
+    for s in seeds:
+        obs, _ = env.reset(seed=s)
+        env.action_space.seed(s + 1)  # random baseline: actions independent of the start state
+        total, done = 0.0, False
+        episode_frames = []
+        while not done:
+            obs, reward, terminated, truncated, _ = env.step(policy(obs))
+            total += float(reward)
+            done = terminated or truncated
+            if frames is not None:
+                episode_frames.append(env.render())
+        if frames is not None:
+            frames.append(episode_frames)
+        returns.append(total)
+    return returns
+
+
+def evaluate_policy(q: nn.Module, cfg: Config, stream: int, episodes: int) -> list[float]:
+    """Greedy returns over `episodes` episodes seeded from (cfg.seed, stream, i): the same set every call."""
+    env = make_env(cfg.env_id)  # the Q-network has no dropout or BatchNorm: train/eval mode do not matter
+    returns = play(env, lambda o: greedy_action(q, o), [episode_seed(cfg.seed, i, stream) for i in range(episodes)])
+    env.close()
+    return returns
+
+
+def random_policy_returns(cfg: Config, episodes: int) -> list[float]:
+    env = make_env(cfg.env_id)
+    returns = play(env, lambda o: env.action_space.sample(),
+                   [episode_seed(cfg.seed, i, BASELINE) for i in range(episodes)])
+    env.close()
+    return returns
+
+
+# ---- the recipe ----------------------------------------------------------------------------------
+def dqn_loss(q: nn.Module, target: nn.Module, batch: dict[str, torch.Tensor], gamma: float,
+             double: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Huber loss between Q(s, a) and the TD target (no gradient through the target); also mean max-Q."""
+    q_all = q(batch["obs"])
+    q_taken = q_all.gather(1, batch["action"].unsqueeze(1)).squeeze(1)
+    next_v = next_state_value(q, target, batch["next_obs"], double)  # computed under no_grad
+    y = td_target(batch["reward"], next_v, batch["terminated"], gamma)
+    # Huber: quadratic near 0, linear for large TD errors, so one surprising transition cannot blow up a step.
+    loss = nn.functional.smooth_l1_loss(q_taken.float(), y.float())
+    return loss, q_all.detach().max(1).values.mean()
+
+
+def build_q(cfg: Config) -> QNetwork:
+    obs_dim, n_actions = check_env(cfg.env_id)
+    return QNetwork(obs_dim, n_actions, cfg.hidden, cfg.layers)
+
+
+def run(cfg: Config, run: Run) -> dict[str, float | None]:
+    env = make_env(cfg.env_id)
+    obs_dim, _ = check_env(cfg.env_id)
+    torch.manual_seed(cfg.seed)
+    q = build_q(cfg)
+    target = copy.deepcopy(q).requires_grad_(False)  # never in the optimizer; moved only by polyak_update
+    optimizer = torch.optim.Adam(q.parameters(), lr=cfg.lr)
+    scaler = grad_scaler(run.device, cfg.amp)
+    buffer = ReplayBuffer(min(cfg.buffer_size, cfg.total_steps), obs_dim, seed=cfg.seed)
+    ckpt = run.checkpointer(every=10_000, model=q, target=target, optimizer=optimizer, buffer=buffer)
+    episodes = EpisodeCheckpointer(ckpt)
+    step = episodes.restore()
+    episode = ckpt.extra.get("episode", 0)
+    cpu_before = ckpt.extra.get("cpu_time_s", 0.0)  # CPU seconds of earlier attempts (resume)
+    cpu0, wall0, step0 = time.process_time(), time.perf_counter(), step
+    loss = q_mean = None
+    epsilon = linear_epsilon(step, cfg.eps_start, cfg.eps_end, cfg.eps_steps)
+
+    with Progress(cfg.total_steps, f"dqn {cfg.env_id}", start=step) as bar:
+        while step < cfg.total_steps:
+            # Every episode is a function of (seed, episode index) and the agent: resumable at its boundary.
+            obs, _ = env.reset(seed=episode_seed(cfg.seed, episode, TRAIN))
+            env.action_space.seed(episode_seed(cfg.seed, episode, ACTIONS))
+            coin = np.random.default_rng(episode_seed(cfg.seed, episode, EXPLORE))
+            episode_return, done = 0.0, False
+            while not done and step < cfg.total_steps:
+                epsilon = linear_epsilon(step, cfg.eps_start, cfg.eps_end, cfg.eps_steps)
+                action = env.action_space.sample() if coin.random() < epsilon else greedy_action(q, obs)
+                next_obs, reward, terminated, truncated, _ = env.step(action)
+                buffer.add(obs, action, reward, next_obs, terminated)  # terminated, not `done`
+                obs, episode_return, step = next_obs, episode_return + float(reward), step + 1
+                done = terminated or truncated
+
+                if step > cfg.learning_starts and step % cfg.train_every == 0:
+                    for _ in range(cfg.gradient_steps):
+                        batch = buffer.sample(cfg.batch_size)
+                        with autocast(run.device, cfg.amp):
+                            loss, q_mean = dqn_loss(q, target, batch, cfg.gamma, cfg.double)
+                        backward_step(loss, optimizer, scaler, clip_norm=cfg.clip_norm)
+                if step % cfg.target_every == 0:
+                    polyak_update(target, q, cfg.tau)
+
+                episodes.step(step, loss)  # NaN guard, crash injection (no save mid-episode)
+                bar.advance(1, ret=episode_return, eps=epsilon)
+                if step % cfg.log_every == 0 and loss is not None:
+                    cpu = time.process_time() - cpu0
+                    run.log({"train/td_loss": loss.item(), "train/q_max_mean": q_mean.item(), "train/epsilon": epsilon,
+                             "perf/steps_per_s": (step - step0) / max(time.perf_counter() - wall0, 1e-9),
+                             "perf/cpu_time_s": cpu_before + cpu}, step)
+                if step % cfg.eval_every == 0:
+                    returns = evaluate_policy(q, cfg, EVAL, cfg.eval_episodes)
+                    run.log({"eval/return_mean": float(np.mean(returns)), "eval/return_min": min(returns)}, step)
+                    ckpt.save_best(step, float(np.mean(returns)))
+
+            episode += 1
+            if done:
+                run.log({"train/episode_return": episode_return, "train/epsilon": epsilon}, step)
+            ckpt.extra.update(episode=episode, cpu_time_s=cpu_before + time.process_time() - cpu0)
+            episodes.episode_end(step)
+    env.close()
+    cpu_time = cpu_before + time.process_time() - cpu0
+    ckpt.extra.update(episode=episode, cpu_time_s=cpu_time)
+    ckpt.save(step)
+    if ckpt.best_value is None:  # too short a run for any periodic evaluation: the last weights are the best
+        ckpt.save_best(step, 0.0)
+
+    metrics: dict[str, float | None] = evaluate(cfg, run)
+    train_returns = [r for _, r in run.history("train/episode_return")]
+    best_step = max(run.history("eval/return_mean"), key=lambda sr: sr[1], default=(step, 0.0))[0]
+    metrics.update({"best_eval_step": best_step, "episodes": episode, "env_steps": step,
+                    "train_return_last100": float(np.mean(train_returns[-100:])) if train_returns else None,
+                    "cpu_time_s": cpu_time,
+                    "steps_per_s": (step - step0) / max(time.perf_counter() - wall0, 1e-9)})
+    plot_learning_curve(cfg, run)
+    return metrics
+
+
+def load_q(cfg: Config, run: Run, which: str = "best") -> QNetwork:
+    q = build_q(cfg)
+    ckpt = load_checkpoint(run.dir / "checkpoints" / f"{which}.pt", "dqn", config_hash(cfg))
+    q.load_state_dict(ckpt["state"]["model"])
+    return q.eval()
+
+
+def evaluate(cfg: Config, run: Run) -> dict[str, float]:
+    """Greedy returns of best.pt and last.pt over the same fresh episodes, and the random-policy baseline."""
+    best = evaluate_policy(load_q(cfg, run, "best"), cfg, FINAL_EVAL, cfg.final_eval_episodes)
+    last = evaluate_policy(load_q(cfg, run, "last"), cfg, FINAL_EVAL, cfg.final_eval_episodes)
+    return {"eval_return_mean": float(np.mean(best)), "eval_return_std": float(np.std(best)),
+            "eval_return_min": float(np.min(best)), "last_model_eval_return_mean": float(np.mean(last)),
+            "random_policy_return": float(np.mean(random_policy_returns(cfg, cfg.final_eval_episodes)))}
+
+
+# ---- plots ---------------------------------------------------------------------------------------
+def plot_learning_curve(cfg: Config, run: Run) -> None:
+    if not run.is_main:
+        return
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    train = run.history("train/episode_return")
+    if train:
+        s, r = zip(*train)
+        ax.plot(s, r, color="lightsteelblue", linewidth=0.6, label="training episode")
+        ax.plot(s, moving_average(r, 20), color="tab:blue", label="training, 20-episode mean")
+    ev = run.history("eval/return_mean")
+    if ev:
+        s, r = zip(*ev)
+        ax.plot(s, r, "o-", color="tab:orange", label=f"greedy, {cfg.eval_episodes} episodes")
+    ax.axhline(475, color="grey", linewidth=0.8, linestyle="--")
+    ax.set(xlabel="environment step", ylabel="episode return", title=f"DQN on {cfg.env_id}, seed {cfg.seed}")
+    ax.legend(loc="upper left", fontsize=8)
+    for key, color in (("train/td_loss", "tab:red"), ("train/q_max_mean", "tab:green")):
+        hist = run.history(key)
+        if hist:
+            s, v = zip(*hist)
+            ax2.plot(s, v, color=color, label=key.split("/")[1])
+    ax2.set(xlabel="environment step", yscale="log", title="TD loss and mean max-Q of a minibatch")
+    ax2.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(run.plot_path("learning_curve"), dpi=100)
+    plt.close(fig)
+
+
+def moving_average(values: Any, window: int) -> np.ndarray:
+    v = np.asarray(values, dtype=float)
+    c = np.cumsum(np.insert(v, 0, 0.0))
+    out = np.empty_like(v)
+    for i in range(len(v)):
+        lo = max(0, i + 1 - window)
+        out[i] = (c[i + 1] - c[lo]) / (i + 1 - lo)
+    return out
+
+
+def plot_seeds(run_dirs: list[Path], out: Path, grid: int = 2_500) -> None:
+    """Learning curve over several runs (e.g. the bench's seeds): mean training return with a min-max band.
+
+    `python -c "from torch_cookbook.recipes.dqn import plot_seeds; plot_seeds([...], 'curve.png')"`
+    """
+    import json
+
+    curves = []
+    for d in run_dirs:
+        records = [json.loads(line) for line in (Path(d) / "metrics.jsonl").read_text().splitlines()]
+        pts = [(r["step"], r["train/episode_return"]) for r in records if "train/episode_return" in r]
+        steps, returns = np.array([p[0] for p in pts]), moving_average([p[1] for p in pts], 20)
+        xs = np.arange(grid, steps.max() + 1, grid)
+        curves.append(np.interp(xs, steps, returns))
+    n = min(len(c) for c in curves)
+    ys = np.stack([c[:n] for c in curves])
+    xs = xs[:n]
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    ax.plot(xs, ys.mean(0), color="tab:blue", label=f"mean of {len(curves)} seeds")
+    ax.fill_between(xs, ys.min(0), ys.max(0), color="tab:blue", alpha=0.25, label="min-max over seeds")
+    ax.axhline(475, color="grey", linewidth=0.8, linestyle="--", label="target 475")
+    ax.set(xlabel="environment step", ylabel="training return (20-episode mean)", ylim=(0, 520),
+           title="DQN on CartPole-v1")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=90)
+    plt.close(fig)
+
+
+# ---- predict -------------------------------------------------------------------------------------
+def predict_arguments(parser: Any) -> None:
+    parser.add_argument("--episodes", type=int, default=10, help="episodes to play with the greedy policy")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the episodes")
+    parser.add_argument("--render", action="store_true", help="write one GIF per episode (rgb_array frames)")
+    parser.add_argument("--out", type=Path, default=None, help="folder for the GIFs (default RUN_DIR/renders)")
+    parser.add_argument("--which", choices=("best", "last"), default="best", help="checkpoint to play")
+
+
+def predict(cfg: Config, run: Run, args: Any) -> None:
+    if not 1 <= args.episodes <= 1000:
+        raise ConfigError(f"--episodes {args.episodes}: out of range, allowed [1, 1000]")
+    if args.seed < 0:
+        raise ConfigError(f"--seed {args.seed}: out of range, allowed [0, inf)")
+    q = load_q(cfg, run, args.which)
+    env = make_env(cfg.env_id, render_mode="rgb_array" if args.render else None)
+    frames: list | None = [] if args.render else None
+    seeds = [episode_seed(args.seed, i, PREDICT) for i in range(args.episodes)]
+    returns = play(env, lambda o: greedy_action(q, o), seeds, frames)
+    env.close()
+    for i, r in enumerate(returns):
+        print(f"episode {i}: return {r:g}")
+    print(f"mean return {np.mean(returns):.1f} over {len(returns)} episodes ({args.which}.pt)")
+    if frames is not None:
+        from PIL import Image
+
+        out = args.out or run.dir / "renders"
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ConfigError(f"--out {out}: cannot create this folder ({e.strerror})") from None
+        for i, episode_frames in enumerate(frames):
+            images = [Image.fromarray(f).reduce(2) for f in episode_frames[::2]]  # half size, every 2nd frame
+            images[0].save(out / f"episode_{i:03d}.gif", save_all=True, append_images=images[1:], duration=40)
+        print(f"wrote {len(frames)} GIFs to {out}")

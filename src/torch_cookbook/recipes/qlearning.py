@@ -1,0 +1,297 @@
+"""Tabular Q-learning on FrozenLake-v1 (4×4, slippery), checked against value iteration.
+
+Seed Q37 names "Q-learning" as the loss of a neural agent. Before any network, Q-learning is a table:
+Q(s, a) ← Q(s, a) + α·(r + γ·max_a' Q(s', a') − Q(s, a)), with ε-greedy exploration. On FrozenLake the
+environment's transition probabilities are known, so value iteration gives the exact optimal values and
+the best achievable success rate: the learned table and its greedy policy are measured against them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+from torch_cookbook.engine.checkpoint import load_checkpoint
+from torch_cookbook.engine.config import BaseConfig, Target, config_hash, param
+from torch_cookbook.engine.errors import ConfigError
+from torch_cookbook.engine.progress import Progress
+from torch_cookbook.engine.runs import Run
+from torch_cookbook.nn.rl import (
+    BASELINE,
+    EVAL,
+    FINAL_EVAL,
+    TRAIN,
+    EpisodeCheckpointer,
+    episode_seed,
+    make_env,
+    td_target,
+)
+
+seed_question = "Q37 Reinforcement learning"
+summary = "Tabular Q-learning on FrozenLake 4x4 (slippery) vs value iteration: greedy success rate."
+
+EXPLORE = 10  # seed stream of the ε coin flips and random actions of training episodes
+
+
+@dataclass
+class Config(BaseConfig):
+    env_id: str = param("FrozenLake-v1", "gymnasium environment with discrete states and actions")
+    map_name: str = param("4x4", "FrozenLake map (FrozenLake only)", choices=("4x4", "8x8"))
+    slippery: bool = param(True, "FrozenLake: the ice is slippery (moves go sideways 2/3 of the time)")
+    episodes: int = param(20_000, "training episodes", low=1)
+    alpha: float = param(0.1, "learning rate α of the table update", low=0, high=1, low_open=True)
+    alpha_end: float = param(0.01, "α decays linearly to this over the training episodes", low=0, high=1)
+    gamma: float = param(0.99, "discount factor", low=0, high=1)
+    eps_start: float = param(1.0, "initial exploration rate", low=0, high=1)
+    eps_end: float = param(0.05, "final exploration rate", low=0, high=1)
+    eps_fraction: float = param(0.5, "fraction of the episodes over which ε decays linearly", low=0, high=1)
+    eval_every: int = param(1_000, "training episodes between greedy evaluations", low=1)
+    eval_episodes: int = param(200, "episodes per periodic evaluation", low=1)
+    final_eval_episodes: int = param(1_000, "episodes of the final greedy evaluation (fresh seeds)", low=1)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_env(self)
+
+
+profiles = {
+    "smoke": {"episodes": 300, "eval_every": 100, "eval_episodes": 20, "final_eval_episodes": 100},
+    "quick": {"episodes": 5_000, "eval_every": 500, "eval_episodes": 100},
+    "full": {},
+}
+
+targets = [Target("success_rate", ">=", 0.70)]  # greedy policy, 1,000 fresh episodes
+
+
+# ---- environment ---------------------------------------------------------------------------------
+def env_kwargs(cfg: Config) -> dict[str, Any]:
+    return {"map_name": cfg.map_name, "is_slippery": cfg.slippery} if cfg.env_id.startswith("FrozenLake") else {}
+
+
+def check_env(cfg: Config) -> tuple[int, int]:
+    """(number of states, number of actions), or a one-line ConfigError: a table needs discrete both."""
+    import gymnasium as gym
+
+    env = make_env(cfg.env_id, **env_kwargs(cfg))
+    obs_space, act_space = env.observation_space, env.action_space
+    env.close()
+    if not isinstance(act_space, gym.spaces.Discrete):
+        raise ConfigError(f"--env_id {cfg.env_id}: tabular Q-learning needs discrete actions, got {act_space}; "
+                          f"try FrozenLake-v1, Taxi-v3 or CliffWalking-v1")
+    if not isinstance(obs_space, gym.spaces.Discrete):
+        raise ConfigError(f"--env_id {cfg.env_id}: tabular Q-learning needs discrete states, got {obs_space}; "
+                          f"use the dqn recipe for vector observations")
+    return int(obs_space.n), int(act_space.n)
+
+
+class QTable:
+    """Q(s, a) as a numpy array (fast single-element updates) with a state_dict for checkpoints."""
+
+    def __init__(self, n_states: int, n_actions: int) -> None:
+        self.values = np.zeros((n_states, n_actions))
+
+    def greedy(self, state: int) -> int:
+        return int(self.values[state].argmax())
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {"values": torch.from_numpy(self.values.copy())}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.values[:] = state["values"].numpy()
+
+
+def success_rate(env: Any, policy: Any, seeds: list[int]) -> float:
+    """Fraction of episodes that reach a positive reward (FrozenLake: the goal) with `policy(state)`."""
+    wins = 0
+    for s in seeds:
+        state, _ = env.reset(seed=s)
+        env.action_space.seed(s + 1)  # random baseline: actions independent of the slips
+        done, total = False, 0.0
+        while not done:
+            state, reward, terminated, truncated, _ = env.step(policy(state))
+            total += float(reward)
+            done = terminated or truncated
+        wins += total > 0
+    return wins / len(seeds)
+
+
+def evaluate_policy(cfg: Config, policy: Any, stream: int, episodes: int) -> float:
+    env = make_env(cfg.env_id, **env_kwargs(cfg))
+    rate = success_rate(env, policy, [episode_seed(cfg.seed, i, stream) for i in range(episodes)])
+    env.close()
+    return rate
+
+
+# ---- reference: value iteration on the known model -----------------------------------------------
+def value_iteration(P: dict, n_states: int, n_actions: int, gamma: float, tol: float = 1e-10) -> np.ndarray:
+    """Q* from the transition table P[s][a] = [(prob, next_state, reward, terminated), ...]."""
+    q = np.zeros((n_states, n_actions))
+    for _ in range(100_000):
+        v = q.max(1)
+        new = np.zeros_like(q)
+        for s in range(n_states):
+            for a in range(n_actions):
+                new[s, a] = sum(p * td_target(r, v[s2], float(done), gamma) for p, s2, r, done in P[s][a])
+        delta = np.abs(new - q).max()
+        q = new
+        if delta < tol:
+            break
+    return q
+
+
+def terminal_states(P: dict, n_states: int) -> list[int]:
+    """States whose every transition stays put and terminates (FrozenLake: holes and the goal)."""
+    return [s for s in range(n_states) if all(s2 == s and done for a in P[s] for _, s2, _, done in P[s][a])]
+
+
+# ---- the recipe ----------------------------------------------------------------------------------
+def run(cfg: Config, run: Run) -> dict[str, float | None]:
+    env = make_env(cfg.env_id, **env_kwargs(cfg))
+    n_states, n_actions = check_env(cfg)
+    table = QTable(n_states, n_actions)
+    ckpt = run.checkpointer(every=20_000, table=table)
+    episodes = EpisodeCheckpointer(ckpt)
+    step = episodes.restore()  # environment steps so far
+    episode = ckpt.extra.get("episode", 0)
+    recent_wins = ckpt.extra.get("recent_wins", 0)  # successes since the last log record
+    decay_episodes = max(1, int(cfg.eps_fraction * cfg.episodes))
+
+    with Progress(cfg.episodes, f"qlearning {cfg.env_id}", start=episode) as bar:
+        while episode < cfg.episodes:
+            epsilon = cfg.eps_start + (cfg.eps_end - cfg.eps_start) * min(episode / decay_episodes, 1.0)
+            alpha = cfg.alpha + (cfg.alpha_end - cfg.alpha) * episode / cfg.episodes
+            # Every episode is a function of (seed, episode index) and the table: resumable at its boundary.
+            state, _ = env.reset(seed=episode_seed(cfg.seed, episode, TRAIN))
+            env.action_space.seed(episode_seed(cfg.seed, episode, EXPLORE + 1))
+            coin = np.random.default_rng(episode_seed(cfg.seed, episode, EXPLORE))
+            done, total = False, 0.0
+            while not done:
+                action = env.action_space.sample() if coin.random() < epsilon else table.greedy(state)
+                next_state, reward, terminated, truncated, _ = env.step(action)
+                # Bootstrap unless the episode *terminated*: the 100-step time limit is not a hole.
+                target = td_target(float(reward), table.values[next_state].max(), float(terminated), cfg.gamma)
+                table.values[state, action] += alpha * (target - table.values[state, action])
+                state, total, step = next_state, total + float(reward), step + 1
+                done = terminated or truncated
+                episodes.step(step)  # crash injection and Ctrl-C (no save mid-episode)
+
+            episode += 1
+            recent_wins += total > 0
+            bar.advance(1, eps=epsilon)
+            if episode % cfg.eval_every == 0 or episode == cfg.episodes:
+                rate = evaluate_policy(cfg, table.greedy, EVAL, cfg.eval_episodes)
+                window = cfg.eval_every if episode % cfg.eval_every == 0 else episode % cfg.eval_every
+                run.log({"eval/success_rate": rate, "train/success_rate": recent_wins / window,
+                         "train/episode": episode, "train/epsilon": epsilon, "train/alpha": alpha,
+                         "train/v_start": table.values[0].max()}, step)
+                recent_wins = 0
+            ckpt.extra.update(episode=episode, recent_wins=recent_wins)
+            episodes.episode_end(step)
+    env.close()
+    ckpt.save(step)
+
+    metrics: dict[str, float | None] = evaluate(cfg, run)
+    metrics.update({"episodes": episode, "env_steps": step})
+    plot_results(cfg, run, table)
+    return metrics
+
+
+def load_table(cfg: Config, run: Run) -> QTable:
+    table = QTable(*check_env(cfg))
+    ckpt = load_checkpoint(run.dir / "checkpoints" / "last.pt", "qlearning", config_hash(cfg))
+    table.load_state_dict(ckpt["state"]["table"])
+    return table
+
+
+def reference(cfg: Config) -> tuple[np.ndarray, list[int]] | None:
+    """(Q*, terminal states) by value iteration when the environment exposes its model `P`, else None."""
+    env = make_env(cfg.env_id, **env_kwargs(cfg))
+    P = getattr(env.unwrapped, "P", None)
+    n_states, n_actions = env.observation_space.n, env.action_space.n
+    env.close()
+    if P is None:
+        return None
+    return value_iteration(P, n_states, n_actions, cfg.gamma), terminal_states(P, n_states)
+
+
+def evaluate(cfg: Config, run: Run) -> dict[str, float | None]:
+    """Greedy success rate of the learned table, of the optimal policy and of a random policy (same seeds)."""
+    table = load_table(cfg, run)
+    n = cfg.final_eval_episodes
+    out: dict[str, float | None] = {"success_rate": evaluate_policy(cfg, table.greedy, FINAL_EVAL, n)}
+    env = make_env(cfg.env_id, **env_kwargs(cfg))
+    out["random_policy_success_rate"] = success_rate(env, lambda s: env.action_space.sample(),
+                                                     [episode_seed(cfg.seed, i, BASELINE) for i in range(n)])
+    env.close()
+    ref = reference(cfg)
+    if ref is None:
+        out.update(optimal_success_rate=None, value_error=None, policy_agreement=None)
+        return out
+    q_star, terminal = ref
+    out["optimal_success_rate"] = evaluate_policy(cfg, lambda s: int(q_star[s].argmax()), FINAL_EVAL, n)
+    live = [s for s in range(len(q_star)) if s not in terminal]
+    v_learned, v_star = table.values.max(1), q_star.max(1)
+    out["value_error"] = float(np.abs(v_learned[live] - v_star[live]).mean())
+    # A greedy action agrees when it is optimal under Q* (ties between optimal actions both count).
+    chosen = q_star[live, table.values[live].argmax(1)]
+    out["policy_agreement"] = float(np.mean(chosen >= v_star[live] - 1e-6))
+    return out
+
+
+# ---- plots ---------------------------------------------------------------------------------------
+ARROWS = "←↓→↑"  # FrozenLake's action order: left, down, right, up
+
+
+def plot_results(cfg: Config, run: Run, table: QTable) -> None:
+    if not run.is_main:
+        return
+    ref = reference(cfg)
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4))
+    ax = axes[0]
+    rows = run.history("train/episode")
+    for key, label in (("eval/success_rate", f"greedy ({cfg.eval_episodes} episodes)"),
+                       ("train/success_rate", "training (ε-greedy)")):
+        hist = dict(run.history(key))
+        ax.plot([e for s, e in rows], [hist[s] for s, e in rows], "o-" if key.startswith("eval") else "-",
+                label=label, markersize=3)
+    ax.axhline(0.70, color="grey", linewidth=0.8, linestyle="--", label="target 0.70")
+    ax.set(xlabel="training episode", ylabel="success rate", ylim=(0, 1), title=f"Q-learning on {cfg.env_id}")
+    ax.legend(fontsize=8)
+    grids = [("learned: max_a Q(s, a)", table.values)] + ([("value iteration: V*", ref[0])] if ref else [])
+    desc = _frozenlake_map(cfg)
+    for ax, (title, q) in zip(axes[1:], grids):
+        if desc is None:
+            ax.imshow(q, aspect="auto", cmap="viridis")
+            ax.set(title=title, xlabel="action", ylabel="state")
+            continue
+        side = desc.shape[0]
+        v = q.max(1).reshape(side, side)
+        ax.imshow(v, cmap="viridis", vmin=0, vmax=max(1e-9, float(v.max())))
+        for s in range(side * side):
+            r, c = divmod(s, side)
+            letter = desc[r, c]
+            text = letter if letter in "HG" else f"{ARROWS[int(q[s].argmax())]}\n{v[r, c]:.2f}"
+            ax.text(c, r, text, ha="center", va="center", fontsize=9 if side <= 4 else 5,
+                    color="white" if v[r, c] < 0.5 * v.max() else "black")
+        ax.set(title=title, xticks=[], yticks=[])
+    for ax in axes[1 + len(grids):]:
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(run.plot_path("value_table"), dpi=90)
+    plt.close(fig)
+
+
+def _frozenlake_map(cfg: Config) -> np.ndarray | None:
+    if not cfg.env_id.startswith("FrozenLake"):
+        return None
+    env = make_env(cfg.env_id, **env_kwargs(cfg))
+    desc = np.asarray(env.unwrapped.desc).astype(str)
+    env.close()
+    return desc
