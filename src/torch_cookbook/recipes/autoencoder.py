@@ -47,6 +47,13 @@ class Config(BaseConfig):
     train_subset: int = param(0, "train on the first N images (0 = all 60,000)", low=0)
     eval_subset: int = param(0, "evaluate on the first N test images (0 = all 10,000)", low=0)
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.train_subset and self.batch_size > self.train_subset:
+            raise ConfigError(f"--batch_size {self.batch_size}: larger than --train_subset {self.train_subset}")
+        if self.train_subset and self.knn_k > self.train_subset:
+            raise ConfigError(f"--knn_k {self.knn_k}: more neighbours than the {self.train_subset} training images")
+
 
 profiles = {
     "smoke": {"steps": 30, "eval_every": 10, "train_subset": 2048, "eval_subset": 512, "width": 4},

@@ -59,6 +59,11 @@ class Config(BaseConfig):
     fid_real: int = param(10000, "real test images (and real train images for the floor) in FID", low=2, high=10000)
     grid_size: int = param(64, "samples in the fixed-noise grid saved every epoch", low=1, high=400)
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.train_subset and self.batch_size > self.train_subset:
+            raise ConfigError(f"--batch_size {self.batch_size}: larger than --train_subset {self.train_subset}")
+
 
 profiles = {
     "smoke": {"steps": 24, "batch_size": 32, "train_subset": 256, "log_every": 4, "eval_samples": 500,
@@ -110,7 +115,6 @@ def run(cfg: Config, run: Run) -> dict[str, float | None]:
     classifier, classifier_accuracy = instrument(run, data)
     device = run.device
     g, d = build_models(cfg, device)
-    untrained_fid = measure(cfg, g, classifier, data, device)["fid"]  # baseline: G before any training
 
     opt_g = torch.optim.Adam(g.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, 0.999))
     opt_d = torch.optim.Adam(d.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, 0.999))
@@ -161,7 +165,7 @@ def run(cfg: Config, run: Run) -> dict[str, float | None]:
     save_grid(g, fixed_z, run.plot_path("samples"), run)
     plot_losses(run)
     plot_histogram(run, metrics)
-    return {**metrics, "fid_untrained_generator": untrained_fid, "classifier_test_accuracy": classifier_accuracy}
+    return {**metrics, "classifier_test_accuracy": classifier_accuracy}
 
 
 # ---- evaluate ------------------------------------------------------------------------------------
@@ -180,35 +184,47 @@ def generate(g: Generator, n: int, seed: int, device: torch.device, batch: int =
 
 
 @torch.no_grad()
-def fid(extractor: FeatureExtractor, real: torch.Tensor, other: torch.Tensor, batch: int = 1000) -> float:
-    """torchmetrics' FID with our classifier's penultimate layer as the feature extractor."""
+def fids(extractor: FeatureExtractor, real: torch.Tensor, *others: torch.Tensor, batch: int = 1000) -> list[float]:
+    """torchmetrics' FID of each set in `others` against `real`, with our classifier as the feature extractor.
+
+    The real statistics are computed once and kept (`reset_real_features=False`); `reset()` clears only
+    the other side between sets.
+    """
     from torchmetrics.image.fid import FrechetInceptionDistance
 
-    metric = FrechetInceptionDistance(feature=extractor)
+    metric = FrechetInceptionDistance(feature=extractor, reset_real_features=False)
     for i in range(0, len(real), batch):
         metric.update(real[i:i + batch], real=True)
-    for i in range(0, len(other), batch):
-        metric.update(other[i:i + batch], real=False)
-    return metric.compute().item()
+    out = []
+    for images in others:
+        metric.reset()
+        for i in range(0, len(images), batch):
+            metric.update(images[i:i + batch], real=False)
+        out.append(metric.compute().item())
+    return out
 
 
 @torch.no_grad()
 def measure(cfg: Config, g: Generator, classifier: FashionClassifier, data: fashion_mnist.FashionMNIST,
             device: torch.device) -> dict[str, float]:
-    """FID against real test images, the floor (real train vs real test), and the class histogram."""
+    """FID against real test images, the floor (real train vs real test), the baseline (G before training,
+    rebuilt from the seed) and the class histogram of the samples."""
     extractor = FeatureExtractor(classifier)
     real_test = fashion_mnist.as_float(data.test_images[:cfg.fid_real], normalize=False)
     train_pick = torch.randperm(len(data.train_images), generator=torch.Generator().manual_seed(cfg.seed))
     real_train = fashion_mnist.as_float(data.train_images[train_pick[:cfg.fid_real]], normalize=False)
+    with torch.random.fork_rng(devices=[]):  # rebuilding the initial G must not move the caller's RNG
+        untrained = build_models(cfg, device)[0]
     fakes = generate(g, cfg.eval_samples, cfg.seed + 1, device)
+    fid_fake, floor, fid_untrained = fids(extractor, real_test, fakes, real_train,
+                                          generate(untrained, cfg.eval_samples, cfg.seed + 1, device))
 
-    fid_fake = fid(extractor, real_test, fakes)
-    floor = fid(extractor, real_test, real_train)
     classes = torch.cat([classifier(fakes[i:i + 1000]).argmax(1) for i in range(0, len(fakes), 1000)])
     frac = torch.bincount(classes, minlength=10).double() / len(classes)
     kl = (frac * (frac.clamp_min(1e-12) * 10).log()).sum().item()  # KL(p || uniform), 0·log 0 = 0
     out = {"fid": fid_fake, "fid_floor": floor, "fid_ratio": fid_fake / floor, "kl_to_uniform": kl,
-           "min_class_fraction": frac.min().item(), "max_class_fraction": frac.max().item()}
+           "min_class_fraction": frac.min().item(), "max_class_fraction": frac.max().item(),
+           "fid_untrained_generator": fid_untrained}
     out.update({f"class_fraction_{i}": frac[i].item() for i in range(10)})
     return out
 
