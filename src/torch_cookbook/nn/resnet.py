@@ -21,7 +21,7 @@ from torch import nn
 
 from torch_cookbook.engine.errors import ConfigError
 
-__all__ = ["backbone_parameters", "freeze_backbone", "head_parameters", "imagenet_weights_path",
+__all__ = ["backbone_parameters", "freeze_backbone", "grey_state_dict", "head_parameters", "imagenet_weights_path",
            "load_imagenet_resnet18", "replace_head", "resnet18_grey"]
 
 
@@ -58,6 +58,14 @@ def freeze_backbone(model: nn.Module) -> list[nn.Parameter]:
     return head_parameters(model)
 
 
+def grey_state_dict(rgb_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """An RGB ResNet's state dict for a 1-channel input: conv1's kernels summed over the colour channels,
+    so that grey image g gives exactly the response the RGB model gives to (g, g, g)."""
+    state = dict(rgb_state)
+    state["conv1.weight"] = rgb_state["conv1.weight"].sum(dim=1, keepdim=True)
+    return state
+
+
 def imagenet_weights_path() -> Path:
     """Where torchvision's hub cache keeps ResNet18_Weights.IMAGENET1K_V1 (it may not exist)."""
     url = torchvision.models.ResNet18_Weights.IMAGENET1K_V1.url
@@ -75,9 +83,7 @@ def load_imagenet_resnet18(num_classes: int = 10, download: bool = False) -> tor
                           "pass --download to fetch it, or use --weights source")
     weights = torchvision.models.ResNet18_Weights.IMAGENET1K_V1
     rgb = torchvision.models.resnet18(weights=weights, progress=False)  # reads the cache, downloads only if absent
-    state = rgb.state_dict()
-    state["conv1.weight"] = state["conv1.weight"].sum(dim=1, keepdim=True)
     model = resnet18_grey(num_classes=1000)
-    model.load_state_dict(state)
+    model.load_state_dict(grey_state_dict(rgb.state_dict()))
     replace_head(model, num_classes)
     return model

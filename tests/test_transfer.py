@@ -1,0 +1,99 @@
+"""Transfer-learning pieces: grey ResNet-18, ImageNet conv1 conversion, freezing, parameter groups, the digit
+splits, and one-line errors (including --weights imagenet without cached weights)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torchvision
+
+from torch_cookbook.data import mnist_digits
+from torch_cookbook.nn.resnet import freeze_backbone, grey_state_dict, replace_head, resnet18_grey
+from torch_cookbook.recipes import transfer
+
+
+def test_grey_resnet18_shapes():
+    model = resnet18_grey(num_classes=10).eval()
+    assert model(torch.zeros(3, 1, 28, 28)).shape == (3, 10)
+    head = replace_head(model, 7)
+    assert model.fc is head and model(torch.zeros(2, 1, 28, 28)).shape == (2, 7)
+
+
+def test_summed_rgb_kernels_give_the_rgb_models_output_on_grey_images():
+    """The conversion used for ImageNet weights: a grey image through the grey model equals the same image
+    repeated over RGB through the original model (tested on random weights, nothing downloaded)."""
+    torch.manual_seed(0)
+    rgb = torchvision.models.resnet18(num_classes=1000).eval()
+    grey = resnet18_grey(num_classes=1000)
+    grey.load_state_dict(grey_state_dict(rgb.state_dict()))
+    grey.eval()
+    x = torch.rand(2, 1, 28, 28)
+    assert torch.allclose(grey(x), rgb(x.repeat(1, 3, 1, 1)), atol=1e-4)
+
+
+def test_linear_probe_changes_only_the_head_and_keeps_bn_statistics():
+    torch.manual_seed(0)
+    cfg = transfer.Config(seed=0)
+    model = resnet18_grey(num_classes=10)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    optimizer = transfer.make_optimizer(cfg, model, "probe")
+    model.eval()  # what the recipe does for the probe: BatchNorm's running statistics stay put
+    x, y = torch.randn(8, 1, 28, 28), torch.arange(8)
+    torch.nn.functional.cross_entropy(model(x), y).backward()
+    optimizer.step()
+    after = model.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed == {"fc.weight", "fc.bias"}
+
+
+def test_freeze_alone_does_not_freeze_batchnorm_statistics():
+    """The erratum the probe avoids: requires_grad=False, but train mode still moves running_mean."""
+    model = resnet18_grey(num_classes=10)
+    freeze_backbone(model)
+    mean = model.bn1.running_mean.clone()
+    model.train()
+    model(torch.randn(8, 1, 28, 28) + 3)
+    assert not torch.equal(mean, model.bn1.running_mean)
+
+
+def test_lower_backbone_learning_rate_uses_two_parameter_groups():
+    cfg = transfer.Config(lr=0.02, backbone_lr_factor=0.1)
+    model = resnet18_grey(num_classes=10)
+    groups = transfer.make_optimizer(cfg, model, "lowlr").param_groups
+    assert [g["lr"] for g in groups] == pytest.approx([0.002, 0.02])
+    assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
+    assert groups[1]["params"] == list(model.fc.parameters())
+
+
+def test_digit_splits_are_balanced_disjoint_and_nested():
+    images, labels = mnist_digits.load()
+    assert images.shape == (5000, 28, 28) and images.dtype == torch.uint8
+    assert torch.equal(torch.bincount(labels), torch.full((10,), 500))
+    train10, test = mnist_digits.split(labels, 10, 100, seed=1)
+    train50, test_again = mnist_digits.split(labels, 50, 100, seed=1)
+    _, test_other_seed = mnist_digits.split(labels, 10, 100, seed=2)
+    assert torch.equal(torch.bincount(labels[train10]), torch.full((10,), 10))
+    assert torch.equal(torch.bincount(labels[test]), torch.full((10,), 100))
+    assert not set(train50.tolist()) & set(test.tolist())
+    assert set(train10.tolist()) <= set(train50.tolist())
+    assert torch.equal(test, test_again) and torch.equal(test, test_other_seed)
+
+
+def test_imagenet_weights_missing_is_one_line_and_writes_nothing(cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-hub"))
+    runs = tmp_path / "runs"
+    code, _, err = cli("run", "transfer", "--profile", "smoke", "--weights", "imagenet", "--runs-root", runs)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "--weights imagenet" in err and "--download" in err
+    assert not runs.exists()
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--weights", "coco"], "--weights coco: not one of the allowed values (source, imagenet)"),
+    (["--labels_per_class", "50"], "must include 10"),
+    (["--labels_per_class", "10", "450"], "--labels_per_class 450: out of range"),
+])
+def test_bad_input_is_one_line(cli, tmp_path, args, fragment):
+    code, _, err = cli("run", "transfer", "--profile", "smoke", "--runs-root", tmp_path, *args)
+    assert code == 2 and fragment in err and len(err.strip().splitlines()) == 1
+    assert not any(tmp_path.iterdir())
