@@ -1,0 +1,256 @@
+"""Dropout study: how much does dropout close the gap between training and test accuracy?
+
+Seed Q36 says dropout reduces overfitting. This recipe measures it where overfitting is guaranteed: an
+MLP and a small CNN trained long on only 2,000 Fashion-MNIST images, with dropout p in {0, 0.1, 0.3, 0.5}
+(MLP) and element-wise Dropout vs channel-wise Dropout2d (CNN). It reports train accuracy, test accuracy
+and their gap per setting, picks the best p on a validation split, and shows what `model.eval()` does:
+eval mode switches dropout off (deterministic outputs), train mode drops units and scales the kept ones
+by 1/(1-p), and forgetting `model.eval()` (as the seed does) costs test accuracy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import torch
+from torch import nn
+
+from torch_cookbook.data import fashion_mnist
+from torch_cookbook.engine.checkpoint import load_checkpoint
+from torch_cookbook.engine.config import BaseConfig, Target, config_hash, param
+from torch_cookbook.engine.loop import accuracy, autocast, backward_step, grad_scaler, minibatches
+from torch_cookbook.engine.progress import Progress
+from torch_cookbook.engine.runs import Run
+
+seed_question = "Q36 Dropout"
+summary = "MLP and CNN on 2,000 Fashion-MNIST images with dropout p in {0..0.5}: train/test gap, eval mode."
+
+
+@dataclass
+class Config(BaseConfig):
+    ps: list[float] = param([0.0, 0.1, 0.3, 0.5], "dropout probabilities of the MLP variants",
+                            low=0, high=1, high_open=True)
+    cnn_p: float = param(0.3, "dropout probability of the CNN variants (Dropout vs Dropout2d)",
+                         low=0, high=1, high_open=True)
+    train_size: int = param(2000, "training images (a small subset, so that the models overfit)", low=64)
+    val_size: int = param(5000, "held-out training images used to choose the best p", low=100)
+    steps: int = param(1500, "training steps per variant", low=1)
+    batch_size: int = param(64, "minibatch size", low=2)
+    lr: float = param(1e-3, "Adam learning rate", low=0, low_open=True)
+    hidden: int = param(512, "units of each of the MLP's two hidden layers", low=1)
+    width: int = param(16, "channels of the CNN's first conv layer (the second has twice as many)", low=1)
+    eval_every: int = param(150, "log train and test accuracy every N steps", low=1)
+    curve_subset: int = param(2000, "test images used for the learning curves (final metrics use all)", low=100)
+    eval_subset: int = param(0, "evaluate on the first N test images (0 = all 10,000)", low=0)
+    include_cnn: bool = param(True, "also train the CNN variants")
+
+
+profiles = {
+    "smoke": {"ps": [0.0, 0.5], "train_size": 256, "val_size": 256, "steps": 24, "batch_size": 32, "hidden": 64,
+              "width": 4, "eval_every": 8, "curve_subset": 256, "eval_subset": 512},
+    "quick": {"steps": 400, "eval_every": 100, "eval_subset": 5000, "include_cnn": False},
+    "full": {},
+}
+
+targets = [
+    Target("mlp_gap_reduction", ">=", 0.30),  # 1 - gap(best p) / gap(p=0)
+    Target("mlp_test_accuracy_change", ">=", 0.0),  # test accuracy(best p) - test accuracy(p=0)
+]
+
+
+# ---- models --------------------------------------------------------------------------------------
+def make_mlp(p: float, hidden: int = 512, activation: type[nn.Module] = nn.ReLU,
+             dropout_first: bool = False) -> nn.Sequential:
+    """784 → hidden → hidden → 10 with dropout after each hidden activation.
+
+    `dropout_first=True` reproduces the seed's order (Linear → Dropout → activation). For ReLU the two
+    orders compute the same function (a ReLU of a masked, rescaled value is the masked, rescaled ReLU);
+    for activations with f(0) != 0, such as sigmoid, they do not: a dropped unit outputs f(0) = 0.5, not 0.
+    """
+
+    def block(n_in: int) -> list[nn.Module]:
+        pair = [nn.Dropout(p), activation()] if dropout_first else [activation(), nn.Dropout(p)]
+        return [nn.Linear(n_in, hidden), *pair]
+
+    return nn.Sequential(nn.Flatten(), *block(28 * 28), *block(hidden), nn.Linear(hidden, 10))
+
+
+def make_cnn(p: float, channelwise: bool, width: int = 16) -> nn.Sequential:
+    """conv-ReLU-pool-drop ×2 → FC-ReLU-Dropout → 10.
+
+    After the conv blocks, `channelwise=True` uses Dropout2d (zeroes whole feature maps: neighbouring
+    pixels are strongly correlated, so dropping single pixels removes little information); otherwise
+    element-wise Dropout. The classifier's hidden layer always uses element-wise Dropout.
+    """
+    conv_drop = nn.Dropout2d if channelwise else nn.Dropout
+    return nn.Sequential(
+        nn.Conv2d(1, width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), conv_drop(p),
+        nn.Conv2d(width, 2 * width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), conv_drop(p),
+        nn.Flatten(), nn.Linear(2 * width * 7 * 7, 8 * width), nn.ReLU(), nn.Dropout(p),
+        nn.Linear(8 * width, 10),
+    )
+
+
+def variants(cfg: Config) -> dict[str, tuple[str, float, bool]]:
+    """name: (architecture, p, channel-wise) — names like mlp_p00, mlp_p50, cnn_p00, cnn_dropout2d_p30."""
+    out = {f"mlp_p{round(p * 100):02d}": ("mlp", p, False) for p in cfg.ps}
+    if cfg.include_cnn:
+        tag = f"p{round(cfg.cnn_p * 100):02d}"
+        out.update({"cnn_p00": ("cnn", 0.0, False), f"cnn_dropout_{tag}": ("cnn", cfg.cnn_p, False),
+                    f"cnn_dropout2d_{tag}": ("cnn", cfg.cnn_p, True)})
+    return out
+
+
+def build(cfg: Config, arch: str, p: float, channelwise: bool) -> nn.Module:
+    return make_mlp(p, cfg.hidden) if arch == "mlp" else make_cnn(p, channelwise, cfg.width)
+
+
+# ---- data ----------------------------------------------------------------------------------------
+def load_data(cfg: Config) -> dict[str, torch.Tensor]:
+    """A seed-chosen small training subset, a disjoint validation set, and the test set."""
+    data = fashion_mnist.load()
+    order = torch.randperm(len(data.train_labels), generator=torch.Generator().manual_seed(cfg.seed))
+    train, val = order[:cfg.train_size], order[cfg.train_size:cfg.train_size + cfg.val_size]
+    n_test = cfg.eval_subset or len(data.test_labels)
+    x = fashion_mnist.as_float(data.train_images)
+    return {"x_train": x[train], "y_train": data.train_labels[train], "x_val": x[val], "y_val": data.train_labels[val],
+            "x_test": fashion_mnist.as_float(data.test_images[:n_test]), "y_test": data.test_labels[:n_test]}
+
+
+# ---- train one variant ---------------------------------------------------------------------------
+def train_variant(cfg: Config, run: Run, arch: str, p: float, channelwise: bool, data: dict) -> dict[str, float]:
+    x_train, y_train = data["x_train"], data["y_train"]
+    x_curve, y_curve = data["x_test"][:cfg.curve_subset], data["y_test"][:cfg.curve_subset]
+    torch.manual_seed(cfg.seed)  # the same initial weights for every p of one architecture
+    model = build(cfg, arch, p, channelwise).to(run.device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    scaler = grad_scaler(run.device, cfg.amp)
+    ckpt = run.checkpointer(every=cfg.eval_every, model=model, optimizer=optimizer, scaler=scaler)
+    start = ckpt.restore()  # restores the RNG too, so the dropout masks after a resume are the same
+
+    with Progress(cfg.steps, f"{run.name}", start=start) as bar:
+        for step, _epoch, idx in minibatches(len(x_train), cfg.batch_size, cfg.seed, start_step=start):
+            if step >= cfg.steps:
+                break
+            model.train()  # dropout on: accuracy() below switches to eval mode and back
+            x, y = x_train[idx].to(run.device), y_train[idx].to(run.device)
+            with autocast(run.device, cfg.amp):
+                loss = nn.functional.cross_entropy(model(x), y)
+            backward_step(loss, optimizer, scaler)
+            done = step + 1
+            bar.advance(1, loss=loss.item())
+            if done % cfg.eval_every == 0 or done == cfg.steps:
+                run.log({"train/loss": loss.item(),
+                         "eval/train_accuracy": accuracy(model, x_train, y_train, run.device),
+                         "eval/test_accuracy": accuracy(model, x_curve, y_curve, run.device)}, done)
+            ckpt.after_step(done, loss)
+    ckpt.save(cfg.steps)
+    return run.finish({"p": p, **final_metrics(model, data, run.device)})
+
+
+def final_metrics(model: nn.Module, data: dict, device: torch.device) -> dict[str, float]:
+    """Accuracies in eval mode (dropout off) on all of train, validation and test; gap = train - test."""
+    out = {f"{split}_accuracy": accuracy(model, data[f"x_{split}"], data[f"y_{split}"], device)
+           for split in ("train", "val", "test")}
+    out["gap"] = out["train_accuracy"] - out["test_accuracy"]
+    return out
+
+
+# ---- what model.eval() changes -------------------------------------------------------------------
+@torch.no_grad()
+def mode_demo(model: nn.Module, x: torch.Tensor, y: torch.Tensor, p: float, seed: int) -> dict[str, float]:
+    """Eval mode is deterministic; train mode is random, keeps units scaled by 1/(1-p), and costs accuracy."""
+    torch.manual_seed(seed)
+    model.eval()
+    eval_same = torch.equal(model(x[:256]), model(x[:256]))
+    model.train()
+    train_same = torch.equal(model(x[:256]), model(x[:256]))
+    # The scale of the kept units: Dropout(p) in train mode on a tensor of ones gives 0 or 1/(1-p).
+    out = nn.Dropout(p).train()(torch.ones(100_000))
+    kept = out[out != 0]
+    correct = sum((model(x[i:i + 1000]).argmax(1) == y[i:i + 1000]).sum().item() for i in range(0, len(x), 1000))
+    model.eval()
+    return {"eval_mode_deterministic": float(eval_same), "train_mode_deterministic": float(train_same),
+            "train_mode_kept_scale": kept.mean().item() if len(kept) else 1.0,
+            "train_mode_dropped_fraction": 1.0 - len(kept) / len(out),
+            "test_accuracy_without_eval_mode": correct / len(x)}
+
+
+# ---- the recipe ----------------------------------------------------------------------------------
+def run(cfg: Config, run: Run) -> dict[str, float | None]:
+    data = load_data(cfg)
+    results = {}
+    for name, (arch, p, channelwise) in variants(cfg).items():
+        sub = run.variant(name)
+        results[name] = sub.result or train_variant(cfg, sub, arch, p, channelwise, data)
+
+    metrics = collect_metrics(cfg, results)
+    largest = max(cfg.ps)
+    model = load_variant_model(cfg, run, f"mlp_p{round(largest * 100):02d}")
+    demo = mode_demo(model, data["x_test"], data["y_test"], largest, cfg.seed)
+    metrics.update({f"mlp_p{round(largest * 100):02d}_{k}": v for k, v in demo.items()})
+    if run.is_main:
+        plot_curves(cfg, run, results)
+    return metrics
+
+
+def collect_metrics(cfg: Config, results: dict) -> dict[str, float | None]:
+    metrics: dict[str, float | None] = {}
+    for name, r in results.items():
+        for k in ("train_accuracy", "test_accuracy", "gap"):
+            metrics[f"{name}_{k}"] = r[k]
+    mlp = {n: r for n, r in results.items() if n.startswith("mlp_")}
+    best = max(mlp, key=lambda n: mlp[n]["val_accuracy"])  # chosen on validation, never on test
+    base = mlp.get("mlp_p00")
+    metrics["mlp_best_p"] = mlp[best]["p"]
+    if base is None:  # without a p=0 baseline there is nothing to compare against
+        metrics["mlp_gap_reduction"] = metrics["mlp_test_accuracy_change"] = None
+    else:
+        metrics["mlp_gap_reduction"] = 1.0 - mlp[best]["gap"] / base["gap"] if base["gap"] > 0 else None
+        metrics["mlp_test_accuracy_change"] = mlp[best]["test_accuracy"] - base["test_accuracy"]
+    return metrics
+
+
+def load_variant_model(cfg: Config, run: Run, name: str) -> nn.Module:
+    arch, p, channelwise = variants(cfg)[name]
+    model = build(cfg, arch, p, channelwise)
+    path = run.dir / "variants" / name / "checkpoints" / "last.pt"
+    model.load_state_dict(load_checkpoint(path, "dropout", config_hash(cfg))["state"]["model"])
+    return model.eval()
+
+
+def plot_curves(cfg: Config, run: Run, results: dict) -> None:
+    names = list(results)
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+    for i, name in enumerate(names):
+        sub = run.variant(name)
+        ax = axes[0] if name.startswith("mlp") else axes[1]
+        for key, style in (("eval/train_accuracy", "--"), ("eval/test_accuracy", "-")):
+            curve = sub.history(key)
+            if curve:
+                steps, values = zip(*curve)
+                ax.plot(steps, values, style, color=f"C{i}", label=name if style == "-" else None)
+    for ax, title in zip(axes[:2], ("MLP", "CNN")):
+        ax.set(xlabel="training step", ylabel="accuracy", ylim=(0.6, 1.01),
+               title=f"{title} on {cfg.train_size} images: train (dashed) vs test (solid)")
+        ax.legend(fontsize=8)
+    gaps = [results[n]["gap"] for n in names]
+    axes[2].bar(range(len(names)), gaps, color=[f"C{i}" for i in range(len(names))])
+    axes[2].set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
+    axes[2].set(ylabel="train accuracy - test accuracy", title="Generalisation gap")
+    fig.tight_layout()
+    fig.savefig(run.plot_path("dropout_curves"), dpi=100)
+    plt.close(fig)
+
+
+def evaluate(cfg: Config, run: Run) -> dict[str, float | None]:
+    """Train/test accuracy, gap and the best-p comparison, recomputed from each variant's checkpoint."""
+    data = load_data(cfg)
+    results = {}
+    for name, (_, p, _) in variants(cfg).items():
+        results[name] = {"p": p, **final_metrics(load_variant_model(cfg, run, name), data, run.device)}
+    return collect_metrics(cfg, results)

@@ -1,0 +1,84 @@
+"""The dropout recipe: dropout's train/eval behaviour, placement around the activation, Dropout2d, bad input."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from torch_cookbook.recipes.dropout import make_cnn, make_mlp, mode_demo
+
+
+def test_eval_mode_is_deterministic_and_equals_the_model_without_dropout():
+    torch.manual_seed(0)
+    model = make_mlp(0.5, hidden=32)
+    plain = make_mlp(0.0, hidden=32)
+    plain.load_state_dict(model.state_dict())  # dropout has no parameters: the same weights fit both
+    x = torch.randn(16, 1, 28, 28)
+    model.eval()
+    torch.testing.assert_close(model(x), model(x), rtol=0, atol=0)
+    torch.testing.assert_close(model(x), plain.eval()(x))
+    model.train()
+    assert not torch.equal(model(x), model(x))
+
+
+def test_train_mode_drops_a_fraction_p_and_scales_kept_units_by_1_over_1_minus_p():
+    p = 0.3
+    x = torch.rand(200_000) + 0.5
+    torch.manual_seed(1)
+    y = nn.Dropout(p).train()(x)
+    kept = y != 0
+    assert (1 - kept.float().mean()).item() == pytest.approx(p, abs=0.005)
+    torch.testing.assert_close(y[kept], x[kept] / (1 - p))
+    assert y.mean().item() == pytest.approx(x.mean().item(), rel=0.01)  # unbiased: E[train output] = input
+
+
+def test_dropout_before_or_after_relu_is_the_same_function_but_not_for_sigmoid():
+    x = torch.randn(8, 1, 28, 28)
+    for activation, same in ((nn.ReLU, True), (nn.Sigmoid, False)):
+        torch.manual_seed(2)
+        after = make_mlp(0.5, 16, activation).train()  # dropout after the activation (the recipe)
+        torch.manual_seed(2)
+        before = make_mlp(0.5, 16, activation, dropout_first=True).train()  # the seed's order
+        torch.testing.assert_close(before.state_dict(), after.state_dict())
+        torch.manual_seed(3)
+        out_after = after(x)
+        torch.manual_seed(3)  # the same masks: both orders draw masks of the same shapes in the same order
+        out_before = before(x)
+        assert torch.allclose(out_after, out_before, atol=1e-6) == same, activation.__name__
+
+
+def test_dropout2d_zeroes_whole_channels_and_dropout_single_pixels():
+    torch.manual_seed(0)
+    model = make_cnn(0.5, channelwise=True, width=8).train()
+    maps = model[:4](torch.randn(4, 1, 28, 28))  # conv, ReLU, pool, Dropout2d
+    per_channel_max = maps.flatten(2).abs().amax(2)
+    zeroed = per_channel_max == 0
+    assert 0.2 < zeroed.float().mean().item() < 0.8
+    elementwise = make_cnn(0.5, channelwise=False, width=8).train()
+    maps = elementwise[:4](torch.randn(4, 1, 28, 28))
+    assert (maps.flatten(2).abs().amax(2) == 0).float().mean().item() < 0.05  # whole maps survive
+
+
+def test_mode_demo_reports_what_eval_changes():
+    torch.manual_seed(0)
+    model = make_mlp(0.5, hidden=32)
+    x, y = torch.randn(300, 1, 28, 28), torch.randint(0, 10, (300,))
+    demo = mode_demo(model, x, y, 0.5, seed=0)
+    assert demo["eval_mode_deterministic"] == 1.0 and demo["train_mode_deterministic"] == 0.0
+    assert demo["train_mode_kept_scale"] == pytest.approx(2.0)
+    assert demo["train_mode_dropped_fraction"] == pytest.approx(0.5, abs=0.01)
+    assert not model.training, "the demonstration leaves the model in eval mode"
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--ps", "0", "1"], "--ps 1.0: out of range, allowed [0, 1)"),
+    (["--ps", "-0.1"], "--ps -0.1: out of range, allowed [0, 1)"),
+    (["--cnn_p", "1.5"], "--cnn_p 1.5: out of range, allowed [0, 1)"),
+    (["--lr", "0"], "--lr 0.0: out of range, allowed (0, inf)"),
+])
+def test_bad_input_is_one_line_with_exit_code_2(cli, tmp_path, args, fragment):
+    code, _, err = cli("run", "dropout", "--profile", "smoke", "--runs-root", tmp_path, *args)
+    assert code == 2
+    assert fragment in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "dropout").exists()
