@@ -24,6 +24,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.distributed.rendezvous import rendezvous
 from torch.utils.data.distributed import DistributedSampler
 
 from torch_cookbook.engine.errors import ConfigError
@@ -103,7 +104,12 @@ def init_from_env(device: torch.device, backend: str = "auto", timeout_s: float 
     timeout = timeout_s or float(os.environ.get("COOKBOOK_DIST_TIMEOUT", DEFAULT_TIMEOUT_S))
     endpoint = f"{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']}"
     try:
-        dist.init_process_group(chosen, timeout=timedelta(seconds=timeout))
+        # The env:// store (the torchrun agent's, or one hosted by rank 0), with a prefix per restart: the
+        # agent keeps its store across `--max-restarts` attempts, and without the prefix a restarted rank
+        # would read the dead ranks' gloo addresses from the first attempt and fail to connect.
+        store, rank_, size_ = next(rendezvous("env://", timeout=timedelta(seconds=timeout)))
+        store = dist.PrefixStore(f"cookbook/attempt-{restart_count()}", store)
+        dist.init_process_group(chosen, store=store, rank=rank_, world_size=size_, timeout=timedelta(seconds=timeout))
     except (RuntimeError, ValueError, OSError) as e:  # DistNetworkError/DistStoreError are RuntimeErrors
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
         raise ConfigError(f"could not join the process group at {endpoint} "
