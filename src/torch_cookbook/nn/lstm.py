@@ -122,10 +122,14 @@ class LSTMForecaster(nn.Module):
 
     With horizon=1 it is a one-step model that a recursive forecast applies repeatedly. Every window has
     the same length, so no packing is needed and `h_n` is the state after the last observed step.
+    `highway_window` > 0 adds a linear map from the last that many input steps straight to the outputs
+    (LSTNet's "highway", Lai et al. 2018): a linear path extrapolates a trend beyond the range seen in
+    training, which the LSTM's saturating units cannot.
     """
 
     def __init__(self, input_size: int, horizon: int, hidden: int = 64, num_layers: int = 1,
-                 bidirectional: bool = False, dropout: float = 0.0, pooling: str = "last") -> None:
+                 bidirectional: bool = False, dropout: float = 0.0, pooling: str = "last",
+                 highway_window: int = 0) -> None:
         super().__init__()
         if pooling not in ("last", "attention"):
             raise ValueError(f"pooling {pooling!r}: not one of ('last', 'attention')")
@@ -135,6 +139,8 @@ class LSTMForecaster(nn.Module):
         out_dim = hidden * (2 if bidirectional else 1)
         self.attention = AttentionPooling(out_dim) if pooling == "attention" else None
         self.head = nn.Linear(out_dim, horizon)
+        self.highway_window = highway_window
+        self.highway = nn.Linear(highway_window * input_size, horizon) if highway_window else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out, (h_n, _) = self.lstm(x)
@@ -142,4 +148,7 @@ class LSTMForecaster(nn.Module):
         if self.attention is not None:
             pooled, _ = self.attention(out)
             summary = pooled + summary  # attention adds context to, not replaces, the latest state
-        return self.head(summary)
+        y = self.head(summary)
+        if self.highway is not None:
+            y = y + self.highway(x[:, -self.highway_window:].flatten(1))
+        return y

@@ -46,16 +46,18 @@ class Config(BaseConfig):
     window_seasons: int = param(3, "input window length in seasons (3 = 36 months or 72 hours)", low=1, high=20)
     base: str = param("seasonal", "the LSTM predicts the change from this simple forecast",
                       choices=("seasonal", "last"))
-    hidden: int = param(64, "LSTM hidden size", low=1)
+    hidden: int = param(32, "LSTM hidden size", low=1)
+    highway_seasons: int = param(1, "linear highway from the last N seasons of input to the outputs (0 = pure LSTM)",
+                                 low=0, high=20)
     layers: int = param(1, "stacked LSTM layers", low=1, high=4)
     dropout: float = param(0.0, "dropout between stacked LSTM layers", low=0, high=1, high_open=True)
-    steps: int = param(1500, "training steps per model", low=1)
+    steps: int = param(300, "training steps per model", low=1)
     batch_size: int = param(64, "minibatch size", low=2)
     lr: float = param(2e-3, "Adam learning rate", low=0, low_open=True)
     weight_decay: float = param(0.0, "AdamW weight decay", low=0)
     clip: float = param(1.0, "gradient-norm clip (0 = off)", low=0)
-    eval_every: int = param(100, "validate every N steps; the best validation MAE is kept", low=1)
-    max_val_origins: int = param(0, "validate on at most this many origins (0 = all), evenly spaced", low=0)
+    eval_every: int = param(20, "validate every N steps; the best validation MAE is kept", low=1)
+    max_val_origins: int = param(100, "validate on at most this many origins (0 = all), evenly spaced", low=0)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -67,7 +69,7 @@ class Config(BaseConfig):
 
 profiles = {
     "smoke": {"series": ["co2"], "hidden": 8, "steps": 20, "eval_every": 10, "batch_size": 32},
-    "quick": {"steps": 300, "eval_every": 50, "hidden": 32},
+    "quick": {"steps": 150, "eval_every": 25},
     "full": {},
 }
 
@@ -168,7 +170,8 @@ def make_model(cfg: Config, p: Prepared, strategy: str, bidirectional: bool = Fa
                layers: int | None = None) -> LSTMForecaster:
     torch.manual_seed(cfg.seed)
     horizon = p.s.horizon if strategy == "direct" else 1
-    return LSTMForecaster(2, horizon, cfg.hidden, layers or cfg.layers, bidirectional, cfg.dropout, pooling)
+    return LSTMForecaster(2, horizon, cfg.hidden, layers or cfg.layers, bidirectional, cfg.dropout, pooling,
+                          highway_window=min(cfg.highway_seasons * p.s.season, p.window))
 
 
 def train_forecaster(cfg, run: Run, model: nn.Module, p: Prepared, strategy: str, base: str) -> dict:
@@ -213,7 +216,7 @@ def train_forecaster(cfg, run: Run, model: nn.Module, p: Prepared, strategy: str
     train_s += time.perf_counter() - t0
     ckpt.save(cfg.steps)
 
-    model.load_state_dict(load_checkpoint(ckpt.best_path, run.recipe, config_hash(cfg))["state"]["model"])
+    model.load_state_dict(load_checkpoint(ckpt.best_path, run.recipe, config_hash(run.cfg))["state"]["model"])
     test_at = p.origins("test")
     pred = rolling_forecast(model, p, test_at, strategy, base, run.device)
     result = S.forecast_metrics(pred, p.targets(test_at, p.s.horizon).double().numpy(), p.scale)

@@ -47,7 +47,7 @@ class Config(BaseConfig):
     embed_dim: int = param(64, "token embedding size", low=2)
     hidden: int = param(64, "LSTM hidden size per direction; CNN filters per width", low=2)
     dropout: float = param(0.3, "dropout before the classifier head", low=0, high=1, high_open=True)
-    steps: int = param(600, "training steps per model", low=1)
+    steps: int = param(300, "training steps per model", low=1)
     batch_size: int = param(32, "minibatch size", low=2)
     lr: float = param(3e-3, "Adam learning rate", low=0, low_open=True)
     weight_decay: float = param(1e-4, "AdamW weight decay", low=0)
@@ -70,7 +70,7 @@ class Config(BaseConfig):
 profiles = {
     "smoke": {"datasets": ["drugs"], "vocab_size": 1000, "max_len": 48, "embed_dim": 16, "hidden": 16, "steps": 16,
               "eval_every": 8, "batch_size": 16},
-    "quick": {"datasets": ["bbc"], "max_len": 128, "steps": 200, "eval_every": 50},
+    "quick": {"datasets": ["bbc"], "max_len": 128, "steps": 150, "eval_every": 50},
     "full": {},
 }
 
@@ -109,8 +109,12 @@ def predict_logits(model: nn.Module, ids: torch.Tensor, lengths: torch.Tensor, d
 
 def classification_metrics(preds: torch.Tensor, target: torch.Tensor, num_classes: int) -> dict[str, float]:
     """Accuracy and macro precision/recall/F1 from torchmetrics (macro: every class counts the same)."""
-    from torchmetrics.functional.classification import (multiclass_accuracy, multiclass_f1_score,
-                                                        multiclass_precision, multiclass_recall)
+    from torchmetrics.functional.classification import (
+        multiclass_accuracy,
+        multiclass_f1_score,
+        multiclass_precision,
+        multiclass_recall,
+    )
 
     kw = {"num_classes": num_classes}
     return {"accuracy": multiclass_accuracy(preds, target, average="micro", **kw).item(),
@@ -187,7 +191,7 @@ def train_text_model(cfg: Config, run: Run, model: nn.Module, data: textdata.Pre
     train_s += time.perf_counter() - t0
     ckpt.save(cfg.steps)
 
-    best = load_checkpoint(ckpt.best_path, run.recipe, config_hash(cfg))
+    best = load_checkpoint(ckpt.best_path, run.recipe, config_hash(run.cfg))
     model.load_state_dict(best["state"]["model"])
     preds = predict_logits(model, data.ids[data.test], data.lengths[data.test], run.device).argmax(1)
     target = data.labels[data.test]

