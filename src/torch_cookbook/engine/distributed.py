@@ -32,7 +32,7 @@ from torch_cookbook.engine.errors import ConfigError
 BACKENDS = ("auto", "gloo", "nccl")
 # How long a rank waits for the others (rendezvous and every collective). A lost peer must end in an
 # error, not a hang; torchrun also stops the surviving workers when one exits with an error.
-DEFAULT_TIMEOUT_S = 120.0
+DEFAULT_TIMEOUT_S = 300.0
 
 
 # ---- who am I ------------------------------------------------------------------------------------
@@ -278,7 +278,7 @@ def loopback_env() -> dict[str, str]:
     return {"GLOO_SOCKET_IFNAME": "lo"} if Path("/sys/class/net/lo").exists() else {}
 
 
-def spawn_gloo(fn: Callable[..., Any], nprocs: int, args: tuple = (), timeout_s: float = 120.0) -> list[Any]:
+def spawn_gloo(fn: Callable[..., Any], nprocs: int, args: tuple = (), timeout_s: float = 600.0) -> list[Any]:
     """Run `fn(*args)` in `nprocs` fresh processes joined in a gloo group on this machine; return each rank's
     result (plain values and tensors). The group meets through a file store (no port to pick) and gloo
     talks over loopback. A child that fails fails the call; one that hangs is killed after `timeout_s`.
