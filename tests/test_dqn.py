@@ -135,7 +135,7 @@ def test_double_dqn_lets_the_online_network_choose_and_the_target_value():
 def test_epsilon_schedule_and_episode_seeds():
     assert linear_epsilon(0, 1.0, 0.05, 100) == 1.0
     assert linear_epsilon(50, 1.0, 0.0, 100) == pytest.approx(0.5)
-    assert linear_epsilon(10_000, 1.0, 0.05, 100) == 0.05
+    assert linear_epsilon(10_000, 1.0, 0.05, 100) == pytest.approx(0.05)
     assert episode_seed(0, 5) == episode_seed(0, 5)
     assert len({episode_seed(s, e, k) for s in range(3) for e in range(50) for k in range(3)}) == 450
 

@@ -59,11 +59,12 @@ class ReplayBuffer:
         if capacity < 1:
             raise ValueError(f"replay capacity must be at least 1, got {capacity}")
         self.capacity = capacity
-        self.obs = torch.zeros(capacity, obs_dim)
-        self.next_obs = torch.zeros(capacity, obs_dim)
-        self.action = torch.zeros(capacity, dtype=torch.long)
-        self.reward = torch.zeros(capacity)
-        self.terminated = torch.zeros(capacity)
+        # numpy storage: writing one transition per environment step is ~10x cheaper than into tensors
+        self.obs = np.zeros((capacity, obs_dim), dtype=np.float32)
+        self.next_obs = np.zeros((capacity, obs_dim), dtype=np.float32)
+        self.action = np.zeros(capacity, dtype=np.int64)
+        self.reward = np.zeros(capacity, dtype=np.float32)
+        self.terminated = np.zeros(capacity, dtype=np.float32)
         self.pos = 0  # where the next transition goes
         self.size = 0
         self.generator = torch.Generator().manual_seed(seed)
@@ -73,11 +74,11 @@ class ReplayBuffer:
 
     def add(self, obs: Any, action: int, reward: float, next_obs: Any, terminated: bool) -> None:
         i = self.pos
-        self.obs[i] = torch.as_tensor(obs, dtype=torch.float32)
-        self.next_obs[i] = torch.as_tensor(next_obs, dtype=torch.float32)
-        self.action[i] = int(action)
-        self.reward[i] = float(reward)
-        self.terminated[i] = float(terminated)
+        self.obs[i] = obs
+        self.next_obs[i] = next_obs
+        self.action[i] = action
+        self.reward[i] = reward
+        self.terminated[i] = terminated
         self.pos = (self.pos + 1) % self.capacity
         self.size = min(self.size + 1, self.capacity)
 
@@ -85,23 +86,23 @@ class ReplayBuffer:
         """`batch_size` transitions drawn uniformly with replacement from what is stored."""
         if self.size == 0:
             raise ValueError("cannot sample from an empty replay buffer")
-        idx = torch.randint(self.size, (batch_size,), generator=self.generator)
-        return {"obs": self.obs[idx], "action": self.action[idx], "reward": self.reward[idx],
-                "next_obs": self.next_obs[idx], "terminated": self.terminated[idx]}
+        idx = torch.randint(self.size, (batch_size,), generator=self.generator).numpy()
+        return {name: torch.from_numpy(getattr(self, name)[idx]) for name in self.FIELDS}
+
+    FIELDS = ("obs", "action", "reward", "next_obs", "terminated")
 
     def state_dict(self) -> dict[str, Any]:
         n = self.size  # only the filled part: a fresh 100k buffer should not cost 4 MB per checkpoint
-        return {"obs": self.obs[:n].clone(), "next_obs": self.next_obs[:n].clone(), "action": self.action[:n].clone(),
-                "reward": self.reward[:n].clone(), "terminated": self.terminated[:n].clone(),
-                "pos": self.pos, "size": self.size, "capacity": self.capacity,
-                "generator": self.generator.get_state()}
+        state: dict[str, Any] = {name: torch.from_numpy(getattr(self, name)[:n].copy()) for name in self.FIELDS}
+        state.update(pos=self.pos, size=self.size, capacity=self.capacity, generator=self.generator.get_state())
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state["capacity"] != self.capacity:
             raise ValueError(f"replay buffer capacity {state['capacity']} in the checkpoint, {self.capacity} here")
         n = state["size"]
-        for name in ("obs", "next_obs", "action", "reward", "terminated"):
-            getattr(self, name)[:n] = state[name]
+        for name in self.FIELDS:
+            getattr(self, name)[:n] = state[name].numpy()
         self.pos, self.size = state["pos"], n
         self.generator.set_state(state["generator"])
 

@@ -68,12 +68,13 @@ class Config(BaseConfig):
     double: bool = param(True, "Double DQN: the online network picks the next action, the target values it")
     eps_start: float = param(1.0, "initial exploration rate", low=0, high=1)
     eps_end: float = param(0.05, "final exploration rate", low=0, high=1)
-    eps_steps: int = param(20_000, "environment steps over which ε decays linearly", low=0)
+    eps_steps: int = param(10_000, "environment steps over which ε decays linearly", low=0)
     hidden: int = param(64, "units per hidden layer of the Q-network", low=1)
     layers: int = param(2, "hidden layers of the Q-network", low=1)
     clip_norm: float = param(10.0, "gradient norm clip (0 = off)", low=0)
-    eval_every: int = param(5_000, "environment steps between greedy evaluations (best.pt keeps the best)", low=1)
-    eval_episodes: int = param(10, "episodes per periodic evaluation", low=1)
+    eval_every: int = param(2_500, "environment steps between greedy evaluations (best.pt keeps the best)", low=1)
+    eval_episodes: int = param(20, "episodes per periodic evaluation", low=1)
+    stop_return: float = param(500.0, "stop training once a periodic evaluation averages this (0 = never)", low=0)
     final_eval_episodes: int = param(100, "episodes of the final greedy evaluation (fresh seeds)", low=1)
     log_every: int = param(1_000, "environment steps between TD-loss / Q-value log records", low=1)
 
@@ -83,9 +84,9 @@ class Config(BaseConfig):
 
 
 profiles = {
-    "smoke": {"total_steps": 1_000, "learning_starts": 200, "eval_every": 500, "eval_episodes": 2,
-              "final_eval_episodes": 3, "log_every": 250, "eps_steps": 600, "hidden": 32},
-    "quick": {"total_steps": 30_000, "eps_steps": 10_000, "eval_every": 2_500, "final_eval_episodes": 20},
+    "smoke": {"total_steps": 600, "learning_starts": 100, "eval_every": 300, "eval_episodes": 2,
+              "final_eval_episodes": 3, "log_every": 100, "eps_steps": 300, "hidden": 32},
+    "quick": {"total_steps": 25_000, "eval_episodes": 10, "final_eval_episodes": 20},
     "full": {},
 }
 
@@ -180,7 +181,7 @@ def run(cfg: Config, run: Run) -> dict[str, float | None]:
     torch.manual_seed(cfg.seed)
     q = build_q(cfg)
     target = copy.deepcopy(q).requires_grad_(False)  # never in the optimizer; moved only by polyak_update
-    optimizer = torch.optim.Adam(q.parameters(), lr=cfg.lr)
+    optimizer = torch.optim.Adam(q.parameters(), lr=cfg.lr, fused=True)  # fused: ~3x cheaper steps on CPU
     scaler = grad_scaler(run.device, cfg.amp)
     buffer = ReplayBuffer(min(cfg.buffer_size, cfg.total_steps), obs_dim, seed=cfg.seed)
     ckpt = run.checkpointer(every=10_000, model=q, target=target, optimizer=optimizer, buffer=buffer)
@@ -190,16 +191,17 @@ def run(cfg: Config, run: Run) -> dict[str, float | None]:
     cpu_before = ckpt.extra.get("cpu_time_s", 0.0)  # CPU seconds of earlier attempts (resume)
     cpu0, wall0, step0 = time.process_time(), time.perf_counter(), step
     loss = q_mean = None
+    stopped = ckpt.extra.get("stopped", False)  # a periodic evaluation reached stop_return
     epsilon = linear_epsilon(step, cfg.eps_start, cfg.eps_end, cfg.eps_steps)
 
     with Progress(cfg.total_steps, f"dqn {cfg.env_id}", start=step) as bar:
-        while step < cfg.total_steps:
+        while step < cfg.total_steps and not stopped:
             # Every episode is a function of (seed, episode index) and the agent: resumable at its boundary.
             obs, _ = env.reset(seed=episode_seed(cfg.seed, episode, TRAIN))
             env.action_space.seed(episode_seed(cfg.seed, episode, ACTIONS))
             coin = np.random.default_rng(episode_seed(cfg.seed, episode, EXPLORE))
             episode_return, done = 0.0, False
-            while not done and step < cfg.total_steps:
+            while not done and step < cfg.total_steps and not stopped:
                 epsilon = linear_epsilon(step, cfg.eps_start, cfg.eps_end, cfg.eps_steps)
                 action = env.action_space.sample() if coin.random() < epsilon else greedy_action(q, obs)
                 next_obs, reward, terminated, truncated, _ = env.step(action)
@@ -216,7 +218,8 @@ def run(cfg: Config, run: Run) -> dict[str, float | None]:
                 if step % cfg.target_every == 0:
                     polyak_update(target, q, cfg.tau)
 
-                episodes.step(step, loss)  # NaN guard, crash injection (no save mid-episode)
+                # NaN guard (on steps that trained), crash injection; no save mid-episode
+                episodes.step(step, loss if step % cfg.train_every == 0 else None)
                 bar.advance(1, ret=episode_return, eps=epsilon)
                 if step % cfg.log_every == 0 and loss is not None:
                     cpu = time.process_time() - cpu0
@@ -227,15 +230,16 @@ def run(cfg: Config, run: Run) -> dict[str, float | None]:
                     returns = evaluate_policy(q, cfg, EVAL, cfg.eval_episodes)
                     run.log({"eval/return_mean": float(np.mean(returns)), "eval/return_min": min(returns)}, step)
                     ckpt.save_best(step, float(np.mean(returns)))
+                    stopped = cfg.stop_return > 0 and float(np.mean(returns)) >= cfg.stop_return
 
             episode += 1
             if done:
                 run.log({"train/episode_return": episode_return, "train/epsilon": epsilon}, step)
-            ckpt.extra.update(episode=episode, cpu_time_s=cpu_before + time.process_time() - cpu0)
+            ckpt.extra.update(episode=episode, stopped=stopped, cpu_time_s=cpu_before + time.process_time() - cpu0)
             episodes.episode_end(step)
     env.close()
     cpu_time = cpu_before + time.process_time() - cpu0
-    ckpt.extra.update(episode=episode, cpu_time_s=cpu_time)
+    ckpt.extra.update(episode=episode, stopped=stopped, cpu_time_s=cpu_time)
     ckpt.save(step)
     if ckpt.best_value is None:  # too short a run for any periodic evaluation: the last weights are the best
         ckpt.save_best(step, 0.0)
