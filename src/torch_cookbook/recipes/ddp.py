@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import math
 import os
 import signal
 import time
@@ -52,7 +53,7 @@ class Config(BaseConfig):
                             low=1)
     accum_steps: int = param(1, "gradient accumulation: micro-batches per optimizer step (no_sync on all "
                              "but the last)", low=1)
-    lr: float = param(0.05, "SGD learning rate", low=0, low_open=True)
+    lr: float = param(0.05, "peak SGD learning rate (cosine decay to 0 over the steps)", low=0, low_open=True)
     momentum: float = param(0.9, "SGD momentum", low=0, high=1, high_open=True)
     hidden: int = param(256, "width of the MLP's two hidden layers", low=1)
     eval_every: int = param(100, "evaluate (and checkpoint) every N steps", low=1)
@@ -155,9 +156,11 @@ def train(cfg: Config, run: Run, data: tuple) -> dict[str, float]:
     model = make_mlp(cfg.hidden).to(run.device)
     ddp_model = dist.wrap_ddp(model, run.device)
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * s / cfg.steps)))
     scaler = grad_scaler(run.device, cfg.amp)
     # Checkpoints hold the plain module (no `module.` prefix): rank 0 writes them, every rank reads them.
-    ckpt = run.checkpointer(every=cfg.eval_every, model=model, optimizer=optimizer, scaler=scaler)
+    ckpt = run.checkpointer(every=cfg.eval_every, model=model, optimizer=optimizer, scheduler=schedule,
+                            scaler=scaler)
     start = ckpt.restore()
     kill_rank, kill_step = _fault_injection()
 
@@ -173,6 +176,7 @@ def train(cfg: Config, run: Run, data: tuple) -> dict[str, float]:
             t0 = time.perf_counter()
             x, y = local_batch(x_train, y_train, idx, run.device)
             loss = optimizer_step(ddp_model, optimizer, scaler, x, y, cfg.accum_steps, run.device, cfg.amp)
+            schedule.step()
             train_time += time.perf_counter() - t0
             timed_steps += 1
             done = step + 1
