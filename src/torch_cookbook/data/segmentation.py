@@ -76,7 +76,7 @@ def compose(items: torch.Tensor, labels: torch.Tensor, n: int, size: int, max_it
         mask = torch.zeros(size, size, dtype=torch.int64)
         for _ in range(rng.integers(1, max_items + 1)):
             k = int(rng.integers(len(items)))
-            side = int(rng.integers(size * 7 // 16, size * 11 // 16 + 1))  # 28..44 px in a 64 px image
+            side = int(rng.integers(size * 7 // 16, size * 11 // 16 + 1))  # 21..33 px in a 48 px image
             item = items[k].float().div(255.0).view(1, 1, 28, 28)
             item = F.interpolate(item, size=(side, side), mode="bilinear", align_corners=False)[0, 0]
             top, left = rng.integers(0, size - side + 1), rng.integers(0, size - side + 1)
@@ -92,7 +92,7 @@ def compose(items: torch.Tensor, labels: torch.Tensor, n: int, size: int, max_it
     return SegmentationSet(out_images, out_masks)
 
 
-def load(n_train: int = 6000, n_test: int = 1000, size: int = 64, max_items: int = 3) -> tuple[SegmentationSet,
+def load(n_train: int = 6000, n_test: int = 1000, size: int = 48, max_items: int = 3) -> tuple[SegmentationSet,
                                                                                               SegmentationSet]:
     """(train, test) segmentation sets; built once per setting (seconds) and cached."""
     key = f"v{VERSION}:{n_train}:{n_test}:{size}:{max_items}:{fashion_mnist.SOURCE_KEY}"

@@ -50,9 +50,9 @@ class Config(BaseConfig):
     content: str = param("", "content image: a bundled name or a file path ('' = the seed's pair)")
     style: str = param("", "style image: a bundled name or a file path ('' = the seed's pair)")
     size: int = param(256, "the result is size × size pixels (inputs are centre-cropped and resized)", low=16)
-    steps: int = param(150, "optimiser iterations (L-BFGS: one line search each)", low=1)
+    steps: int = param(150, "optimiser iterations (one loss evaluation each)", low=1)
     optimizer: str = param("lbfgs", "what optimises the pixels", choices=("lbfgs", "adam"))
-    lr: float = param(1.0, "step size: L-BFGS initial step (1 with line search); Adam lr on 0-1 pixels (try 0.02)",
+    lr: float = param(1.0, "step size: L-BFGS step on its quasi-Newton direction (1); Adam lr on 0-1 pixels (try 0.02)",
                       low=0, low_open=True)
     content_layer: str = param("relu4_2", "VGG-16 layer of the content loss", choices=tuple(VGG16_LAYERS))
     style_layers: list[str] = param(["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"],
@@ -76,7 +76,7 @@ class Config(BaseConfig):
 
 
 profiles = {
-    "smoke": {"size": 32, "steps": 6, "log_every": 2, "grid_size": 16, "grid_steps": 1},
+    "smoke": {"size": 32, "steps": 6, "log_every": 2, "grid_steps": 0},
     "quick": {"size": 128, "steps": 60, "grid_size": 64, "grid_steps": 20},
     "full": {},
 }
@@ -144,10 +144,11 @@ def load_pair(content: str, style: str, size: int, depth: int = 4) -> tuple[torc
 
 def make_optimizer(cfg: Config, canvas: Canvas) -> torch.optim.Optimizer:
     if cfg.optimizer == "lbfgs":
-        # max_iter=1: one L-BFGS iteration per step() call; the curvature history lives in the optimizer's state,
-        # so a checkpoint after any step resumes exactly.
-        return torch.optim.LBFGS(canvas.parameters(), lr=cfg.lr, max_iter=1, history_size=50,
-                                 line_search_fn="strong_wolfe")
+        # max_iter=1: one L-BFGS iteration (one loss evaluation) per step() call; the curvature history lives in
+        # the optimizer's state, so a checkpoint after any step resumes exactly. No line search: torch's strong-Wolfe
+        # search fails in float32 after a few dozen steps (step length 0), and with max_iter=1 L-BFGS then stays
+        # stuck; a unit step on the quasi-Newton direction is what Gatys-style implementations use.
+        return torch.optim.LBFGS(canvas.parameters(), lr=cfg.lr, max_iter=1, history_size=50)
     return torch.optim.Adam(canvas.parameters(), lr=cfg.lr)
 
 

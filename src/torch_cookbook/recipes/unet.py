@@ -38,18 +38,18 @@ NUM_CLASSES = len(CLASSES)
 
 @dataclass
 class Config(BaseConfig):
-    steps: int = param(2000, "training steps", low=1)
+    steps: int = param(1000, "training steps", low=1)
     batch_size: int = param(32, "minibatch size", low=2)
     lr: float = param(3e-3, "AdamW peak learning rate (cosine decay to 0)", low=0, low_open=True)
     weight_decay: float = param(1e-4, "AdamW weight decay", low=0)
     width: int = param(16, "channels of the first UNet level (doubling per level)", low=1)
     depth: int = param(3, "number of down/up levels", low=1, high=6)
     dice_weight: float = param(1.0, "loss = cross-entropy + dice_weight × Dice loss", low=0)
-    image_size: int = param(64, "side of the composed images", low=16)
+    image_size: int = param(48, "side of the composed images", low=16)
     n_train: int = param(6000, "composed training images", low=8)
     n_test: int = param(1000, "composed held-out images", low=8)
     max_items: int = param(3, "at most this many Fashion-MNIST items per image (1..max, may overlap)", low=1)
-    eval_every: int = param(200, "log held-out mean IoU every N steps (and checkpoint)", low=1)
+    eval_every: int = param(100, "log held-out mean IoU every N steps (and checkpoint)", low=1)
     eval_subset: int = param(256, "held-out images used for the curve during training (the final eval uses all)",
                              low=1)
 
@@ -57,7 +57,7 @@ class Config(BaseConfig):
 profiles = {
     "smoke": {"steps": 12, "batch_size": 8, "width": 4, "depth": 2, "n_train": 64, "n_test": 32, "image_size": 32,
               "eval_every": 4, "eval_subset": 16},
-    "quick": {"steps": 300, "eval_every": 50},
+    "quick": {"steps": 150, "eval_every": 50, "n_train": 2000, "n_test": 500},
     "full": {},
 }
 
@@ -225,7 +225,7 @@ def plot_examples(model: nn.Module, test: segmentation.SegmentationSet, run: Run
 def predict_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("image", help="an image file (PNG, JPEG, ...) or a bundled name such as coffee")
     parser.add_argument("--resize", type=int, default=0,
-                        help="centre-crop and resize to N×N first (0 = as is; the model saw 64×64 scenes)")
+                        help="centre-crop and resize to N×N first (0 = as is; the model saw 48×48 scenes by default)")
     parser.add_argument("--out", default=None, help="output PNG [default <image name>_segmentation.png]")
 
 
