@@ -44,18 +44,18 @@ class Config(BaseConfig):
     attention: str = param("general", "scoring function of the attention variant", choices=ATTENTION_KINDS)
     compare_plain: bool = param(True, "also train the same model without attention, for comparison")
     embed: int = param(64, "character embedding size", low=1)
-    hidden: int = param(256, "decoder hidden size = encoder output size (two directions of hidden/2)", low=2)
+    hidden: int = param(128, "decoder hidden size = encoder output size (two directions of hidden/2)", low=2)
     layers: int = param(1, "RNN layers in encoder and decoder", low=1, high=4)
     dropout: float = param(0.1, "dropout on embeddings and the decoder output", low=0, high=1, high_open=True)
-    dates_steps: int = param(2500, "training steps per dates variant", low=1)
-    names_steps: int = param(6000, "training steps per names variant", low=1)
+    dates_steps: int = param(1500, "training steps per dates variant", low=1)
+    names_steps: int = param(3000, "training steps per names variant", low=1)
     batch_size: int = param(64, "minibatch size", low=1)
     lr: float = param(3e-3, "peak Adam learning rate (linear warm-up, then cosine decay)", low=0, low_open=True)
     warmup: int = param(200, "warm-up steps", low=0)
     clip: float = param(1.0, "gradient-norm clipping (0 = off)", low=0)
     tf_start: float = param(1.0, "teacher-forcing ratio at the first step", low=0, high=1)
     tf_end: float = param(0.8, "teacher-forcing ratio at the last step (linear schedule in between)", low=0, high=1)
-    dates_train: int = param(30000, "generated training dates", low=1)
+    dates_train: int = param(20000, "generated training dates", low=1)
     dates_test: int = param(2000, "held-out dates (calendar days never seen in training)", low=1)
     names_test_fraction: float = param(0.1, "fraction of English names held out", low=0, high=1, low_open=True,
                                        high_open=True)
@@ -67,13 +67,18 @@ class Config(BaseConfig):
     eval_every: int = param(500, "log held-out loss and greedy accuracy every N steps", low=1)
     eval_subset: int = param(400, "held-out examples used for those periodic checks", low=1)
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.hidden % 2:
+            raise ConfigError(f"--hidden {self.hidden}: must be even (the encoder has two directions of hidden/2)")
+
 
 profiles = {
     "smoke": {"hidden": 16, "embed": 8, "dates_steps": 10, "names_steps": 10, "dates_train": 300, "dates_test": 20,
               "names_train_limit": 300, "names_test_limit": 20, "eval_every": 5, "eval_subset": 10, "beam": 2,
               "batch_size": 16, "warmup": 2},
-    "quick": {"hidden": 128, "dates_steps": 600, "names_steps": 800, "dates_train": 10000, "dates_test": 500,
-              "names_test_limit": 500, "eval_every": 200, "eval_subset": 200},
+    "quick": {"hidden": 64, "dates_steps": 300, "names_steps": 300, "dates_train": 5000, "dates_test": 300,
+              "names_test_limit": 300, "eval_every": 100, "eval_subset": 100},
     "full": {},
 }
 
