@@ -345,6 +345,7 @@ def plot_standardisation(cfg: Config, run: Run) -> None:
     ax.axhline(1.0, color="grey", linewidth=0.8, label="predicting the mean")
     ax.set(xlabel="SGD step", ylabel="train MSE (standardised target)", yscale="log",
            title="Diabetes, linear model: why standardise the inputs")
+    ax.set_ylim(top=1e4)  # the diverging arm reaches 1e200 within a few dozen steps; cut it off
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(run.plot_path("standardisation"), dpi=100)
