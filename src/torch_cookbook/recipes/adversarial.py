@@ -33,7 +33,7 @@ summary = "Fashion-MNIST CNN: standard vs FGSM-RS vs PGD adversarial training; c
 
 @dataclass
 class Config(BaseConfig):
-    steps: int = param(1500, "training steps per variant", low=1)
+    steps: int = param(1000, "training steps per variant", low=1)
     batch_size: int = param(128, "minibatch size", low=2)
     lr: float = param(2e-3, "Adam peak learning rate (cosine decay to 0)", low=0, low_open=True)
     width: int = param(32, "channels of the first conv layer (the second has twice as many)", low=1)
@@ -45,9 +45,9 @@ class Config(BaseConfig):
     attack: str = param("pgd", "attack used to measure robust accuracy", choices=ATTACKS)
     eval_attack_steps: int = param(20, "PGD steps of the evaluation attack (step size 2.5 ε / steps)", low=1)
     eval_subset: int = param(1000, "robust accuracy on the first N test images (clean accuracy uses all)", low=1)
-    curve_eps: tuple[float, ...] = param((0.025, 0.05, 0.1, 0.15, 0.2), "ε values of the accuracy-vs-ε curve",
+    curve_eps: tuple[float, ...] = param((0.05, 0.1, 0.15, 0.2), "ε values of the accuracy-vs-ε curve",
                                          low=0, high=1, low_open=True)
-    curve_subset: int = param(500, "images per point of the accuracy-vs-ε curve", low=1)
+    curve_subset: int = param(300, "images per point of the accuracy-vs-ε curve", low=1)
     eval_every: int = param(250, "log clean test accuracy every N steps", low=1)
     train_subset: int = param(0, "use only the first N training images (0 = all 60,000)", low=0)
     test_subset: int = param(0, "use only the first N test images (0 = all 10,000)", low=0)
@@ -61,7 +61,7 @@ class Config(BaseConfig):
 profiles = {
     "smoke": {"steps": 12, "eval_every": 6, "width": 4, "train_subset": 1024, "test_subset": 256,
               "eval_subset": 64, "eval_attack_steps": 3, "curve_eps": (0.05, 0.1), "curve_subset": 32},
-    "quick": {"steps": 300, "eval_every": 100, "width": 16, "eval_subset": 300, "curve_subset": 200},
+    "quick": {"steps": 300, "eval_every": 100, "width": 16, "eval_subset": 300, "curve_subset": 100},
     "full": {},
 }
 
