@@ -174,7 +174,7 @@ def smoke_run(tmp_path_factory):
 def test_smoke_run_end_to_end_and_predict_renders(smoke_run, cli, tmp_path):
     summary = read_summary(smoke_run)
     m = summary["metrics"]
-    assert m["env_steps"] == 1000 and m["episodes"] > 10
+    assert m["env_steps"] == 400 and m["episodes"] > 5
     assert (smoke_run / "checkpoints" / "best.pt").exists() and (smoke_run / "plots" / "learning_curve.png").exists()
     logged = (smoke_run / "metrics.jsonl").read_text()
     for key in ("train/episode_return", "train/td_loss", "train/q_max_mean", "perf/steps_per_s", "eval/return_mean"):

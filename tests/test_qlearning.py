@@ -44,7 +44,7 @@ def test_q_table_state_dict_round_trip():
 
 
 def test_q_learning_converges_to_value_iteration_on_the_deterministic_lake(cli, tmp_path):
-    code, _, err = cli("run", "qlearning", "--profile", "smoke", "--no-slippery", "--episodes", "400",
+    code, _, err = cli("run", "qlearning", "--profile", "smoke", "--no-slippery", "--episodes", "1000",
                        "--gamma", "0.9", "--runs-root", tmp_path, "--threads", "1")
     assert code == 0, err
     m = read_summary(only_run_dir(tmp_path, "qlearning"))["metrics"]

@@ -84,8 +84,8 @@ class Config(BaseConfig):
 
 
 profiles = {
-    "smoke": {"total_steps": 600, "learning_starts": 100, "eval_every": 300, "eval_episodes": 2,
-              "final_eval_episodes": 3, "log_every": 100, "eps_steps": 300, "hidden": 32},
+    "smoke": {"total_steps": 400, "learning_starts": 100, "gradient_steps": 1, "eval_every": 200, "eval_episodes": 2,
+              "final_eval_episodes": 2, "log_every": 100, "eps_steps": 200, "hidden": 32},
     "quick": {"total_steps": 25_000, "eval_episodes": 10, "final_eval_episodes": 20},
     "full": {},
 }
