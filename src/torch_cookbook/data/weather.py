@@ -64,7 +64,7 @@ def windows(lookback: int = 7) -> Windows:
     classes = torch.tensor([CLASSES.index(w) for w in df["weather"]])
     numeric = torch.tensor(df[list(NUMERIC)].to_numpy(dtype=np.float32))
     daily = torch.cat([numeric, torch.nn.functional.one_hot(classes, len(CLASSES)).float()], dim=1)  # (days, 9)
-    day_of_year = torch.tensor(df["date"].dt.dayofyear.to_numpy(dtype=np.float32))
+    day_of_year = torch.tensor(df["date"].dt.day_of_year.to_numpy(dtype=np.float32))
     angle = 2 * torch.pi * day_of_year / 365.25
     season = torch.stack([torch.sin(angle), torch.cos(angle)], dim=1)
     days = range(lookback, len(df))
