@@ -33,8 +33,8 @@ summary = "Seed MLP AE (3-D code) vs conv AE, denoising AE and VAE on Fashion-MN
 
 @dataclass
 class Config(BaseConfig):
-    steps: int = param(4000, "training steps per model", low=1)
-    mlp_steps: int = param(0, "training steps for the seed MLP (0 = same as --steps)", low=0)
+    steps: int = param(2000, "training steps per model", low=1)
+    mlp_steps: int = param(6000, "steps for the seed MLP (0 = --steps): it is cheap and slow to converge", low=0)
     batch_size: int = param(128, "minibatch size", low=2)
     lr: float = param(1e-3, "Adam learning rate", low=0, low_open=True)
     width: int = param(16, "channels of the first conv layer of the conv models (the second has twice)", low=1)
@@ -56,8 +56,8 @@ class Config(BaseConfig):
 
 
 profiles = {
-    "smoke": {"steps": 30, "eval_every": 10, "train_subset": 2048, "eval_subset": 512, "width": 4},
-    "quick": {"steps": 600, "eval_every": 100, "eval_subset": 5000},
+    "smoke": {"steps": 30, "mlp_steps": 30, "eval_every": 10, "train_subset": 2048, "eval_subset": 512, "width": 4},
+    "quick": {"steps": 600, "mlp_steps": 1200, "eval_every": 100, "eval_subset": 5000},
     "full": {},
 }
 
