@@ -168,3 +168,17 @@ def test_nan_guard_stops_with_step_and_keeps_last_good(tmp_path):
     with pytest.raises(NonFiniteError, match="at step 2"):
         ckpt.after_step(2, torch.tensor(float("nan")))
     assert (tmp_path / "last.pt").read_bytes() == good
+
+
+def test_a_step_is_saved_only_when_first_reported(tmp_path):
+    """A mid-step call (same step again, after the next forward pass) must not overwrite last.pt."""
+    model = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4))
+    ckpt = Checkpointer(tmp_path, "test", "hash", every=2, model=model)
+    assert ckpt.restore() == 0
+    ckpt.after_step(0, torch.tensor(1.0))  # before the first update: nothing to save
+    assert not (tmp_path / "last.pt").exists()
+    ckpt.after_step(2)  # step 2 finished: saved
+    saved = (tmp_path / "last.pt").read_bytes()
+    model.train()(torch.randn(8, 4))  # the next step's forward pass moves the BN statistics
+    ckpt.after_step(2, torch.tensor(1.0))  # NaN check of that forward pass: no save
+    assert (tmp_path / "last.pt").read_bytes() == saved

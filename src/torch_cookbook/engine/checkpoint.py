@@ -27,7 +27,9 @@ FORMAT_VERSION = 1
 # the N-th finished step counted over the whole process (across variants). CALLS is that count.
 _CRASH_AT_STEP = int(os.environ.get("COOKBOOK_CRASH_AT_STEP", "0"))
 _CRASH_AT_CALL = int(os.environ.get("COOKBOOK_CRASH_AT_CALL", "0"))
+_CRASH_IN_SAVE = int(os.environ.get("COOKBOOK_CRASH_IN_SAVE", "0"))  # the N-th save, after write, before rename
 CALLS = 0
+SAVES = 0
 
 
 def save_atomic(obj: Any, path: Path) -> None:
@@ -39,6 +41,10 @@ def save_atomic(obj: Any, path: Path) -> None:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
+        global SAVES
+        SAVES += 1
+        if _CRASH_IN_SAVE and SAVES == _CRASH_IN_SAVE:
+            os.kill(os.getpid(), signal.SIGKILL)
         os.replace(tmp, path)
         dir_fd = os.open(path.parent, os.O_RDONLY)
         try:
@@ -108,6 +114,7 @@ class Checkpointer:
         self.objects = {k: v for k, v in objects.items() if v is not None}
         self.extra: dict[str, Any] = {}
         self.best_value: float | None = None
+        self._last_step = 0  # the last step reported finished (or restored)
 
     @property
     def last_path(self) -> Path:
@@ -148,6 +155,9 @@ class Checkpointer:
 
     def restore(self) -> int:
         """Load last.pt into the registered objects if it exists; return the step to continue from."""
+        for stale in self.directory.glob(".*.tmp-*"):  # left by a crash in the middle of a save
+            stale.unlink(missing_ok=True)
+        self._last_step = 0
         if not self.last_path.exists():
             return 0
         ckpt = load_checkpoint(self.last_path, self.recipe, self.config_hash)
@@ -158,16 +168,25 @@ class Checkpointer:
         self.extra = ckpt.get("extra", {})
         self.best_value = ckpt.get("best_value")
         set_rng_state(ckpt["rng"])
-        return int(ckpt["step"])
+        self._last_step = int(ckpt["step"])
+        return self._last_step
 
     def after_step(self, step: int, loss: torch.Tensor | float | None = None) -> None:
-        """Call once per finished step: stops on a non-finite loss, saves periodically and on Ctrl-C."""
+        """Call once per finished step: stops on a non-finite loss, saves periodically and on Ctrl-C.
+
+        A second call for a step already reported (e.g. a NaN check after the forward pass of the next
+        step) only checks the loss: saving there would capture a half-done step (BatchNorm statistics
+        already updated, parameters not), and the resumed run would apply that forward pass twice.
+        """
         global CALLS
         CALLS += 1
         if loss is not None:
             check_finite(loss, step)
         if (_CRASH_AT_STEP and step == _CRASH_AT_STEP) or (_CRASH_AT_CALL and CALLS == _CRASH_AT_CALL):
             os.kill(os.getpid(), signal.SIGKILL)
+        if step == self._last_step:
+            return
+        self._last_step = step
         if STOP.requested:
             self.save(step)
             raise Interrupted("interrupted by Ctrl-C; checkpoint saved")

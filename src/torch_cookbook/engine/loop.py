@@ -12,6 +12,8 @@ from collections.abc import Iterable, Iterator
 import torch
 from torch import nn
 
+from torch_cookbook.engine.errors import ConfigError
+
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -68,7 +70,7 @@ def minibatches(n: int, batch_size: int, seed: int, start_step: int = 0,
     """
     per_epoch = n // batch_size if drop_last else -(-n // batch_size)
     if per_epoch == 0:
-        raise ValueError(f"batch size {batch_size} is larger than the {n} training examples")
+        raise ConfigError(f"--batch_size {batch_size}: larger than the {n} training examples")
     step = start_step
     while True:
         epoch, offset = divmod(step, per_epoch)

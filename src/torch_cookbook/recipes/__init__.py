@@ -71,7 +71,11 @@ def _undot(flat: dict[str, Any]) -> dict[str, Any]:
 def _merge(base: dict[str, Any], update: dict[str, Any]) -> None:
     for key, value in update.items():
         if key not in base:
-            raise ConfigError(f"unknown setting {key!r}")
+            import difflib
+
+            close = difflib.get_close_matches(key, list(base), n=1)
+            hint = f"did you mean {close[0]!r}?" if close else "known: " + ", ".join(sorted(base))
+            raise ConfigError(f"unknown setting {key!r}; {hint}")
         if isinstance(value, dict) and isinstance(base[key], dict):
             _merge(base[key], value)
         else:

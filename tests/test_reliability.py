@@ -1,0 +1,216 @@
+"""Reliability: Ctrl-C, crashes during a checkpoint write, damaged data, fuzzed configs and CLI strings.
+
+The kill/resume matrix over every recipe lives in test_recipe_contract.py (smoke profiles, in CI) and
+test_reliability_slow.py (quick profiles, several kill points: `make reliability`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import typing
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from conftest import REPO, only_run_dir, read_summary, run_subprocess
+from torch_cookbook import recipes
+from torch_cookbook.cli import main
+from torch_cookbook.data import fashion_mnist
+from torch_cookbook.engine.errors import ConfigError, DataError
+
+SMOKE_BN = ["run", "batchnorm", "--profile", "smoke", "--threads", "2"]
+
+
+def test_ctrl_c_saves_and_resume_matches_uninterrupted(tmp_path):
+    args = [*SMOKE_BN, "--steps", "120", "--runs-root", tmp_path / "a"]
+    assert main([str(a) for a in args]) == 0
+    expected = read_summary(only_run_dir(tmp_path / "a", "batchnorm"))["metrics"]
+
+    proc = subprocess.Popen([sys.executable, "-m", "torch_cookbook", *map(str, args[:-1]), tmp_path / "b"],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not list((tmp_path / "b").glob("batchnorm/*/variants/bn/metrics.jsonl")):
+        assert proc.poll() is None and time.time() < deadline, "the run ended before it could be interrupted"
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    run_dir = only_run_dir(tmp_path / "b", "batchnorm")
+    assert f"resume with: cookbook run --resume {run_dir}" in err
+    assert "Traceback" not in err
+    assert (run_dir / "variants" / "bn" / "checkpoints" / "last.pt").exists()
+    assert not (run_dir / "summary.json").exists()
+    resumed = run_subprocess("run", "--resume", run_dir, "--threads", "2")
+    assert resumed.returncode == 0, resumed.stderr
+    assert read_summary(run_dir)["metrics"] == expected
+
+
+def test_kill_during_checkpoint_write_resumes(tmp_path, smoke_runs):
+    """SIGKILL after the temp file is written but before the rename: last.pt is the previous one."""
+    expected = read_summary(smoke_runs("batchnorm")[0])["metrics"]
+    crashed = run_subprocess(*SMOKE_BN, "--runs-root", tmp_path, "--checkpoint_every", "4",
+                             env={"COOKBOOK_CRASH_IN_SAVE": "9"})
+    assert crashed.returncode == -9
+    run_dir = only_run_dir(tmp_path, "batchnorm")
+    assert list(run_dir.glob("variants/*/checkpoints/.last.pt.tmp-*")), "the crash should leave a temp file"
+    resumed = run_subprocess("run", "--resume", run_dir, "--threads", "2")
+    assert resumed.returncode == 0, resumed.stderr
+    assert read_summary(run_dir)["metrics"] == expected
+    assert not list(run_dir.glob("variants/*/checkpoints/.last.pt.tmp-*"))
+
+
+@pytest.fixture
+def fmnist_copy(tmp_path, monkeypatch):
+    source = fashion_mnist.find_source_dir()
+    if source is None:
+        pytest.skip("Fashion-MNIST is not installed")
+    folder = tmp_path / "fmnist"
+    shutil.copytree(source, folder)
+    monkeypatch.setenv("COOKBOOK_FASHION_MNIST", str(folder))
+    monkeypatch.setenv("COOKBOOK_CACHE", str(tmp_path / "cache"))
+    return folder
+
+
+def test_truncated_dataset_file_is_detected(fmnist_copy):
+    path = fmnist_copy / "t10k-labels-idx1-ubyte.gz"
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(DataError, match="unreadable or truncated.*apt-get install dataset-fashion-mnist"):
+        fashion_mnist.load()
+
+
+def test_altered_dataset_file_fails_its_checksum(fmnist_copy):
+    import gzip
+
+    path = fmnist_copy / "t10k-labels-idx1-ubyte.gz"
+    raw = bytearray(gzip.decompress(path.read_bytes()))
+    raw[100] = (raw[100] + 1) % 10  # one label changed: same size, valid gzip
+    path.write_bytes(gzip.compress(bytes(raw)))
+    with pytest.raises(DataError, match="fails its checksum"):
+        fashion_mnist.load()
+
+
+def test_corrupt_cache_is_rebuilt_not_used(fmnist_copy, tmp_path):
+    first = fashion_mnist.load()
+    cache = tmp_path / "cache" / "fashion_mnist.pt"
+    assert cache.exists()
+    cache.write_bytes(cache.read_bytes()[:1000])  # truncated cache
+    shutil.rmtree(fmnist_copy)  # and no source: nothing valid left
+    with pytest.raises(DataError, match="not found"):
+        fashion_mnist.load()
+    assert not cache.exists()  # the damaged cache was removed, never used
+    assert first.train_images.shape == (60000, 28, 28)
+
+
+# ---- fuzzing configs and CLI strings ------------------------------------------------------------
+NAMES = recipes.names()
+junk = st.one_of(st.none(), st.booleans(), st.integers(-10**12, 10**12), st.floats(allow_nan=True),
+                 st.text(max_size=20), st.lists(st.integers(-5, 5), max_size=3), st.dictionaries(
+                     st.text(max_size=5), st.integers(), max_size=2))
+
+
+def _field_names(cls: type, prefix: str = "") -> list[str]:
+    hints = typing.get_type_hints(cls)
+    out = []
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            out += _field_names(hints[f.name], prefix + f.name + ".")
+        else:
+            out.append(prefix + f.name)
+    return out
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(name=st.sampled_from(NAMES), data=st.data())
+def test_fuzzed_config_values_are_valid_or_one_line_errors(name, data):
+    recipe = recipes.get(name)
+    fields = _field_names(recipe.Config)
+    key = data.draw(st.one_of(st.sampled_from(fields), st.text(min_size=1, max_size=12)))
+    value = data.draw(junk)
+    try:
+        cfg = recipe.config(data.draw(st.sampled_from(["smoke", "quick", "full"])), {key: value})
+    except ConfigError as e:
+        assert str(e) and "\n" not in str(e)
+    else:
+        assert dataclasses.is_dataclass(cfg)
+
+
+flag_text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=30)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.function_scoped_fixture])
+@given(name=st.sampled_from(NAMES), data=st.data())
+def test_fuzzed_cli_strings_exit_0_or_one_line_2(name, data, capsys, tmp_path_factory):
+    fields = _field_names(recipes.get(name).Config)
+    flag = data.draw(st.one_of(st.sampled_from(fields), flag_text))
+    values = data.draw(st.lists(flag_text, max_size=2))
+    root = tmp_path_factory.mktemp("fuzz")
+    code = main(["run", name, "--print-config", "--runs-root", str(root), f"--{flag}", *values])
+    err = capsys.readouterr().err
+    assert code in (0, 2), err
+    if code == 2:
+        assert len(err.strip().splitlines()) == 1, err
+    assert "Traceback" not in err
+    assert not any(root.iterdir())  # --print-config and errors write nothing
+
+
+@pytest.mark.parametrize("content", [b"", b"\x00\xff" * 50, b"[1, 2]", b'{"lr": "fast"}', b'{"nosuch": 1}',
+                                     b'{"seed": -1}', b"{" * 10000])
+def test_malformed_config_files_are_one_line_errors(tmp_path, cli, content):
+    path = tmp_path / "cfg.json"
+    path.write_bytes(content)
+    code, _, err = cli("run", "batchnorm", "--config", path, "--runs-root", tmp_path / "runs")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("damage", ["missing", "not json", "wrong shape", "bad value"])
+def test_damaged_run_directory_config_is_refused(smoke_runs, tmp_path, cli, damage):
+    run_dir = tmp_path / "run"
+    shutil.copytree(smoke_runs("batchnorm")[0], run_dir)
+    (run_dir / "summary.json").unlink()
+    config = run_dir / "config.json"
+    before = sorted(p.name for p in run_dir.rglob("*"))
+    if damage == "missing":
+        config.unlink()
+    elif damage == "not json":
+        config.write_text("{oops")
+    elif damage == "wrong shape":
+        config.write_text(json.dumps([1, 2, 3]))
+    else:
+        data = json.loads(config.read_text())
+        data["config"]["lr"] = -5
+        config.write_text(json.dumps(data))
+    for command in (["run", "--resume", run_dir], ["eval", run_dir]):
+        code, _, err = cli(*command)
+        assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert sorted(p.name for p in run_dir.rglob("*")) == before  # nothing written or removed
+
+
+def test_predict_fuzz_never_tracebacks(smoke_runs, tmp_path):
+    """Every recipe with `predict` gets empty, huge, binary and malformed-image inputs."""
+    bad_png = tmp_path / "bad.png"
+    bad_png.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20)
+    inputs = ["", "x" * 100_000, "\x01\x02\x7f", str(bad_png), str(tmp_path / "missing.png")]
+    for recipe in recipes.all_recipes():
+        if not hasattr(recipe.module, "predict") or getattr(recipe.module, "SKIP_REASON", None):
+            continue
+        run_dir = smoke_runs(recipe.name)[0]
+        for text in inputs:
+            out = run_subprocess("predict", recipe.name, run_dir, text, timeout=120)
+            assert out.returncode in (0, 2), (recipe.name, text[:20], out.stderr[-1500:])
+            assert "Traceback" not in out.stderr, (recipe.name, text[:20], out.stderr[-1500:])
+
+
+def test_huge_batch_is_a_config_error(cli, tmp_path):
+    code, _, err = cli(*SMOKE_BN, "--batch_size", "100000", "--runs-root", tmp_path)
+    assert code == 2 and "--batch_size 100000: larger than the 2048 training examples" in err
+    torch.set_num_threads(2)
