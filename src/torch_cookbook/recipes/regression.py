@@ -343,9 +343,9 @@ def plot_standardisation(cfg: Config, run: Run) -> None:
             ax.axvline(result["diverged_at"], color=color, linestyle=":",
                        label=f"diverged at step {result['diverged_at']}")
     ax.axhline(1.0, color="grey", linewidth=0.8, label="predicting the mean")
-    ax.set(xlabel="SGD step", ylabel="train MSE (standardised target)", yscale="log",
+    ax.set(xlabel="SGD step", ylabel="train MSE (standardised target)", xscale="log", yscale="log",
            title="Diabetes, linear model: why standardise the inputs")
-    ax.set_ylim(top=1e4)  # the diverging arm reaches 1e200 within a few dozen steps; cut it off
+    ax.set_ylim(0.3, 1e4)  # the diverging arm reaches 1e200 within a few dozen steps; cut it off
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(run.plot_path("standardisation"), dpi=100)
