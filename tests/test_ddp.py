@@ -28,9 +28,10 @@ def free_port() -> int:
 
 
 def torchrun(*args: str, nproc: int = 2, extra: tuple[str, ...] = (), env: dict | None = None,
-             timeout: float = 300) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc), "--max-restarts", "0",
-           "--master-addr", "127.0.0.1", "--master-port", str(free_port()), *extra,
+             timeout: float = 300, max_restarts: int = 0) -> subprocess.CompletedProcess:
+    endpoint = () if "--rdzv-endpoint" in extra else ("--master-addr", "127.0.0.1", "--master-port", str(free_port()))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc),
+           "--max-restarts", str(max_restarts), *endpoint, *extra,
            "-m", "torch_cookbook", *map(str, args)]
     return subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env={**LOOPBACK, **(env or {})},
                           timeout=timeout)
@@ -175,3 +176,50 @@ def test_nobody_at_the_endpoint_times_out_with_one_line(cli, tmp_path, monkeypat
     assert len(err.strip().splitlines()) == 1
     assert "could not join the process group at 127.0.0.1:" in err
     assert not dist.is_distributed()
+
+
+# ---- beyond one launch: elastic restart and two "nodes" on localhost (slow) ----------------------------
+def comparable(metrics: dict) -> dict:
+    return {k: v for k, v in metrics.items() if not (k.endswith("_s") or k.endswith("_per_s"))}
+
+
+@pytest.mark.slow
+def test_elastic_restart_resumes_to_the_same_metrics(two_processes, tmp_path):
+    """SIGKILL rank 1 at step 25; torchrun --max-restarts 1 restarts both ranks, which resume from the
+    step-20 checkpoint in the same run directory and finish with the uninterrupted run's metrics."""
+    uninterrupted, _ = two_processes
+    proc = torchrun("run", "ddp", "--profile", "smoke", "--runs-root", tmp_path, "--threads", "1",
+                    "--accum_steps", "2", "--checkpoint_every", "10", max_restarts=1,
+                    extra=("--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{free_port()}",
+                           "--rdzv-id", "elastic-test"),
+                    env={"COOKBOOK_DDP_KILL": "1:25"}, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "exitcode: -9" in proc.stderr  # the worker really died
+    run_dir = only_run_dir(tmp_path, "ddp")  # the restarted group continued the same run directory
+    assert proc.stdout.count(f"{run_dir}") == 2
+    assert comparable(read_summary(run_dir)["metrics"]) == comparable(read_summary(uninterrupted)["metrics"])
+
+
+@pytest.mark.slow
+def test_two_simulated_nodes_meet_through_c10d_rendezvous(one_process, tmp_path):
+    """Two torchrun launchers, one per simulated node (--nnodes 2, 1 process each), on 127.0.0.1."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",
+           "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "two-nodes",
+           "--max-restarts", "0", "-m", "torch_cookbook", "run", "ddp", "--profile", "smoke",
+           "--runs-root", str(tmp_path), "--threads", "1"]
+    nodes = [subprocess.Popen(cmd, cwd=REPO, env=LOOPBACK, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    try:
+        outs = [node.communicate(timeout=600) for node in nodes]
+    finally:
+        for node in nodes:
+            if node.poll() is None:
+                node.kill()
+                node.wait()
+    assert [node.returncode for node in nodes] == [0, 0], [o[1][-2000:] for o in outs]
+    run_dir = only_run_dir(tmp_path, "ddp")
+    metrics = read_summary(run_dir)["metrics"]
+    assert metrics["world_size"] == 2
+    assert metrics["test_accuracy"] == pytest.approx(read_summary(one_process)["metrics"]["test_accuracy"], abs=2e-3)
+    assert sum(o[0].count("ddp (smoke profile") for o in outs) == 1  # only global rank 0 prints
