@@ -67,4 +67,4 @@ def test_bad_input_is_one_line_exit_2(cli, tmp_path, args, message):
 
 
 def test_config_accepts_other_tabular_environments():
-    assert Config(env_id="Taxi-v3").env_id == "Taxi-v3"
+    assert Config(env_id="Taxi-v4").env_id == "Taxi-v4"

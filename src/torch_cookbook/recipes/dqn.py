@@ -357,7 +357,12 @@ def predict(cfg: Config, run: Run, args: Any) -> None:
     env = make_env(cfg.env_id, render_mode="rgb_array" if args.render else None)
     frames: list | None = [] if args.render else None
     seeds = [episode_seed(args.seed, i, PREDICT) for i in range(args.episodes)]
-    returns = play(env, lambda o: greedy_action(q, o), seeds, frames)
+    from gymnasium.error import DependencyNotInstalled
+
+    try:
+        returns = play(env, lambda o: greedy_action(q, o), seeds, frames)
+    except DependencyNotInstalled as e:  # rgb_array rendering of classic control needs pygame
+        raise ConfigError(f"--render: {str(e).splitlines()[0]}") from None
     env.close()
     for i, r in enumerate(returns):
         print(f"episode {i}: return {r:g}")

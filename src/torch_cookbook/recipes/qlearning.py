@@ -84,7 +84,7 @@ def check_env(cfg: Config) -> tuple[int, int]:
     env.close()
     if not isinstance(act_space, gym.spaces.Discrete):
         raise ConfigError(f"--env_id {cfg.env_id}: tabular Q-learning needs discrete actions, got {act_space}; "
-                          f"try FrozenLake-v1, Taxi-v3 or CliffWalking-v1")
+                          f"try FrozenLake-v1, Taxi-v4 or CliffWalking-v1")
     if not isinstance(obs_space, gym.spaces.Discrete):
         raise ConfigError(f"--env_id {cfg.env_id}: tabular Q-learning needs discrete states, got {obs_space}; "
                           f"use the dqn recipe for vector observations")
