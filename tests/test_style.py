@@ -46,9 +46,9 @@ def test_conversion_maps_a_known_kernel_hwio_to_oihw(hed_state):
 
 
 def test_converted_weights_fit_torchvision_vgg16_features(hed_state):
-    from torchvision.models import vgg16
+    from torchvision.models.vgg import cfgs, make_layers  # how torchvision builds vgg16().features
 
-    reference = vgg16().features.state_dict()
+    reference = make_layers(cfgs["D"]).state_dict()
     assert {k: v.shape for k, v in hed_state.items()} == {k: v.shape for k, v in reference.items()}
     assert list(make_vgg16_features().state_dict()) == list(reference)
     assert VGG16_LAYERS[12] == "conv3_2" and VGG16_LAYERS[25] == "relu5_1"
