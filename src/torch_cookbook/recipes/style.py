@@ -188,7 +188,7 @@ def transfer(cfg: Config, run: Run, feats: VGGFeatures, content: str, style: str
                 ckpt.extra["time_to_target_s"] = reached_at
             ckpt.extra["optimise_s"] = time.perf_counter() - t0
             if done % cfg.log_every == 0 or done == steps:
-                run.log({"train/loss": float(loss), **{f"train/{k}": v for k, v in last.items()}}, done)
+                run.log({"train/loss": loss.detach().item(), **{f"train/{k}": v for k, v in last.items()}}, done)
             ckpt.after_step(done, loss)
     optimise_s = time.perf_counter() - t0
     ckpt.extra["optimise_s"] = optimise_s
