@@ -30,9 +30,11 @@ def cli(capsys):
 
 
 def run_subprocess(*args: str, env: dict | None = None, cwd: Path | None = None,
-                   timeout: float = 300) -> subprocess.CompletedProcess:
+                   timeout: float | None = None) -> subprocess.CompletedProcess:
     """Run `python -m torch_cookbook ARGS` in a fresh process (for crashes, signals and torchrun)."""
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    # Generous by default: a loaded machine is slow, and these tests check behaviour, not speed.
+    timeout = timeout or float(os.environ.get("COOKBOOK_TEST_TIMEOUT", "900"))
     return subprocess.run([sys.executable, "-m", "torch_cookbook", *map(str, args)], capture_output=True,
                           text=True, env=full_env, cwd=cwd or REPO, timeout=timeout)
 

@@ -36,12 +36,12 @@ def test_ctrl_c_saves_and_resume_matches_uninterrupted(tmp_path):
 
     proc = subprocess.Popen([sys.executable, "-m", "torch_cookbook", *map(str, args[:-1]), tmp_path / "b"],
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
+    deadline = time.time() + 900
     while not list((tmp_path / "b").glob("batchnorm/*/variants/bn/metrics.jsonl")):
         assert proc.poll() is None and time.time() < deadline, "the run ended before it could be interrupted"
         time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
+    _, err = proc.communicate(timeout=900)
     assert proc.returncode == 130, err
     run_dir = only_run_dir(tmp_path / "b", "batchnorm")
     assert f"resume with: cookbook run --resume {run_dir}" in err
@@ -205,7 +205,7 @@ def test_predict_fuzz_never_tracebacks(smoke_runs, tmp_path):
             continue
         run_dir = smoke_runs(recipe.name)[0]
         for text in inputs:
-            out = run_subprocess("predict", recipe.name, run_dir, text, timeout=120)
+            out = run_subprocess("predict", recipe.name, run_dir, text)
             assert out.returncode in (0, 2), (recipe.name, text[:20], out.stderr[-1500:])
             assert "Traceback" not in out.stderr, (recipe.name, text[:20], out.stderr[-1500:])
 
