@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from conftest import REPO, only_run_dir, read_summary, run_subprocess
 from torch_cookbook import recipes
-from torch_cookbook.cli import main
+from torch_cookbook.cli import has_predict, main
 from torch_cookbook.data import fashion_mnist
 from torch_cookbook.engine.errors import ConfigError, DataError
 
@@ -201,7 +201,7 @@ def test_predict_fuzz_never_tracebacks(smoke_runs, tmp_path):
     bad_png.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20)
     inputs = ["", "x" * 100_000, "\x01\x02\x7f", str(bad_png), str(tmp_path / "missing.png")]
     for recipe in recipes.all_recipes():
-        if not hasattr(recipe.module, "predict") or getattr(recipe.module, "SKIP_REASON", None):
+        if not has_predict(recipe) or getattr(recipe.module, "SKIP_REASON", None):
             continue
         run_dir = smoke_runs(recipe.name)[0]
         for text in inputs:

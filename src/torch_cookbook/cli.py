@@ -307,6 +307,10 @@ def cmd_eval(argv: list[str]) -> int:
     return 0
 
 
+def has_predict(recipe: recipes.Recipe) -> bool:
+    return hasattr(recipe.module, "predict") and hasattr(recipe.module, "predict_arguments")
+
+
 def cmd_predict(argv: list[str]) -> int:
     from torch_cookbook.engine.repro import select_device, set_threads
     from torch_cookbook.engine.runs import Run, open_run_dir
@@ -317,8 +321,8 @@ def cmd_predict(argv: list[str]) -> int:
     if not known.name or known.name.startswith("-"):
         pre.error("usage: cookbook predict NAME RUN_DIR [inputs]")
     recipe = recipes.get(known.name)
-    if not hasattr(recipe.module, "predict"):
-        with_predict = [r.name for r in recipes.all_recipes() if hasattr(r.module, "predict")]
+    if not has_predict(recipe):
+        with_predict = [r.name for r in recipes.all_recipes() if has_predict(r)]
         raise CookbookError(f"recipe {recipe.name!r} has no predict; recipes with predict: {', '.join(with_predict)}")
     parser = Parser(prog=f"cookbook predict {recipe.name}")
     parser.add_argument("name")

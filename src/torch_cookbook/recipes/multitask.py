@@ -215,7 +215,7 @@ def losses(name: str, model: MultiTaskNet, x: torch.Tensor, c: torch.Tensor, t: 
     return ce + mse
 
 
-def predict(name: str, model: MultiTaskNet, d: Split, device: torch.device) -> dict[str, float]:
+def test_metrics(name: str, model: MultiTaskNet, d: Split, device: torch.device) -> dict[str, float]:
     """Test metrics of whichever heads the model has."""
     was = model.training
     model.eval()
@@ -259,7 +259,7 @@ def train_variant(cfg: Config, run: Run, name: str, d: Split) -> dict[str, float
             done = step + 1
             bar.advance(1, loss=loss.item())
             if done % cfg.eval_every == 0 or done == cfg.steps:
-                test = predict(name, model, d, run.device)
+                test = test_metrics(name, model, d, run.device)
                 record = {"train/loss": loss.item(), **{f"eval/{k}": v for k, v in test.items()}}
                 if weights is not None:
                     record.update({"train/log_var_class": weights.log_var[0].item(),
@@ -267,7 +267,7 @@ def train_variant(cfg: Config, run: Run, name: str, d: Split) -> dict[str, float
                 run.log(record, done)
             ckpt.after_step(done, loss)
     ckpt.save(cfg.steps)
-    return run.finish({**predict(name, model, d, run.device), "params": n_params(model)})
+    return run.finish({**test_metrics(name, model, d, run.device), "params": n_params(model)})
 
 
 # ---- the recipe ----------------------------------------------------------------------------------
@@ -315,5 +315,5 @@ def evaluate(cfg: Config, run: Run) -> dict[str, float]:
         model = build(cfg, name, d.x_test.shape[1]).to(run.device)
         ckpt = load_checkpoint(run.dir / "variants" / name / "checkpoints" / "last.pt", "multitask", config_hash(cfg))
         model.load_state_dict(ckpt["state"]["model"])
-        out.update({f"{name}_{k}": v for k, v in predict(name, model, d, run.device).items()})
+        out.update({f"{name}_{k}": v for k, v in test_metrics(name, model, d, run.device).items()})
     return out
