@@ -97,12 +97,13 @@ def test_altered_dataset_file_fails_its_checksum(fmnist_copy):
         fashion_mnist.load()
 
 
-def test_corrupt_cache_is_rebuilt_not_used(fmnist_copy, tmp_path):
+def test_corrupt_cache_is_rebuilt_not_used(fmnist_copy, tmp_path, monkeypatch):
     first = fashion_mnist.load()
     cache = tmp_path / "cache" / "fashion_mnist.pt"
     assert cache.exists()
     cache.write_bytes(cache.read_bytes()[:1000])  # truncated cache
     shutil.rmtree(fmnist_copy)  # and no source: nothing valid left
+    monkeypatch.setattr(fashion_mnist, "DEBIAN_DIR", tmp_path / "no-such-dir")
     with pytest.raises(DataError, match="not found"):
         fashion_mnist.load()
     assert not cache.exists()  # the damaged cache was removed, never used
@@ -178,7 +179,6 @@ def test_damaged_run_directory_config_is_refused(smoke_runs, tmp_path, cli, dama
     shutil.copytree(smoke_runs("batchnorm")[0], run_dir)
     (run_dir / "summary.json").unlink()
     config = run_dir / "config.json"
-    before = sorted(p.name for p in run_dir.rglob("*"))
     if damage == "missing":
         config.unlink()
     elif damage == "not json":
@@ -189,6 +189,7 @@ def test_damaged_run_directory_config_is_refused(smoke_runs, tmp_path, cli, dama
         data = json.loads(config.read_text())
         data["config"]["lr"] = -5
         config.write_text(json.dumps(data))
+    before = sorted(p.name for p in run_dir.rglob("*"))
     for command in (["run", "--resume", run_dir], ["eval", run_dir]):
         code, _, err = cli(*command)
         assert code == 2 and len(err.strip().splitlines()) == 1, err

@@ -50,8 +50,13 @@ def bundled_array(name: str) -> np.ndarray:
 def read_file(path: Path) -> np.ndarray:
     """A user's image file as uint8 RGB (H, W, 3). Missing or unreadable files are one-line errors."""
     path = Path(path)
-    if not path.exists():
-        raise DataError(f"image {path} does not exist; give a path to a PNG/JPEG file or one of: {', '.join(BUNDLED)}")
+    shown = str(path) if len(str(path)) <= 200 else str(path)[:200] + "..."
+    try:
+        exists = path.exists()
+    except (OSError, ValueError) as e:  # e.g. a name too long for the file system
+        raise DataError(f"image path {shown} is not usable: {getattr(e, 'strerror', None) or e}") from None
+    if not exists:
+        raise DataError(f"image {shown} does not exist; give a path to a PNG/JPEG file or one of: {', '.join(BUNDLED)}")
     if not path.is_file():
         raise DataError(f"image {path} is not a file")
     from PIL import Image, UnidentifiedImageError
