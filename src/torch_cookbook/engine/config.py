@@ -95,6 +95,8 @@ def validate(cfg: Any, prefix: str = "") -> None:
         _check_type(name, value, expected)
         for item in items:
             _check_bounds(name, item, f.metadata)
+        if isinstance(value, (list, tuple)) and f.metadata.get("choices"):
+            _check_selection(name, value, f.metadata["choices"])
 
 
 def _check_type(name: str, value: Any, expected: Any) -> None:
@@ -119,6 +121,14 @@ def _check_type(name: str, value: Any, expected: Any) -> None:
     elif expected is str:
         if not isinstance(value, str):
             raise ConfigError(f"--{name}: expected text, got {value!r}")
+
+
+def _check_selection(name: str, values: list | tuple, choices: tuple) -> None:
+    """A list field with choices selects from them: at least one value, none repeated."""
+    if not values:
+        raise ConfigError(f"--{name}: give at least one of ({', '.join(map(str, choices))})")
+    if len(set(values)) != len(values):
+        raise ConfigError(f"--{name} {' '.join(map(str, values))}: a value is repeated; give each at most once")
 
 
 def _check_bounds(name: str, value: Any, meta: Any) -> None:

@@ -27,7 +27,7 @@ from torch import nn
 from torch_cookbook.data import series as S
 from torch_cookbook.engine.checkpoint import load_checkpoint
 from torch_cookbook.engine.config import BaseConfig, Target, config_hash, param
-from torch_cookbook.engine.errors import ConfigError, DataError
+from torch_cookbook.engine.errors import DataError
 from torch_cookbook.engine.loop import autocast, backward_step, grad_scaler, minibatches
 from torch_cookbook.engine.progress import Progress
 from torch_cookbook.engine.runs import Run
@@ -58,13 +58,6 @@ class Config(BaseConfig):
     clip: float = param(1.0, "gradient-norm clip (0 = off)", low=0)
     eval_every: int = param(20, "validate every N steps; the best validation MAE is kept", low=1)
     max_val_origins: int = param(100, "validate on at most this many origins (0 = all), evenly spaced", low=0)
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not self.series or not self.strategies:
-            raise ConfigError("--series and --strategies need at least one value each")
-        if len(set(self.series)) != len(self.series) or len(set(self.strategies)) != len(self.strategies):
-            raise ConfigError("--series and --strategies must not repeat a value")
 
 
 profiles = {

@@ -22,7 +22,6 @@ import torch
 from torch_cookbook.data import series as S
 from torch_cookbook.data import text as textdata
 from torch_cookbook.engine.config import BaseConfig, Target, param
-from torch_cookbook.engine.errors import ConfigError
 from torch_cookbook.engine.runs import Run
 from torch_cookbook.nn.lstm import LSTMClassifier, LSTMForecaster
 from torch_cookbook.recipes import forecast as fc
@@ -64,13 +63,6 @@ class Config(BaseConfig):
     eval_every: int = param(25, "validate every N steps; the best validation score is kept", low=1)
     window_seasons: int = param(3, "forecast input window in seasons", low=1, high=20)
     max_val_origins: int = param(100, "forecast validation origins (0 = all)", low=0)
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not self.variants or not self.tasks:
-            raise ConfigError("--variants and --tasks need at least one value each")
-        if len(set(self.variants)) != len(self.variants):
-            raise ConfigError("--variants must not repeat a value")
 
 
 profiles = {

@@ -30,7 +30,6 @@ from torch import nn
 from torch_cookbook.data import images, vgg16_hed
 from torch_cookbook.engine.checkpoint import load_checkpoint
 from torch_cookbook.engine.config import BaseConfig, Target, config_hash, param
-from torch_cookbook.engine.errors import ConfigError
 from torch_cookbook.engine.loop import autocast
 from torch_cookbook.engine.progress import Progress
 from torch_cookbook.engine.runs import Run
@@ -68,11 +67,6 @@ class Config(BaseConfig):
     log_every: int = param(10, "log the losses every N iterations (and checkpoint)", low=1)
     grid_size: int = param(128, "size of each image in the content × style grid", low=16)
     grid_steps: int = param(40, "iterations per grid image (0 = no grid)", low=0)
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if len(set(self.style_layers)) != len(self.style_layers) or not self.style_layers:
-            raise ConfigError(f"--style_layers {' '.join(self.style_layers)}: give distinct layer names, at least one")
 
 
 profiles = {

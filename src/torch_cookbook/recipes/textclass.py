@@ -57,15 +57,6 @@ class Config(BaseConfig):
     test_fraction: float = param(0.2, "test share of each class", low=0.01, high=0.5)
     tfidf_c: float = param(10.0, "inverse regularisation C of the TF-IDF logistic regression", low=0, low_open=True)
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        from torch_cookbook.engine.errors import ConfigError
-
-        if not self.datasets or not self.models:
-            raise ConfigError("--datasets and --models need at least one value each")
-        if len(set(self.datasets)) != len(self.datasets) or len(set(self.models)) != len(self.models):
-            raise ConfigError("--datasets and --models must not repeat a value")
-
 
 profiles = {
     "smoke": {"datasets": ["drugs"], "vocab_size": 1000, "max_len": 48, "embed_dim": 16, "hidden": 16, "steps": 16,
