@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
+from conftest import run_subprocess
 from torch_cookbook import recipes
 
 
@@ -21,6 +24,7 @@ from torch_cookbook import recipes
         (["run", "batchnorm", "--device", "cuda"], None),  # error only where CUDA is absent
         (["frobnicate"], "unknown command 'frobnicate'"),
         (["eval", "/nonexistent/run"], "run directory /nonexistent/run does not exist"),
+        (["bench", "regression", "--jobs", "0"], "--jobs 0: must be at least 1"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_nothing_written(cli, tmp_path, monkeypatch, args, expected):
@@ -78,3 +82,18 @@ def test_list_choices_are_a_selection(values, expected):
 
     with pytest.raises(ConfigError, match=expected):
         recipes.get("optimizers").config("smoke", {"optimizers": values})
+
+
+def test_bench_runs_seeds_side_by_side_and_records_resources(tmp_path):
+    out = tmp_path / "results"
+    proc = run_subprocess("bench", "regression", "--profile", "smoke", "--seeds", "2", "--jobs", "2",
+                          "--threads", "1", "--out", out, "--runs-root", tmp_path / "runs")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads((out / "regression.json").read_text())
+    assert [r["seed"] for r in result["runs"]] == [0, 1]
+    for run in result["runs"]:
+        assert run["cpu_time_s"] > 0 and run["peak_rss_mb"] > 50  # a torch process is never smaller
+    assert result["jobs"] == 2
+    index = (tmp_path / "README.md").read_text()
+    assert "| regression | smoke | 2 |" in index and "peak RSS" in index
+
