@@ -129,7 +129,44 @@ def write_index(results_dir: Path) -> None:
                          f"{t['metric']} {t['op']} {t['value']:g} | {shown} | "
                          f"{'yes' if t['met_all_seeds'] else 'NO'} | "
                          f"{data['wall_time_s']['mean']:.0f} | {cpu} | {rss} | {where} |")
+    if plot_time_to_target(results_dir, results_dir.parent / "time_to_target.png"):
+        lines += ["", "Time to target: wall seconds from the start of a run to the first evaluation at which the",
+                  "target was met (mean over the seeds that met it; targets not logged during training are left",
+                  "out).", "",
+                  "![time to target](time_to_target.png)"]
     (results_dir.parent / "README.md").write_text("\n".join(lines) + "\n")
+
+
+def plot_time_to_target(results_dir: Path, out: Path) -> bool:
+    """A bar per (recipe, target) whose target metric is logged during training; False when there is none."""
+    bars = []
+    for path in sorted(results_dir.glob("*.json")):
+        data = json.loads(path.read_text())
+        if "runs" not in data:
+            continue
+        for t in data["targets"]:
+            times = [r.get("time_to_target_s", {}).get(t["metric"]) for r in data["runs"]]
+            times = [x for x in times if x is not None]
+            if times:
+                label = f"{data['recipe']}: {t['metric']}"
+                bars.append((label, statistics.fmean(times), len(times), len(data["runs"])))
+    if not bars:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 0.35 * len(bars) + 1.2))
+    ax.barh([b[0] for b in bars], [b[1] for b in bars], color="tab:blue")
+    for i, (_, seconds, met, total) in enumerate(bars):
+        ax.text(seconds, i, f" {seconds:.0f} s ({met}/{total} seeds)", va="center", fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("wall seconds to first meet the target (mean over seeds that met it)")
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return True
 
 
 def bench_main(argv: list[str]) -> int:
