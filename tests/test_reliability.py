@@ -1,7 +1,8 @@
-"""Reliability: Ctrl-C, crashes during a checkpoint write, damaged data, fuzzed configs and CLI strings.
+"""Reliability: Ctrl-C, crashes during a checkpoint write, non-finite gradients and fp16 overflow, damaged
+data, fuzzed configs and CLI strings.
 
-The kill/resume matrix over every recipe lives in test_recipe_contract.py (smoke profiles, in CI) and
-test_reliability_slow.py (quick profiles, several kill points: `make reliability`).
+Kill/resume over every recipe lives in test_recipe_contract.py (one kill point, smoke profiles, in CI) and
+test_reliability_matrix.py (several kill points, slow; quick profiles in `make reliability`).
 """
 
 from __future__ import annotations
@@ -19,12 +20,15 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from torch import nn
 
 from conftest import REPO, only_run_dir, read_summary, run_subprocess
 from torch_cookbook import recipes
 from torch_cookbook.cli import has_predict, main
 from torch_cookbook.data import fashion_mnist
-from torch_cookbook.engine.errors import ConfigError, DataError
+from torch_cookbook.engine.checkpoint import Checkpointer, load_checkpoint
+from torch_cookbook.engine.errors import ConfigError, DataError, NonFiniteError
+from torch_cookbook.engine.loop import autocast, backward_step, grad_scaler
 
 SMOKE_BN = ["run", "batchnorm", "--profile", "smoke", "--threads", "2"]
 
@@ -65,6 +69,120 @@ def test_kill_during_checkpoint_write_resumes(tmp_path, smoke_runs):
     assert resumed.returncode == 0, resumed.stderr
     assert read_summary(run_dir)["metrics"] == expected
     assert not list(run_dir.glob("variants/*/checkpoints/.last.pt.tmp-*"))
+
+
+# ---- numerical faults: non-finite gradients and fp16 overflow --------------------------------------
+class InfGradient(torch.autograd.Function):
+    """Identity in the forward pass, inf in the backward: a finite loss whose gradients are not finite."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        return grad * float("inf")
+
+
+CPU = torch.device("cpu")
+
+
+def tiny_training(tmp_path, amp: str = "off", clip_norm: float = 0.0):
+    """A small classifier, its optimizer, scaler and a Checkpointer saving every step, as a recipe wires them."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scaler = grad_scaler(CPU, amp)
+    ckpt = Checkpointer(tmp_path, "test", "hash", every=1, model=model, optimizer=optimizer, scaler=scaler)
+    assert ckpt.restore() == 0
+    x, y = torch.randn(32, 8), torch.randint(0, 3, (32,))
+
+    def step(done: int, fault=None) -> bool:
+        """One training step; `fault` transforms the loss before backward. Returns whether it updated."""
+        with autocast(CPU, amp):
+            loss = nn.functional.cross_entropy(model(x), y)
+        if fault is not None:
+            loss = fault(loss)
+        stepped = backward_step(loss, optimizer, scaler, clip_norm=clip_norm)
+        ckpt.after_step(done + 1, loss)
+        return stepped
+
+    return model, scaler, step
+
+
+def params_of(model: nn.Module) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in model.parameters()]
+
+
+@pytest.mark.parametrize("clip_norm", [0.0, 1.0])
+def test_nonfinite_gradient_stops_with_step_and_keeps_last_good(tmp_path, clip_norm):
+    model, _, step = tiny_training(tmp_path, clip_norm=clip_norm)
+    for done in range(3):
+        assert step(done)
+    good = (tmp_path / "last.pt").read_bytes()
+    before = params_of(model)
+    with pytest.raises(NonFiniteError, match=r"gradient norm became (inf|nan) at step 4 with a finite loss"):
+        step(3, fault=InfGradient.apply)
+    assert (tmp_path / "last.pt").read_bytes() == good  # the last good checkpoint is kept
+    assert load_checkpoint(tmp_path / "last.pt")["step"] == 3
+    for p, q in zip(model.parameters(), before):  # stopped before the update: the parameters are unharmed
+        assert torch.equal(p, q)
+
+
+def test_nonfinite_loss_is_left_to_the_loss_guard(tmp_path):
+    """backward_step does not raise on a NaN loss (recipes that study divergence record it); after_step does."""
+    _, _, step = tiny_training(tmp_path)
+    assert step(0)
+    with pytest.raises(NonFiniteError, match="loss became nan at step 2"):
+        step(1, fault=lambda loss: loss * float("nan"))
+    assert load_checkpoint(tmp_path / "last.pt")["step"] == 1
+
+
+def test_nonfinite_gradient_stops_a_recipe_run(tmp_path, cli, monkeypatch):
+    """Through the CLI on a real recipe: exit 1, one line naming the step, last.pt from before, no summary."""
+    from torch_cookbook.recipes import batchnorm
+
+    calls = 0
+
+    def faulty_backward_step(loss, *args, **kwargs):
+        nonlocal calls
+        calls += 1
+        return backward_step(InfGradient.apply(loss) if calls == 5 else loss, *args, **kwargs)
+
+    monkeypatch.setattr(batchnorm, "backward_step", faulty_backward_step)
+    code, _, err = cli(*SMOKE_BN, "--runs-root", tmp_path, "--checkpoint_every", "2")
+    assert code == 1, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert "gradient norm became" in err and "at step 5 with a finite loss" in err
+    run_dir = only_run_dir(tmp_path, "batchnorm")
+    assert not (run_dir / "summary.json").exists()
+    last = load_checkpoint(run_dir / "variants" / "bn" / "checkpoints" / "last.pt")
+    assert last["step"] == 4
+    assert all(torch.isfinite(t).all() for t in last["state"]["model"].values())
+    torch.set_num_threads(2)
+
+
+def test_fp16_overflow_is_skipped_logged_and_not_fatal(tmp_path, capsys):
+    """A step whose fp16 gradients overflow (loss ×1e6 under a 2^16 loss scale exceeds fp16's 65504) is
+    skipped by the GradScaler, which halves the scale; the skip is printed; the NaN guard does not fire."""
+    model, scaler, step = tiny_training(tmp_path, amp="fp16")
+    assert scaler.is_enabled()
+    for done in range(3):
+        assert step(done)
+    capsys.readouterr()
+    scale, before = scaler.get_scale(), params_of(model)
+    assert not step(3, fault=lambda loss: loss * 1e6)  # a finite loss whose scaled gradients overflow
+    for p, q in zip(model.parameters(), before):
+        assert torch.equal(p, q)  # skipped: no update
+    assert scaler.get_scale() == scale / 2
+    err = capsys.readouterr().err
+    assert "fp16: gradients overflowed at step 4: update skipped, loss scale lowered to 32768" in err
+    for done in range(4, 6):  # training goes on and updates again at the lower scale
+        before = params_of(model)
+        assert step(done)
+        assert any(not torch.equal(p, q) for p, q in zip(model.parameters(), before))
+    assert load_checkpoint(tmp_path / "last.pt")["step"] == 6
+    assert capsys.readouterr().err == ""
 
 
 @pytest.fixture

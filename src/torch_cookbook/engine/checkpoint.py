@@ -30,6 +30,7 @@ _CRASH_AT_CALL = int(os.environ.get("COOKBOOK_CRASH_AT_CALL", "0"))
 _CRASH_IN_SAVE = int(os.environ.get("COOKBOOK_CRASH_IN_SAVE", "0"))  # the N-th save, after write, before rename
 CALLS = 0
 SAVES = 0
+LAST_STEP = 0  # the step last reported finished (or restored) by any Checkpointer: names the step in errors
 
 
 def save_atomic(obj: Any, path: Path) -> None:
@@ -155,9 +156,10 @@ class Checkpointer:
 
     def restore(self) -> int:
         """Load last.pt into the registered objects if it exists; return the step to continue from."""
+        global LAST_STEP
         for stale in self.directory.glob(".*.tmp-*"):  # left by a crash in the middle of a save
             stale.unlink(missing_ok=True)
-        self._last_step = 0
+        self._last_step = LAST_STEP = 0
         if not self.last_path.exists():
             return 0
         ckpt = load_checkpoint(self.last_path, self.recipe, self.config_hash)
@@ -168,7 +170,7 @@ class Checkpointer:
         self.extra = ckpt.get("extra", {})
         self.best_value = ckpt.get("best_value")
         set_rng_state(ckpt["rng"])
-        self._last_step = int(ckpt["step"])
+        self._last_step = LAST_STEP = int(ckpt["step"])
         return self._last_step
 
     def after_step(self, step: int, loss: torch.Tensor | float | None = None) -> None:
@@ -178,8 +180,9 @@ class Checkpointer:
         step) only checks the loss: saving there would capture a half-done step (BatchNorm statistics
         already updated, parameters not), and the resumed run would apply that forward pass twice.
         """
-        global CALLS
+        global CALLS, LAST_STEP
         CALLS += 1
+        LAST_STEP = step
         if loss is not None:
             check_finite(loss, step)
         if (_CRASH_AT_STEP and step == _CRASH_AT_STEP) or (_CRASH_AT_CALL and CALLS == _CRASH_AT_CALL):

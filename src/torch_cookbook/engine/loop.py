@@ -1,18 +1,21 @@
 """The pieces of a training loop that every recipe would otherwise repeat.
 
 Recipes keep their loop in plain sight; these helpers only hold the fiddly parts: autocast and the
-GradScaler, gradient clipping, and a data order that can be resumed at any step.
+GradScaler, gradient clipping, a check that gradients are finite, and a data order that can be resumed
+at any step.
 """
 
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Iterable, Iterator
 
 import torch
 from torch import nn
 
-from torch_cookbook.engine.errors import ConfigError
+from torch_cookbook.engine import checkpoint
+from torch_cookbook.engine.errors import ConfigError, NonFiniteError
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -30,25 +33,46 @@ def grad_scaler(device: torch.device, amp: str) -> torch.amp.GradScaler:
 
 
 def backward_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None = None,
-                  clip_norm: float = 0.0, parameters: Iterable[torch.Tensor] | None = None) -> None:
-    """zero_grad → (scaled) backward → unscale → clip → step → scaler update.
+                  clip_norm: float = 0.0, parameters: Iterable[torch.Tensor] | None = None) -> bool:
+    """zero_grad → (scaled) backward → unscale → clip → step → scaler update. Returns whether it stepped.
 
-    With fp16 the scaler skips steps whose gradients overflowed and lowers the scale: that is
-    expected and not an error. Unscaling before clipping makes `clip_norm` mean the true gradient norm.
+    With fp16 the scaler skips steps whose gradients overflowed and lowers the scale: that is expected
+    and not an error, so it is only reported (one line on stderr) and False is returned. Without a
+    scaler, a non-finite gradient norm under a finite loss raises NonFiniteError before the update, so
+    the parameters and the last checkpoint stay good. Unscaling before clipping makes `clip_norm`
+    mean the true gradient norm.
     """
+    params = list(parameters) if parameters is not None else _params(optimizer)
     optimizer.zero_grad(set_to_none=True)
     if scaler is not None and scaler.is_enabled():
         scaler.scale(loss).backward()
         if clip_norm > 0:
             scaler.unscale_(optimizer)
-            nn.utils.clip_grad_norm_(parameters if parameters is not None else _params(optimizer), clip_norm)
+            nn.utils.clip_grad_norm_(params, clip_norm)
+        scale = scaler.get_scale()
         scaler.step(optimizer)
         scaler.update()
+        if scaler.get_scale() < scale:  # update() lowers the scale only after an overflow, i.e. a skipped step
+            print(f"fp16: gradients overflowed at step {checkpoint.LAST_STEP + 1}: update skipped, "
+                  f"loss scale lowered to {scaler.get_scale():g}", file=sys.stderr, flush=True)
+            return False
+        return True
+    loss.backward()
+    # The total norm costs one pass over the gradients (free when clipping, which computes it anyway).
+    if clip_norm > 0:
+        norm = nn.utils.clip_grad_norm_(params, clip_norm)
     else:
-        loss.backward()
-        if clip_norm > 0:
-            nn.utils.clip_grad_norm_(parameters if parameters is not None else _params(optimizer), clip_norm)
-        optimizer.step()
+        norm = nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
+    if not bool(torch.isfinite(norm)) and bool(torch.isfinite(loss.detach()).all()):
+        # A non-finite loss is left to the loss guard in Checkpointer.after_step (or to a recipe that
+        # records divergence as a result); a finite loss with a non-finite gradient would poison the
+        # parameters, and the next periodic save would overwrite the last good checkpoint with them.
+        raise NonFiniteError(
+            f"gradient norm became {norm.item()} at step {checkpoint.LAST_STEP + 1} with a finite loss "
+            f"({loss.detach().float().mean().item():.4g}); stopped before the update, the last good checkpoint is kept"
+        )
+    optimizer.step()
+    return True
 
 
 def _params(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:

@@ -154,11 +154,11 @@ def train(cfg: Config, run: Run, name: str, lr: float, steps: int, data: dict, f
                 loss = nn.functional.cross_entropy(model(x), y)
             try:
                 ckpt.after_step(step, loss)  # NaN guard before the update
+                backward_step(loss, optimizer, scaler)  # raises too on a non-finite gradient of a finite loss
             except NonFiniteError:
                 diverged_at = step  # too large a learning rate is a sweep result, not a crash
                 ckpt.extra["diverged_at"] = step
                 break
-            backward_step(loss, optimizer, scaler)
             schedule.step()
             done = step + 1
             bar.advance(1, loss=loss.item())
