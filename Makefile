@@ -42,8 +42,9 @@ test: setup test-deps
 	$(BIN)/ruff check .
 	$(BIN)/pytest -m "not slow"
 
+# The slow tests; the kill/resume matrix (tests/test_reliability_matrix.py) on the quick profiles.
 reliability: setup
-	$(BIN)/pytest -m slow
+	COOKBOOK_MATRIX_PROFILE=quick $(BIN)/pytest -m slow
 
 demo: setup
 	$(BIN)/cookbook run --all --profile quick

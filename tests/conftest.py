@@ -68,3 +68,23 @@ def only_run_dir(root: Path, recipe: str) -> Path:
 
 def read_summary(run_dir: Path) -> dict:
     return json.loads((run_dir / "summary.json").read_text())
+
+
+def is_timing(key: str) -> bool:
+    return key.endswith("_s") or key.endswith("_per_s") or key.startswith("perf/")
+
+
+def comparable(metrics: dict) -> dict:
+    """Metrics without the timing ones, which differ between runs of the same computation."""
+    return {k: v for k, v in metrics.items() if not is_timing(k)}
+
+
+def assert_same_metrics(got: dict, expected: dict, tolerance: float = 0.0) -> None:
+    """Equal non-timing metrics: exactly, or within a recipe's declared RESUME_TOLERANCE (relative and absolute)."""
+    got, expected = comparable(got), comparable(expected)
+    assert got.keys() == expected.keys()
+    for key in expected:
+        if tolerance == 0.0 or expected[key] is None:
+            assert got[key] == expected[key], key
+        else:
+            assert got[key] == pytest.approx(expected[key], rel=tolerance, abs=tolerance), key

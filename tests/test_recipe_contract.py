@@ -12,20 +12,12 @@ import os
 
 import pytest
 
-from conftest import only_run_dir, read_summary, run_subprocess
+from conftest import assert_same_metrics, comparable, only_run_dir, read_summary, run_subprocess
 from torch_cookbook import recipes
 
 # batchnorm has its own, more detailed versions of these tests in test_batchnorm.py
 NAMES = [n for n in recipes.names() if n != "batchnorm"]
 # Recipes that cannot run in this environment declare why in SKIP_REASON (module attribute).
-
-
-def is_timing(key: str) -> bool:
-    return key.endswith("_s") or key.endswith("_per_s") or key.startswith("perf/")
-
-
-def comparable(metrics: dict) -> dict:
-    return {k: v for k, v in metrics.items() if not is_timing(k)}
 
 
 @pytest.fixture(params=NAMES)
@@ -78,12 +70,5 @@ def test_killed_run_resumes_to_same_metrics(smoke, tmp_path):
     assert not (crashed_dir / "summary.json").exists()
     resumed = run_subprocess("run", "--resume", crashed_dir, "--threads", "2")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    expected = comparable(read_summary(run_dir)["metrics"])
-    got = comparable(read_summary(crashed_dir)["metrics"])
-    tolerance = getattr(module, "RESUME_TOLERANCE", 0.0)
-    assert got.keys() == expected.keys()
-    for key in expected:
-        if tolerance == 0.0 or expected[key] is None:
-            assert got[key] == expected[key], key
-        else:
-            assert got[key] == pytest.approx(expected[key], rel=tolerance, abs=tolerance), key
+    assert_same_metrics(read_summary(crashed_dir)["metrics"], read_summary(run_dir)["metrics"],
+                        getattr(module, "RESUME_TOLERANCE", 0.0))
