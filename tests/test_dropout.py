@@ -121,6 +121,7 @@ def test_cnn_arms_are_compared_with_the_cnn_without_dropout():
     (["--select_by", "test_accuracy"],
      "--select_by test_accuracy: not one of the allowed values (val_loss, val_accuracy)"),
     (["--ps", "0", "0.001"], "--ps 0.0 0.001: two values name the same variant mlp_p00"),
+    (["--train_size", "59900"], "--train_size 59900 + --val_size 256: more than the 60,000"),
 ])
 def test_bad_input_is_one_line_with_exit_code_2(cli, tmp_path, args, fragment):
     code, _, err = cli("run", "dropout", "--profile", "smoke", "--runs-root", tmp_path, *args)

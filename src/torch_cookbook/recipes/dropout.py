@@ -64,6 +64,9 @@ class Config(BaseConfig):
         clash = next((n for n in names if names.count(n) > 1), None)
         if clash:  # variants are named by p in percent: 0.001 and 0 would share a run directory
             raise ConfigError(f"--ps {' '.join(map(str, self.ps))}: two values name the same variant {clash}")
+        if self.train_size + self.val_size > 60000:  # both come from Fashion-MNIST's 60,000 training images
+            raise ConfigError(f"--train_size {self.train_size} + --val_size {self.val_size}: more than the 60,000 "
+                              "Fashion-MNIST training images")
 
 
 profiles = {
