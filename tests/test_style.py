@@ -90,6 +90,71 @@ def test_a_few_lbfgs_steps_reduce_the_style_loss():
     assert style.measure(objective, canvas.image.detach())["style_loss"] < 0.8
 
 
+# ---- the result is the best image seen, measured as saved -------------------------------------------
+@pytest.fixture(scope="module")
+def small_transfer(tmp_path_factory):
+    """Run `transfer` in-process at 32 px; returns a function (overrides) -> (cfg, run, result)."""
+    from torch_cookbook.engine.runs import Run
+
+    feats = style.load_vgg(style.Config(), torch.device("cpu"))
+
+    def go(**overrides):
+        cfg = style.Config(size=32, steps=8, log_every=1, grid_steps=0, **overrides)
+        run = Run(tmp_path_factory.mktemp("style"), "style", cfg, "smoke", torch.device("cpu"))
+        torch.manual_seed(0)
+        result = style.transfer(cfg, run, feats, "chelsea", "immunohistochemistry", cfg.size, cfg.steps)
+        return cfg, run, result
+
+    return go
+
+
+def _remeasure(cfg, run):
+    content, style_img = style.load_pair("chelsea", "immunohistochemistry", cfg.size)
+    objective = style.StyleObjective(style.load_vgg(cfg, torch.device("cpu")), content, style_img, cfg)
+    image = style.saved_image(cfg, run)
+    return image, style.measure(objective, image.unsqueeze(0))
+
+
+def _records(run):
+    import json
+
+    return [json.loads(line) for line in (run.dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_reported_metrics_are_a_remeasurement_of_the_saved_image(small_transfer):
+    cfg, run, result = small_transfer()
+    image, again = _remeasure(cfg, run)
+    assert 0 <= image.min() and image.max() <= 1  # projected every step: the saved image needs no clamping
+    for key in ("style_loss", "style_loss_reduction", "content_ratio"):
+        assert result[key] == again[key], key
+    # and it is the best image: iteration k logs, at step k + 1, the losses of the image it started from (image k);
+    # the last image (k = steps) is measured after the loop
+    seen = {r["step"] - 1: (r["train/style_loss"], r["train/content_ratio"]) for r in _records(run) if r["step"]}
+    feasible = [s for s, c in seen.values() if c <= cfg.max_content_ratio]
+    assert result["style_loss"] <= min(feasible) * (1 + 1e-5)
+    if result["result_step"] < cfg.steps:
+        assert result["style_loss"] == pytest.approx(seen[result["result_step"]][0], rel=1e-5)
+
+
+def test_the_result_keeps_the_content_limit_when_later_images_break_it(small_transfer):
+    # a tight content limit: the optimiser soon moves past it, so the last image is not the result
+    cfg, run, result = small_transfer(max_content_ratio=0.02)
+    seen = [r["train/content_ratio"] for r in _records(run)]
+    assert max(seen) > 0.02, "the test needs images that break the limit"
+    assert result["content_ratio"] <= 0.02
+    assert result["result_step"] < cfg.steps
+    image, again = _remeasure(cfg, run)
+    assert again["content_ratio"] == result["content_ratio"]
+
+
+@pytest.mark.parametrize("reduction", [0.1, 0.99])
+def test_time_to_target_is_set_exactly_when_the_result_meets_both_targets(small_transfer, reduction):
+    cfg, _, result = small_transfer(target_reduction=reduction)
+    met = result["style_loss_reduction"] >= reduction and result["content_ratio"] <= cfg.max_content_ratio
+    assert (result["time_to_target_s"] is not None) == met
+    assert met == (reduction == 0.1)  # 8 steps at 32 px reach a 10% reduction, not 99%
+
+
 # ---- bad input: one line, exit code 2 ---------------------------------------------------------------
 def _run_style(cli, tmp_path, *flags):
     return cli("run", "style", "--profile", "smoke", "--runs-root", tmp_path, "--threads", "1", *flags)
