@@ -73,6 +73,9 @@ def final_checkpoints(run_dir: Path) -> dict[str, dict]:
     out = {}
     for path in sorted(run_dir.rglob("checkpoints/*.pt")):
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        if "step" not in ckpt:  # not a training checkpoint (e.g. gan's copy of its feature classifier): all of it
+            out[str(path.relative_to(run_dir))] = ckpt
+            continue
         out[str(path.relative_to(run_dir))] = {"step": ckpt["step"], "best_value": ckpt.get("best_value"),
                                                "state": ckpt["state"]}
     return out
