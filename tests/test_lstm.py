@@ -76,6 +76,16 @@ def test_attention_weights_are_a_distribution_over_real_steps():
     torch.testing.assert_close(pooled[2], out[2, 0])  # one real step: all weight on it
 
 
+def test_one_attention_pooling_and_checkpoint_keys_unchanged():
+    from torch_cookbook import nn as tc_nn
+    from torch_cookbook.nn import attention
+
+    assert AttentionPooling is attention.AttentionPooling is tc_nn.AttentionPooling
+    # The LSTM recipe's checkpoints were saved with these names before the two poolings were unified.
+    keys = {k for k in LSTMClassifier(50, 3, 6, 5, pooling="attention").state_dict() if k.startswith("attention.")}
+    assert keys == {"attention.proj.weight", "attention.proj.bias", "attention.score.weight"}
+
+
 @pytest.mark.parametrize("make", [
     lambda: LSTMClassifier(50, 3, 6, 5, bidirectional=True, pooling="last"),
     lambda: LSTMClassifier(50, 3, 6, 5, num_layers=2, dropout=0.3, pooling="attention"),

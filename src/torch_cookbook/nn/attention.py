@@ -224,15 +224,17 @@ class AttentionPooling(nn.Module):
     score_t = vᵀ tanh(W x_t + b); weights = masked softmax over t; output = Σ_t weights_t x_t.
     Pass `mask` (B, T) or (B, 1, T), True at real tokens (e.g. `padding_mask(lengths, T)`), so padding
     gets zero weight. Returns (pooled (B, D), weights (B, T)).
+    The one implementation in the package: `nn.lstm`'s classifier and forecaster use it too. Its layers are
+    named `proj` (W, b) and `score` (v), the names the LSTM recipe's checkpoints were saved with.
     """
 
     def __init__(self, dim: int, hidden: int | None = None) -> None:
         super().__init__()
         self.proj = nn.Linear(dim, hidden or dim)
-        self.v = nn.Linear(hidden or dim, 1, bias=False)
+        self.score = nn.Linear(hidden or dim, 1, bias=False)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        scores = self.v(torch.tanh(self.proj(x))).squeeze(-1)  # (B, T)
+        scores = self.score(torch.tanh(self.proj(x))).squeeze(-1)  # (B, T)
         if mask is not None and mask.dim() == 3:
             mask = mask.squeeze(1)
         weights = masked_softmax(scores, mask)

@@ -16,6 +16,8 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from torch_cookbook.nn.attention import AttentionPooling  # re-exported: one implementation, with masks
+
 __all__ = ["AttentionPooling", "LSTMClassifier", "LSTMForecaster", "final_state", "last_valid_output",
            "lengths_from_padding"]
 
@@ -47,25 +49,6 @@ def last_valid_output(out: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """
     index = (lengths.to(out.device) - 1).clamp(min=0).view(-1, 1, 1).expand(-1, 1, out.size(2))
     return out.gather(1, index).squeeze(1)
-
-
-class AttentionPooling(nn.Module):
-    """Additive attention over time steps: weights = softmax(v·tanh(W h_t)), padding masked out.
-
-    Returns the weighted sum (B, D) and the weights (B, T), so they can be inspected or plotted.
-    """
-
-    def __init__(self, dim: int, attn_dim: int | None = None) -> None:
-        super().__init__()
-        self.proj = nn.Linear(dim, attn_dim or dim)
-        self.score = nn.Linear(attn_dim or dim, 1, bias=False)
-
-    def forward(self, out: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        scores = self.score(torch.tanh(self.proj(out))).squeeze(-1)  # (B, T)
-        if mask is not None:
-            scores = scores.masked_fill(~mask, float("-inf"))
-        weights = torch.softmax(scores, dim=1)
-        return torch.bmm(weights.unsqueeze(1), out).squeeze(1), weights
 
 
 class LSTMClassifier(nn.Module):
