@@ -65,6 +65,13 @@ def test_lower_backbone_learning_rate_uses_two_parameter_groups():
     assert groups[1]["params"] == list(model.fc.parameters())
 
 
+def test_each_method_trains_at_its_own_learning_rate():
+    cfg = transfer.Config(lr=0.1, scratch_lr=0.03, probe_lr=0.3, backbone_lr_factor=0.1)
+    lrs = {m: [g["lr"] for g in transfer.make_optimizer(cfg, resnet18_grey(num_classes=10), m).param_groups]
+           for m in transfer.METHODS}
+    assert lrs == {"scratch": [0.03], "probe": [0.3], "finetune": [0.1], "lowlr": pytest.approx([0.01, 0.1])}
+
+
 def test_digit_splits_are_balanced_disjoint_and_nested():
     images, labels = mnist_digits.load()
     assert images.shape == (5000, 28, 28) and images.dtype == torch.uint8
