@@ -8,7 +8,7 @@ import torch
 from conftest import only_run_dir
 from torch_cookbook.data import fashion_mnist, images, segmentation
 from torch_cookbook.nn.unet import UNet, dice_loss
-from torch_cookbook.recipes.unet import otsu_fg_dice, segmentation_metrics
+from torch_cookbook.recipes.unet import class_weights, otsu_fg_dice, segmentation_metrics
 
 
 @pytest.mark.parametrize("size", [(32, 32), (33, 33), (45, 38), (16, 17)])
@@ -44,6 +44,15 @@ def test_metrics_match_a_confusion_matrix_by_hand():
     assert m["iou_trouser"] == pytest.approx(1.0)
     assert m["fg_dice"] == pytest.approx(2 * 2 / (2 * 2 + 1))  # foreground: TP 2, FP 1, FN 0
     assert m["pixel_accuracy"] == pytest.approx(0.75)
+
+
+def test_class_weights_favour_rare_classes_and_average_one_per_pixel():
+    masks = torch.tensor([[0] * 12 + [1] * 3 + [2]])  # shares 12/16, 3/16, 1/16; classes 3..10 absent
+    w = class_weights(masks, power=0.5)
+    share = torch.bincount(masks.flatten(), minlength=11).float() / masks.numel()
+    assert (w * share).sum().item() == pytest.approx(1.0)
+    assert w[2] / w[1] == pytest.approx(3 ** 0.5) and w[1] / w[0] == pytest.approx(4 ** 0.5)
+    assert torch.allclose(class_weights(masks, power=0.0), torch.ones(11))
 
 
 def test_composed_set_is_reproducible_and_masks_follow_the_items():

@@ -38,18 +38,20 @@ NUM_CLASSES = len(CLASSES)
 
 @dataclass
 class Config(BaseConfig):
-    steps: int = param(1000, "training steps", low=1)
-    batch_size: int = param(32, "minibatch size", low=2)
-    lr: float = param(3e-3, "AdamW peak learning rate (cosine decay to 0)", low=0, low_open=True)
+    steps: int = param(3000, "training steps", low=1)
+    batch_size: int = param(16, "minibatch size", low=2)
+    lr: float = param(1e-2, "AdamW peak learning rate (cosine decay to 0)", low=0, low_open=True)
     weight_decay: float = param(1e-4, "AdamW weight decay", low=0)
     width: int = param(16, "channels of the first UNet level (doubling per level)", low=1)
     depth: int = param(3, "number of down/up levels", low=1, high=6)
     dice_weight: float = param(1.0, "loss = cross-entropy + dice_weight × Dice loss", low=0)
+    class_weight_power: float = param(0.5, "cross-entropy weight of class c ∝ (its training pixel share)^-power; "
+                                           "0 = unweighted", low=0, high=1)
     image_size: int = param(48, "side of the composed images", low=16)
     n_train: int = param(6000, "composed training images", low=8)
     n_test: int = param(1000, "composed held-out images", low=8)
     max_items: int = param(3, "at most this many Fashion-MNIST items per image (1..max, may overlap)", low=1)
-    eval_every: int = param(100, "log held-out mean IoU every N steps (and checkpoint)", low=1)
+    eval_every: int = param(250, "log held-out mean IoU every N steps (and checkpoint)", low=1)
     eval_subset: int = param(256, "held-out images used for the curve during training (the final eval uses all)",
                              low=1)
 
@@ -57,7 +59,7 @@ class Config(BaseConfig):
 profiles = {
     "smoke": {"steps": 12, "batch_size": 8, "width": 4, "depth": 2, "n_train": 64, "n_test": 32, "image_size": 32,
               "eval_every": 4, "eval_subset": 16},
-    "quick": {"steps": 150, "eval_every": 50, "n_train": 2000, "n_test": 500},
+    "quick": {"steps": 300, "eval_every": 100, "n_train": 2000, "n_test": 500},
     "full": {},
 }
 
@@ -76,8 +78,22 @@ def load_data(cfg: Config) -> tuple[segmentation.SegmentationSet, segmentation.S
     return segmentation.load(cfg.n_train, cfg.n_test, cfg.image_size, cfg.max_items)
 
 
+def class_weights(masks: torch.Tensor, power: float) -> torch.Tensor:
+    """Cross-entropy weights share^-power, scaled so that the average pixel's weight is 1.
+
+    Background is 75% of the pixels, so plain cross-entropy spends most of its gradient on it; power 0.5 moves
+    part of that to the item classes, whose confusions (shirt vs T-shirt vs coat) are what mean IoU measures.
+    """
+    share = torch.bincount(masks.flatten(), minlength=NUM_CLASSES).double() / masks.numel()
+    weight = share.clamp_min(1e-6).pow(-power)
+    return (weight / (weight * share).sum()).float()
+
+
 def make_model(cfg: Config) -> UNet:
-    return UNet(in_channels=3, num_classes=NUM_CLASSES, width=cfg.width, depth=cfg.depth)
+    # channels_last (NHWC) lets oneDNN run these small convolutions about 15% faster per step on CPU; the
+    # numbers computed are the same, only the memory layout differs.
+    model = UNet(in_channels=3, num_classes=NUM_CLASSES, width=cfg.width, depth=cfg.depth)
+    return model.to(memory_format=torch.channels_last)
 
 
 # ---- metrics -------------------------------------------------------------------------------------
@@ -130,6 +146,7 @@ def run(cfg: Config, run: Run) -> dict[str, float | None]:
                             scaler=scaler)
     start = ckpt.restore()
     x_eval, y_eval = test.images[:cfg.eval_subset], test.masks[:cfg.eval_subset]
+    ce_weight = class_weights(train.masks, cfg.class_weight_power).to(run.device)
 
     model.train()
     batches = minibatches(len(train.images), cfg.batch_size, cfg.seed, start_step=start)
@@ -140,9 +157,10 @@ def run(cfg: Config, run: Run) -> dict[str, float | None]:
             x, y = train.images[idx].to(run.device), train.masks[idx].to(run.device)
             if step % 2:  # a horizontal flip every other batch: free augmentation, a function of step only
                 x, y = x.flip(-1), y.flip(-1)
+            x = x.contiguous(memory_format=torch.channels_last)
             with autocast(run.device, cfg.amp):
                 logits = model(x)
-                ce = nn.functional.cross_entropy(logits, y)
+                ce = nn.functional.cross_entropy(logits, y, weight=ce_weight)
             loss = ce + cfg.dice_weight * dice_loss(logits, y)
             backward_step(loss, optimizer, scaler)
             scheduler.step()
@@ -195,7 +213,8 @@ def plot_curves(cfg: Config, run: Run) -> None:
     for t in targets:
         ax.axhline(t.value, color="grey", linewidth=0.8, linestyle=":")
     ax.set(xlabel="training step", ylabel=f"held-out (first {cfg.eval_subset} images)", ylim=(0, 1),
-           title=f"UNet depth {cfg.depth}, width {cfg.width}: CE + {cfg.dice_weight:g}×Dice")
+           title=f"UNet depth {cfg.depth}, width {cfg.width}, batch {cfg.batch_size}: "
+                 f"CE (weights share^-{cfg.class_weight_power:g}) + {cfg.dice_weight:g}×Dice")
     ax.legend()
     fig.tight_layout()
     fig.savefig(run.plot_path("learning_curves"), dpi=100)
