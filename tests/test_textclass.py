@@ -79,6 +79,31 @@ def test_best_model_is_chosen_on_validation_not_test():
     assert textclass.best_model(results) == "bow"
 
 
+def test_word_dropout_drops_tokens_in_training_only():
+    from torch_cookbook.nn.text import BagOfEmbeddings
+
+    torch.manual_seed(0)
+    model = BagOfEmbeddings(20, 3, 4, word_dropout=0.5)
+    tokens = torch.tensor([[3, 4, 5, 6, 7, 8, 9, 10], [11, 0, 0, 0, 0, 0, 0, 0]])
+    plain = BagOfEmbeddings(20, 3, 4)
+    plain.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(model.eval()(tokens), plain.eval()(tokens))  # evaluation: every token counts
+        model.train()
+        outs = torch.stack([model(tokens) for _ in range(20)])
+    assert not torch.allclose(outs[:, 0], outs[0, 0].expand_as(outs[:, 0]))  # different tokens left out each time
+    # A one-token text never loses its only token: its output is the same every time.
+    torch.testing.assert_close(outs[:, 1], plain(tokens)[1].expand_as(outs[:, 1]))
+    with pytest.raises(ValueError, match="word_dropout"):
+        BagOfEmbeddings(20, 3, word_dropout=1.0)
+
+
+def test_lstm_reads_at_most_lstm_max_len_tokens():
+    cfg = textclass.Config(max_len=256, lstm_max_len=64)
+    assert textclass.tokens_read(cfg, "lstm") == 64 and textclass.tokens_read(cfg, "bow") == 256
+    assert textclass.tokens_read(textclass.Config(max_len=32, lstm_max_len=64), "lstm") == 32
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     from torch_cookbook.cli import main

@@ -1,6 +1,7 @@
 """Two fast text classifiers over right-padded token batches (B, T), padding id 0.
 
-BagOfEmbeddings  fastText-style: mean of token embeddings (padding excluded) → linear. Order-blind, very fast.
+BagOfEmbeddings  fastText-style: mean of token embeddings (padding excluded) → linear. Order-blind, very fast;
+                 optional word dropout (Iyyer et al. 2015) drops whole tokens in training.
 KimCNN           Kim (2014): embeddings → parallel 1-D convolutions of widths 3/4/5 → max over time → linear.
 """
 
@@ -16,15 +17,23 @@ class BagOfEmbeddings(nn.Module):
     """Mean of the embeddings of the real tokens, dropout, linear: a strong baseline for topic classification."""
 
     def __init__(self, vocab_size: int, num_classes: int, embed_dim: int = 64, dropout: float = 0.0,
-                 pad_id: int = 0) -> None:
+                 pad_id: int = 0, word_dropout: float = 0.0) -> None:
         super().__init__()
-        self.pad_id = pad_id
+        if not 0.0 <= word_dropout < 1.0:
+            raise ValueError(f"word_dropout {word_dropout}: must be in [0, 1)")
+        self.pad_id, self.word_dropout = pad_id, word_dropout
         self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=pad_id)
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(embed_dim, num_classes)
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        mask = (tokens != self.pad_id).unsqueeze(-1).float()
+        keep = tokens != self.pad_id
+        if self.training and self.word_dropout > 0:
+            # Word dropout: leave out a random share of each text's tokens, so the model cannot lean on a few
+            # words it memorised; a text that would lose every token keeps them all.
+            kept = keep & (torch.rand(tokens.shape, device=tokens.device) >= self.word_dropout)
+            keep = torch.where(kept.any(1, keepdim=True), kept, keep)
+        mask = keep.unsqueeze(-1).float()
         # The padding row of the embedding is zero, but dividing by the true count matters: a mean over T
         # would shrink short texts towards zero.
         mean = (self.embed(tokens) * mask).sum(1) / mask.sum(1).clamp(min=1.0)
