@@ -42,10 +42,9 @@ OPTIMIZERS = tuple(BASE_LR)
 @dataclass
 class Config(BaseConfig):
     optimizers: list[str] = param(list(OPTIMIZERS), "optimizers to compare", choices=OPTIMIZERS)
-    lr_scales: list[float] = param([0.3, 1.0, 3.0, 10.0],
-                                   "each optimizer's sweep: its base learning rate times these",
+    lr_scales: list[float] = param([0.3, 1.0, 3.0], "each optimizer's sweep: its base learning rate times these",
                                    low=0, low_open=True)
-    steps: int = param(2000, "training steps of the final run of each optimizer", low=1)
+    steps: int = param(4000, "training steps of the final run of each optimizer", low=1)
     sweep_steps: int = param(200, "training steps of each learning-rate sweep point", low=1)
     batch_size: int = param(128, "minibatch size", low=1)
     hidden: int = param(256, "hidden units of the MLP", low=1)
