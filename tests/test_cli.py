@@ -93,7 +93,8 @@ def test_bench_runs_seeds_side_by_side_and_records_resources(tmp_path):
     assert [r["seed"] for r in result["runs"]] == [0, 1]
     for run in result["runs"]:
         assert run["cpu_time_s"] > 0 and run["peak_rss_mb"] > 50  # a torch process is never smaller
+        assert run["steps_per_s"] > 0  # from the perf/steps_per_s records the engine adds to every log
     assert result["jobs"] == 2
     index = (tmp_path / "README.md").read_text()
-    assert "| regression | smoke | 2 |" in index and "peak RSS" in index
+    assert "| regression | smoke | 2 |" in index and "peak RSS" in index and "steps/s" in index
 

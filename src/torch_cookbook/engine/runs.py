@@ -46,6 +46,7 @@ class Run:
         self._elapsed_before = self._last_logged_time()
         self._tb: Any = None
         self._tb_purge_step: int | None = None
+        self._last_log: tuple[int, float] | None = None  # (step, time) of this process's previous log
 
     # ---- creation -------------------------------------------------------------------------
     @classmethod
@@ -73,6 +74,12 @@ class Run:
         if not self.is_main:
             return
         values = {k: _to_number(v) for k, v in metrics.items()}
+        now = time.perf_counter()
+        if self._last_log is not None and step > self._last_log[0] and "perf/steps_per_s" not in values:
+            # Wall-clock throughput since the previous record, evaluation included: what the user waits for.
+            # Only within one process, so a resume never divides by the time the run was down.
+            values["perf/steps_per_s"] = round((step - self._last_log[0]) / max(now - self._last_log[1], 1e-9), 3)
+        self._last_log = (int(step), now)
         record = {"step": int(step), "time_s": round(self.elapsed, 3), **values}
         with open(self.dir / "metrics.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
