@@ -30,6 +30,18 @@ def smoke(request, smoke_runs):
     return name, run_dir, calls
 
 
+def tensorboard_images(run_dir) -> set[str]:
+    """Image tags in the run's top-level TensorBoard event files."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tags = set()
+    for events in (run_dir / "tb").glob("events.out.tfevents.*"):
+        accumulator = EventAccumulator(str(events), size_guidance={"images": 0})
+        accumulator.Reload()
+        tags |= set(accumulator.Tags()["images"])
+    return tags
+
+
 def test_smoke_run_is_complete(smoke):
     name, run_dir, calls = smoke
     summary = read_summary(run_dir)
@@ -38,7 +50,9 @@ def test_smoke_run_is_complete(smoke):
     for key, value in summary["metrics"].items():
         assert value is None or isinstance(value, (int, float)), (key, value)
     assert {t["metric"] for t in summary["targets"]} == {t.metric for t in recipes.get(name).targets}
-    assert list((run_dir / "plots").glob("*.png")), "a recipe must save at least one plot"
+    plots = {p.stem for p in (run_dir / "plots").glob("*.png")}
+    assert plots, "a recipe must save at least one plot"
+    assert {tag.removeprefix("plots/") for tag in tensorboard_images(run_dir)} == plots
     assert json.loads((run_dir / "config.json").read_text())["recipe"] == name
     assert calls > 0, "training must report steps through Checkpointer.after_step"
 

@@ -193,10 +193,28 @@ class Run:
             "status": "complete",
         }
         if self.is_main:
+            self._plots_to_tensorboard()
             tmp = self.dir / "summary.json.tmp"
             tmp.write_text(json.dumps(summary, indent=2) + "\n")
             os.replace(tmp, self.dir / "summary.json")
         return summary
+
+    def _plots_to_tensorboard(self) -> None:
+        """Every saved plot also as a TensorBoard image (tag `plots/NAME`), at the run's last logged step,
+        so `tensorboard --logdir runs/` shows the pictures beside the scalars without each recipe asking."""
+        import matplotlib.image
+
+        plots = sorted((self.dir / "plots").glob("*.png"))
+        if not plots:
+            return
+        path = self.dir / "metrics.jsonl"
+        lines = path.read_text().splitlines() if path.exists() else []
+        step = int(json.loads(lines[-1])["step"]) if lines else 0
+        writer = self.tensorboard()
+        for plot in plots:
+            image = matplotlib.image.imread(plot)  # float RGB(A) in [0, 1]
+            writer.add_image(f"plots/{plot.stem}", image[..., :3], step, dataformats="HWC")
+        self.close()
 
 
 def open_run_dir(directory: Path) -> dict[str, Any]:
