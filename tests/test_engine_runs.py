@@ -45,3 +45,20 @@ def test_a_resumed_run_does_not_count_the_downtime(tmp_path):
     resumed = Run(run.dir, run.recipe, run.cfg, run.profile, run.device)  # a new process after a crash
     resumed.log({"train/loss": 0.5}, 20)
     assert "perf/steps_per_s" not in records(resumed)[-1]
+
+
+def test_plots_of_any_colour_mode_become_tensorboard_images(tmp_path):
+    from PIL import Image
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = make_run(tmp_path)
+    run.log({"train/loss": 1.0}, 7)
+    Image.new("L", (16, 8), 128).save(run.plot_path("grey"))  # e.g. a saved mask
+    Image.new("RGB", (16, 8), (255, 0, 0)).save(run.plot_path("rgb"))  # e.g. a sample grid
+    run.write_summary({"train/loss": 1.0}, [])
+    [events] = (run.dir / "tb").glob("events.out.tfevents.*")
+    accumulator = EventAccumulator(str(events), size_guidance={"images": 0})
+    accumulator.Reload()
+    assert sorted(accumulator.Tags()["images"]) == ["plots/grey", "plots/rgb"]
+    image = accumulator.Images("plots/grey")[0]
+    assert (image.step, image.width, image.height) == (7, 16, 8)

@@ -212,8 +212,11 @@ class Run:
         step = int(json.loads(lines[-1])["step"]) if lines else 0
         writer = self.tensorboard()
         for plot in plots:
-            image = matplotlib.image.imread(plot)  # float RGB(A) in [0, 1]
-            writer.add_image(f"plots/{plot.stem}", image[..., :3], step, dataformats="HWC")
+            image = matplotlib.image.imread(plot)  # float grey, RGB or RGBA in [0, 1]
+            if image.ndim == 2:
+                writer.add_image(f"plots/{plot.stem}", image, step, dataformats="HW")
+            else:
+                writer.add_image(f"plots/{plot.stem}", image[..., :3], step, dataformats="HWC")
         self.close()
 
 
