@@ -134,3 +134,18 @@ def test_lstm_recipe_rejects_bad_flags(cli):
     assert code == 2 and "bogus" in err and len(err.strip().splitlines()) == 1
     code, _, err = cli("run", "lstm", "--variants", "uni", "uni", "--profile", "smoke")
     assert code == 2 and "repeat" in err
+
+
+def test_target_metrics_are_the_variant_differences(smoke_runs):
+    from conftest import read_summary
+
+    m = read_summary(smoke_runs("lstm")[0])["metrics"]
+    assert m["text_bi_minus_padded_last_macro_f1"] == m["text_bi_macro_f1"] - m["text_bi_padded_last_macro_f1"]
+    assert m["text_attention_minus_uni_macro_f1"] == m["text_uni_attention_macro_f1"] - m["text_uni_macro_f1"]
+
+
+def test_a_difference_without_both_variants_is_none():
+    from torch_cookbook.recipes.lstm import difference
+
+    assert difference({"a": 0.9, "b": 0.7}, "a", "b") == pytest.approx(0.2)
+    assert difference({"a": 0.9}, "a", "b") is None

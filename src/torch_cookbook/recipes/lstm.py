@@ -75,7 +75,10 @@ profiles = {
 }
 
 targets = [
-    Target("text_min_macro_f1", ">=", 0.90),  # every correctly summarised variant learns BBC topics
+    # The seed's out[:, -1] on a padded batch costs the bidirectional LSTM at least 5 points of macro-F1...
+    Target("text_bi_minus_padded_last_macro_f1", ">=", 0.05),
+    # ...and on 128-token news, attention pooling beats the last state of the same one-layer LSTM by 5 points.
+    Target("text_attention_minus_uni_macro_f1", ">=", 0.05),
     Target("series_best_mae_over_snaive", "<=", 1.0),  # the best variant beats seasonal naive on CO2
 ]
 
@@ -113,6 +116,11 @@ def series_variant(cfg: Config, run: Run, name: str, p: fc.Prepared) -> dict:
     return fc.train_forecaster(settings, run, model, p, "direct", "seasonal")
 
 
+def difference(metrics: dict, a: str, b: str) -> float | None:
+    """metrics[a] - metrics[b], or None when either variant was not trained (--variants chose fewer)."""
+    return metrics[a] - metrics[b] if a in metrics and b in metrics else None
+
+
 def run(cfg: Config, run: Run) -> dict[str, float | None]:
     metrics: dict[str, float | None] = {}
     if "text" in cfg.tasks:
@@ -125,6 +133,10 @@ def run(cfg: Config, run: Run) -> dict[str, float | None]:
         correct = [metrics[f"text_{v}_macro_f1"] for v in cfg.variants if v not in TEXT_ONLY]
         metrics["text_min_macro_f1"] = min(correct) if correct else None
         metrics["text_best_macro_f1"] = max(correct) if correct else None
+        metrics["text_bi_minus_padded_last_macro_f1"] = difference(metrics, "text_bi_macro_f1",
+                                                                   "text_bi_padded_last_macro_f1")
+        metrics["text_attention_minus_uni_macro_f1"] = difference(metrics, "text_uni_attention_macro_f1",
+                                                                  "text_uni_macro_f1")
     if "series" in cfg.tasks:
         p = fc.prepare(fc.Config(series=[cfg.series], window_seasons=cfg.window_seasons), cfg.series)
         base, _ = fc.baselines(p)
