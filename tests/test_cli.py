@@ -98,3 +98,25 @@ def test_bench_runs_seeds_side_by_side_and_records_resources(tmp_path):
     index = (tmp_path / "README.md").read_text()
     assert "| regression | smoke | 2 |" in index and "peak RSS" in index and "steps/s" in index
 
+
+
+def test_bench_index_shows_hardware_files_beside_recipe_results(tmp_path):
+    from torch_cookbook.bench import cpu_features, write_index
+
+    results = tmp_path / "results"
+    results.mkdir()
+    machine = {"cpu": "Test CPU", "cores": 2, "device": "cpu", "torch": "x", "isa": ["avx2"]}
+    (results / "matmul.json").write_text(json.dumps(
+        {"n": 2048, "threads": 2, "device": "cpu", "machine": machine, "gflops": {"fp32": 190.0, "bf16": 0.3}}))
+    rows = [
+        {"model": "MLP", "batch": 128, "variant": "eager", "mflop_per_step": 104.7, "ms_per_step": 1.2,
+         "samples_per_s": 100000, "gflops": 85.5, "fraction_of_ceiling": 0.5},
+        {"model": "MLP", "batch": 128, "variant": "compile", "error": "RuntimeError: no compiler"}]
+    (results / "throughput.json").write_text(json.dumps(
+        {"threads": 2, "ceiling_gflops": 171.0, "machine": machine, "rows": rows}))
+    write_index(results)  # recipe-less files must not be read as recipe results
+    index = (tmp_path / "README.md").read_text()
+    assert "fp32 190.0 GFLOP/s, bf16 0.3 GFLOP/s" in index and "avx2" in index
+    assert "| MLP | 128 | eager | 104.7 | 1.20 | 100000 | 85.5 | 50% |" in index
+    assert "| MLP | 128 | compile | failed: RuntimeError: no compiler |" in index
+    assert all(isinstance(f, str) for f in cpu_features())

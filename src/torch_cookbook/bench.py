@@ -37,7 +37,21 @@ def machine() -> dict[str, Any]:
         pass
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
     return {"cpu": cpu, "cores": os.cpu_count(), "device": device, "torch": torch.__version__,
-            "python": platform.python_version()}
+            "python": platform.python_version(), "isa": cpu_features()}
+
+
+# The instruction-set extensions that decide 16-bit speed on a CPU: with avx512_bf16 (or AMX) a bf16 matmul is
+# several times faster than fp32; without them torch emulates bf16 and it is hundreds of times slower.
+ISA_OF_INTEREST = ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_tile")
+
+
+def cpu_features() -> list[str]:
+    try:
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
+    except (OSError, StopIteration):
+        return []
+    present = set(flags.split(":", 1)[1].split())
+    return [f for f in ISA_OF_INTEREST if f in present]
 
 
 def time_to_target(run_dir: Path, target: dict[str, Any]) -> float | None:
@@ -130,6 +144,8 @@ def write_index(results_dir: Path) -> None:
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for path in sorted(results_dir.glob("*.json")):
         data = json.loads(path.read_text())
+        if "runs" not in data:  # hardware measurements (matmul.json, throughput.json): their own section below
+            continue
         m = data["machine"]
         where = f"{m['cpu']} ({m['cores']} cores), {m['device']}, torch {m['torch']}"
         cpu = f"{data['cpu_time_s']['mean']:.0f}" if "cpu_time_s" in data else "-"  # recorded since 2026-11-23
@@ -147,12 +163,44 @@ def write_index(results_dir: Path) -> None:
               "included) of steps per wall second; the table shows the median over seeds. A step is whatever the",
               "recipe counts as one (usually one optimizer update); compare it across commits and machines, not",
               "across recipes. Results measured before it was recorded show '-'."]
+    lines += hardware_section(results_dir)
     if plot_time_to_target(results_dir, results_dir.parent / "time_to_target.png"):
         lines += ["", "Time to target: wall seconds from the start of a run to the first evaluation at which the",
                   "target was met (mean over the seeds that met it; targets not logged during training are left",
                   "out).", "",
                   "![time to target](time_to_target.png)"]
     (results_dir.parent / "README.md").write_text("\n".join(lines) + "\n")
+
+
+def hardware_section(results_dir: Path) -> list[str]:
+    """The matmul ceiling (benchmarks/matmul_ceiling.py) and achieved training FLOP/s (benchmarks/throughput.py)."""
+    lines: list[str] = []
+    matmul, throughput = results_dir / "matmul.json", results_dir / "throughput.json"
+    if matmul.exists():
+        data = json.loads(matmul.read_text())
+        m = data["machine"]
+        rates = ", ".join(f"{k} {v:.1f} GFLOP/s" for k, v in data["gflops"].items())
+        lines += ["", "## Hardware ceiling", "",
+                  f"`python benchmarks/matmul_ceiling.py --threads {data['threads']}` on {m['cpu']} ({m['cores']} "
+                  f"cores, {', '.join(m.get('isa', [])) or 'ISA not recorded'}), {data['device']}: "
+                  f"{data['n']}x{data['n']} matmul {rates} (bf16 on at most 512x512 on a CPU)."]
+    if throughput.exists():
+        data = json.loads(throughput.read_text())
+        lines += ["", "## Achieved training FLOP/s", "",
+                  f"`python benchmarks/throughput.py --threads {data['threads']}`: FLOPs of one training step "
+                  "(forward + backward, FlopCounterMode) over the measured step time (Adam, data in memory), as a "
+                  f"fraction of a 1024x1024 fp32 matmul measured in the same process ({data['ceiling_gflops']} "
+                  "GFLOP/s).", "",
+                  "| model | batch | variant | MFLOP/step | ms/step | samples/s | GFLOP/s | of ceiling |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for r in data["rows"]:
+            if "error" in r:
+                lines.append(f"| {r['model']} | {r['batch']} | {r['variant']} | failed: {r['error']} | | | | |")
+                continue
+            lines.append(f"| {r['model']} | {r['batch']} | {r['variant']} | {r['mflop_per_step']:.1f} | "
+                         f"{r['ms_per_step']:.2f} | {r['samples_per_s']} | {r['gflops']:.1f} | "
+                         f"{r['fraction_of_ceiling']:.0%} |")
+    return lines
 
 
 def plot_time_to_target(results_dir: Path, out: Path) -> bool:
