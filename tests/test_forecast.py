@@ -110,6 +110,43 @@ def test_lstm_forecast_with_zero_correction_is_seasonal_naive(co2, strategy):
     np.testing.assert_allclose(pred, expected, rtol=1e-6)
 
 
+class ConstantCorrection(torch.nn.Module):
+    def __init__(self, horizon: int, value: float) -> None:
+        super().__init__()
+        self.horizon, self.value = horizon, value
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.full((x.size(0), self.horizon), self.value)
+
+
+@pytest.mark.parametrize("strategy", ["direct", "recursive"])
+def test_ensemble_forecast_is_the_mean_of_the_members(co2, strategy):
+    at = co2.origins("test")
+    horizon = 12 if strategy == "direct" else 1
+    members = [ConstantCorrection(horizon, 1.0), ConstantCorrection(horizon, -0.5), ConstantCorrection(horizon, 2.0)]
+    pred = fc.ensemble_forecast(members, co2, at, strategy, "seasonal", torch.device("cpu"))
+    # a constant correction c (in units of sigma) shifts the seasonal-naive forecast by c * sigma at every step
+    expected = S.seasonal_naive_forecast(co2.s.values, at, 12, 12) + co2.sigma * (1.0 - 0.5 + 2.0) / 3
+    np.testing.assert_allclose(pred, expected, rtol=1e-6)
+    one = fc.ensemble_forecast(members[:1], co2, at, strategy, "seasonal", torch.device("cpu"))
+    np.testing.assert_array_equal(one, fc.rolling_forecast(members[0], co2, at, strategy, "seasonal",
+                                                           torch.device("cpu")))
+
+
+def test_member_seeds_are_distinct_and_member_zero_is_the_run_seed():
+    assert [fc.member_seed(7, 0), fc.member_seed(7, 1)] == [7, 1007]
+    seeds = {fc.member_seed(s, m) for s in range(3) for m in range(5)}  # a 3-seed bench of 5-member ensembles
+    assert len(seeds) == 15
+
+
+def test_members_differ_in_initialisation(co2):
+    a = fc.make_model(fc.Config(), co2, "direct", seed=fc.member_seed(0, 0))
+    b = fc.make_model(fc.Config(), co2, "direct", seed=fc.member_seed(0, 1))
+    again = fc.make_model(fc.Config(), co2, "direct", seed=fc.member_seed(0, 1))
+    assert not torch.equal(a.head.weight, b.head.weight)
+    assert torch.equal(b.head.weight, again.head.weight)
+
+
 def test_features_are_scaled_differences(co2):
     hist = co2.hist(co2.origins("train")[:3])
     x = fc.features(hist, co2.window, 12, co2.sigma)
@@ -133,6 +170,19 @@ def trained(tmp_path_factory):
                  "--eval_every", "2", "--runs-root", str(root), "--threads", "1"])
     assert code == 0
     return only_run_dir(root, "forecast")
+
+
+def test_smoke_run_trains_every_member(trained):
+    import json
+
+    ensemble = fc.profiles["smoke"]["ensemble"]
+    assert ensemble > 1  # the smoke profile (and so the resume test) goes through the ensemble
+    names = sorted(p.name for p in (trained / "variants").iterdir())
+    assert names == [fc.member_name("co2", "direct", m) for m in range(ensemble)]
+    metrics = json.loads((trained / "summary.json").read_text())["metrics"]
+    cfg = fc.Config(**fc.profiles["smoke"])
+    one = sum(q.numel() for q in fc.make_model(cfg, fc.prepare(cfg, "co2"), "direct").parameters())
+    assert metrics["co2_lstm_params"] == ensemble * one  # the forecast uses every member
 
 
 def test_predict_continues_the_series(trained, cli):

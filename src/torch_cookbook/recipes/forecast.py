@@ -5,7 +5,8 @@ pairs single time steps while the model expects (batch, seq_len, features) windo
 and the final prediction feeds the whole test series in as one sequence. This recipe cuts sliding windows
 (inputs: the last `window` steps; targets: the next `horizon` steps), scales with statistics of the training split
 only, and scores every model by rolling-origin evaluation: a forecast of `horizon` steps from every origin in
-the test period, with the model's parameters fixed (no refitting, no peeking).
+the test period, with the model's parameters fixed (no refitting, no peeking). Each strategy is an ensemble:
+`ensemble` small LSTMs that differ only in initialisation and data order, their forecasts averaged.
 
 Series: monthly Mauna Loa CO2 (12 steps ahead, test = last 4 years) and hourly Seattle temperature normals
 (24 steps ahead, test = last 8 weeks).
@@ -34,7 +35,8 @@ from torch_cookbook.engine.runs import Run
 from torch_cookbook.nn.lstm import LSTMForecaster
 
 seed_question = "Q40 time-series forecasting"
-summary = "LSTM forecaster (direct vs recursive) vs naive, seasonal naive and Holt-Winters on CO2 and hourly temps."
+summary = ("LSTM forecaster (direct vs recursive, 5-model ensembles) vs naive, seasonal naive and Holt-Winters on CO2 "
+           "and hourly temps.")
 
 STRATEGIES = ("direct", "recursive")
 
@@ -46,23 +48,25 @@ class Config(BaseConfig):
     window_seasons: int = param(3, "input window length in seasons (3 = 36 months or 72 hours)", low=1, high=20)
     base: str = param("seasonal", "the LSTM predicts the change from this simple forecast",
                       choices=("seasonal", "last"))
-    hidden: int = param(32, "LSTM hidden size", low=1)
+    hidden: int = param(8, "LSTM hidden size", low=1)
     highway_seasons: int = param(1, "linear highway from the last N seasons of input to the outputs (0 = pure LSTM)",
                                  low=0, high=20)
     layers: int = param(1, "stacked LSTM layers", low=1, high=4)
     dropout: float = param(0.0, "dropout between stacked LSTM layers", low=0, high=1, high_open=True)
-    steps: int = param(300, "training steps per model", low=1)
+    steps: int = param(1000, "training steps per model", low=1)
     batch_size: int = param(64, "minibatch size", low=2)
     lr: float = param(2e-3, "Adam learning rate", low=0, low_open=True)
     weight_decay: float = param(0.0, "AdamW weight decay", low=0)
     clip: float = param(1.0, "gradient-norm clip (0 = off)", low=0)
     eval_every: int = param(20, "validate every N steps; the best validation MAE is kept", low=1)
     max_val_origins: int = param(100, "validate on at most this many origins (0 = all), evenly spaced", low=0)
+    ensemble: int = param(5, "LSTMs per strategy, each with its own initialisation and data order; their "
+                             "forecasts are averaged", low=1, high=50)
 
 
 profiles = {
-    "smoke": {"series": ["co2"], "hidden": 8, "steps": 20, "eval_every": 10, "batch_size": 32},
-    "quick": {"steps": 150, "eval_every": 25},
+    "smoke": {"series": ["co2"], "hidden": 8, "steps": 20, "eval_every": 10, "batch_size": 32, "ensemble": 2},
+    "quick": {"steps": 300, "eval_every": 25, "ensemble": 2},
     "full": {},
 }
 
@@ -159,27 +163,44 @@ def rolling_forecast(model: nn.Module, p: Prepared, at: np.ndarray, strategy: st
 
 
 # ---- train one LSTM -----------------------------------------------------------------------------------------
+def member_seed(seed: int, member: int) -> int:
+    """Seed of ensemble member `member`: member 0 is the run's own seed, so `--ensemble 1` is a single LSTM.
+
+    The stride keeps the members of different runs apart (seeds 0-2 of a bench use 0, 1000, ..., 1, 1001, ...).
+    """
+    return seed + 1000 * member
+
+
 def make_model(cfg: Config, p: Prepared, strategy: str, bidirectional: bool = False, pooling: str = "last",
-               layers: int | None = None) -> LSTMForecaster:
-    torch.manual_seed(cfg.seed)
+               layers: int | None = None, seed: int | None = None) -> LSTMForecaster:
+    torch.manual_seed(cfg.seed if seed is None else seed)
     horizon = p.s.horizon if strategy == "direct" else 1
     return LSTMForecaster(2, horizon, cfg.hidden, layers or cfg.layers, bidirectional, cfg.dropout, pooling,
                           highway_window=min(cfg.highway_seasons * p.s.season, p.window))
 
 
-def train_forecaster(cfg, run: Run, model: nn.Module, p: Prepared, strategy: str, base: str) -> dict:
+def val_origins(p: Prepared, max_origins: int) -> np.ndarray:
+    """The validation origins, thinned to at most `max_origins` evenly spaced ones (0 = all)."""
+    at = p.origins("val")
+    if max_origins and len(at) > max_origins:
+        at = at[np.linspace(0, len(at) - 1, max_origins).round().astype(int)]
+    return at
+
+
+def train_forecaster(cfg, run: Run, model: nn.Module, p: Prepared, strategy: str, base: str,
+                     seed: int | None = None) -> dict:
     """Train on windows whose targets lie in the training split; keep the best validation MAE; score on test.
 
-    `cfg` needs steps, batch_size, lr, weight_decay, clip, eval_every, max_val_origins, seed, amp.
+    `cfg` needs steps, batch_size, lr, weight_decay, clip, eval_every, max_val_origins, seed, amp. `seed`
+    (default cfg.seed) sets the minibatch order, so ensemble members see the data in different orders.
     """
+    seed = cfg.seed if seed is None else seed
     horizon = p.s.horizon if strategy == "direct" else 1  # recursive: a one-step model, applied repeatedly
     at = p.origins("train", horizon)
     hist, future = p.hist(at), p.targets(at, horizon)
     x = features(hist, p.window, p.s.season, p.sigma)
     y = (future - base_forecast(hist, horizon, p.s.season, base)) / p.sigma
-    val_at = p.origins("val")
-    if cfg.max_val_origins and len(val_at) > cfg.max_val_origins:
-        val_at = val_at[np.linspace(0, len(val_at) - 1, cfg.max_val_origins).round().astype(int)]
+    val_at = val_origins(p, cfg.max_val_origins)
     val_actual = p.targets(val_at, p.s.horizon).double().numpy()
 
     model = model.to(run.device)
@@ -191,7 +212,7 @@ def train_forecaster(cfg, run: Run, model: nn.Module, p: Prepared, strategy: str
     model.train()
     t0 = time.perf_counter()
     with Progress(cfg.steps, run.name, start=start) as bar:
-        for step, _epoch, idx in minibatches(len(x), min(cfg.batch_size, len(x)), cfg.seed, start_step=start):
+        for step, _epoch, idx in minibatches(len(x), min(cfg.batch_size, len(x)), seed, start_step=start):
             if step >= cfg.steps:
                 break
             with autocast(run.device, cfg.amp):
@@ -239,46 +260,81 @@ def baselines(p: Prepared) -> tuple[dict[str, dict[str, float]], dict[str, np.nd
     return metrics, preds
 
 
+# ---- the ensemble ---------------------------------------------------------------------------------------------
+def member_name(series: str, strategy: str, member: int) -> str:
+    return f"{series}_lstm_{strategy}_{member}"
+
+
+def ensemble_forecast(models: list[nn.Module], p: Prepared, at: np.ndarray, strategy: str, base: str,
+                      device: torch.device) -> np.ndarray:
+    """The mean of the members' rolling-origin forecasts (each recursive member rolls out on its own)."""
+    return np.mean([rolling_forecast(m, p, at, strategy, base, device) for m in models], axis=0)
+
+
+def ensemble_scores(cfg: Config, run: Run, p: Prepared, strategy: str) -> tuple[dict[str, float], np.ndarray]:
+    """Validation MAE and test metrics of the averaged members, from their best checkpoints; test forecasts.
+
+    Averaging models that differ only in initialisation and data order cancels part of each one's error
+    (on co2 the members disagree most in the test years, see docs/forecast.md); the average is scored
+    on the same validation origins each member was selected on.
+    """
+    models = [load_model(cfg, run, p, strategy, m) for m in range(cfg.ensemble)]
+    val_at, test_at = val_origins(p, cfg.max_val_origins), p.origins("test")
+    val_pred = ensemble_forecast(models, p, val_at, strategy, cfg.base, run.device)
+    test_pred = ensemble_forecast(models, p, test_at, strategy, cfg.base, run.device)
+    scores = S.forecast_metrics(test_pred, p.targets(test_at, p.s.horizon).double().numpy(), p.scale)
+    scores["val_mae"] = float(np.mean(np.abs(val_pred - p.targets(val_at, p.s.horizon).double().numpy())))
+    return scores, test_pred
+
+
 # ---- the recipe ---------------------------------------------------------------------------------------------
 def run(cfg: Config, run: Run) -> dict[str, float | None]:
     metrics: dict[str, float | None] = {}
     for name in cfg.series:
         p = prepare(cfg, name)
-        results = {}
+        members, scores, preds = {}, {}, {}
         for strategy in cfg.strategies:
-            sub = run.variant(f"{name}_lstm_{strategy}")
-            results[strategy] = sub.result or train_forecaster(cfg, sub, make_model(cfg, p, strategy), p, strategy,
-                                                               cfg.base)
+            members[strategy] = []
+            for m in range(cfg.ensemble):
+                sub = run.variant(member_name(name, strategy, m))
+                seed = member_seed(cfg.seed, m)
+                members[strategy].append(sub.result or train_forecaster(
+                    cfg, sub, make_model(cfg, p, strategy, seed=seed), p, strategy, cfg.base, seed=seed))
+            scores[strategy], preds[strategy] = ensemble_scores(cfg, run, p, strategy)
         base_metrics, base_preds = baselines(p)
-        metrics.update(series_metrics(name, results, base_metrics))
-        best = min(results, key=lambda k: results[k]["val_mae"])  # chosen on validation, not test
-        model = load_model(cfg, run, p, best)
-        lstm_pred = rolling_forecast(model, p, p.origins("test"), best, cfg.base, run.device)
-        plot_forecast(run, p, {"LSTM " + best: lstm_pred, "Holt-Winters": base_preds["ets"],
+        metrics.update(series_metrics(name, scores, members, base_metrics))
+        best = min(scores, key=lambda k: scores[k]["val_mae"])  # chosen on validation, not test
+        plot_forecast(run, p, {"LSTM " + best: preds[best], "Holt-Winters": base_preds["ets"],
                                "seasonal naive": base_preds["snaive"]})
     return metrics
 
 
-def series_metrics(name: str, results: dict[str, dict], base: dict[str, dict[str, float]]) -> dict[str, float]:
+def series_metrics(name: str, scores: dict[str, dict], members: dict[str, list[dict]],
+                   base: dict[str, dict[str, float]]) -> dict[str, float]:
+    """Flat metrics for one series: baselines, each strategy's ensemble and members, and "the LSTM"."""
     out: dict[str, float] = {}
     for model, m in base.items():
         for key in ("mae", "rmse", "mase"):
             out[f"{name}_{model}_{key}"] = m[key]
-    for strategy, r in results.items():
-        for key in ("mae", "rmse", "mase", "val_mae", "train_s"):
+    for strategy, r in scores.items():
+        for key in ("mae", "rmse", "mase", "val_mae"):
             out[f"{name}_lstm_{strategy}_{key}"] = r[key]
-    best = results[min(results, key=lambda k: results[k]["val_mae"])]
-    out[f"{name}_lstm_mae"] = best["mae"]
-    out[f"{name}_lstm_mase"] = best["mase"]
-    out[f"{name}_lstm_mae_over_snaive"] = best["mae"] / base["snaive"]["mae"]
-    out[f"{name}_lstm_mae_over_ets"] = best["mae"] / base["ets"]["mae"]
-    out[f"{name}_lstm_params"] = best["params"]
+        # The members on their own: how much the average gains over a single LSTM.
+        for key in ("mae", "val_mae"):
+            out[f"{name}_lstm_{strategy}_member_{key}_mean"] = float(np.mean([r[key] for r in members[strategy]]))
+        out[f"{name}_lstm_{strategy}_train_s"] = sum(r["train_s"] for r in members[strategy])
+    best = min(scores, key=lambda k: scores[k]["val_mae"])
+    out[f"{name}_lstm_mae"] = scores[best]["mae"]
+    out[f"{name}_lstm_mase"] = scores[best]["mase"]
+    out[f"{name}_lstm_mae_over_snaive"] = scores[best]["mae"] / base["snaive"]["mae"]
+    out[f"{name}_lstm_mae_over_ets"] = scores[best]["mae"] / base["ets"]["mae"]
+    out[f"{name}_lstm_params"] = sum(r["params"] for r in members[best])  # all members together
     return out
 
 
-def load_model(cfg: Config, run: Run, p: Prepared, strategy: str) -> LSTMForecaster:
-    model = make_model(cfg, p, strategy)
-    path = run.dir / "variants" / f"{p.s.name}_lstm_{strategy}" / "checkpoints" / "best.pt"
+def load_model(cfg: Config, run: Run, p: Prepared, strategy: str, member: int = 0) -> LSTMForecaster:
+    model = make_model(cfg, p, strategy, seed=member_seed(cfg.seed, member))
+    path = run.dir / "variants" / member_name(p.s.name, strategy, member) / "checkpoints" / "best.pt"
     model.load_state_dict(load_checkpoint(path, run.recipe, config_hash(cfg))["state"]["model"])
     return model.to(run.device).eval()
 
@@ -306,14 +362,15 @@ def plot_forecast(run: Run, p: Prepared, preds: dict[str, np.ndarray]) -> None:
 
 # ---- eval and predict --------------------------------------------------------------------------------------
 def evaluate(cfg: Config, run: Run) -> dict[str, float]:
-    """Test metrics of each LSTM recomputed from its best checkpoint, and the baselines refitted."""
+    """Test metrics of each strategy's ensemble recomputed from the best checkpoints, and the baselines refitted."""
     out: dict[str, float] = {}
     for name in cfg.series:
         p = prepare(cfg, name)
         at = p.origins("test")
         actual = p.targets(at, p.s.horizon).double().numpy()
         for strategy in cfg.strategies:
-            pred = rolling_forecast(load_model(cfg, run, p, strategy), p, at, strategy, cfg.base, run.device)
+            models = [load_model(cfg, run, p, strategy, m) for m in range(cfg.ensemble)]
+            pred = ensemble_forecast(models, p, at, strategy, cfg.base, run.device)
             for key, value in S.forecast_metrics(pred, actual, p.scale).items():
                 out[f"{name}_lstm_{strategy}_{key}"] = value
         for model, m in baselines(p)[0].items():
@@ -346,16 +403,17 @@ def predict(cfg: Config, run: Run, args) -> None:
     if len(values) < p.history:
         raise DataError(f"--values: {len(values)} values given; the {name} model needs at least {p.history} "
                         f"({p.window} for its window + {p.s.season} for seasonal differences)")
-    results = {k: run.variant(f"{name}_lstm_{k}").result for k in cfg.strategies}
-    finished = {k: r for k, r in results.items() if r is not None}
+    finished = [k for k in cfg.strategies
+                if all(run.variant(member_name(name, k, m)).result for m in range(cfg.ensemble))]
     if not finished:
         raise DataError(f"{run.dir} has no finished model for {name}; finish it with `cookbook run --resume {run.dir}`")
-    strategy = args.strategy or min(finished, key=lambda k: finished[k]["val_mae"])
+    strategy = args.strategy or min(finished, key=lambda k: ensemble_scores(cfg, run, p, k)[0]["val_mae"])
     if strategy not in finished:
         raise DataError(f"--strategy {strategy}: not trained in this run; trained: {', '.join(finished)}")
-    model = load_model(cfg, run, p, strategy)
+    models = [load_model(cfg, run, p, strategy, m) for m in range(cfg.ensemble)]
     hist = torch.from_numpy(values[-p.history:]).float()[None]
     with torch.inference_mode():
-        pred = forecast(model, hist, p, p.s.horizon, strategy, cfg.base, run.device)[0].cpu().numpy()
-    print(f"{name}: next {p.s.horizon} steps ({strategy} LSTM, {p.s.unit})")
+        pred = np.mean([forecast(m, hist, p, p.s.horizon, strategy, cfg.base, run.device)[0].cpu().numpy()
+                        for m in models], axis=0)
+    print(f"{name}: next {p.s.horizon} steps ({strategy} LSTM, mean of {cfg.ensemble}, {p.s.unit})")
     print(" ".join(f"{v:.3f}" for v in pred))
