@@ -11,7 +11,15 @@ import torch
 
 from conftest import only_run_dir
 from torch_cookbook.data import dates, names
-from torch_cookbook.nn.seq2seq import CharVocab, Seq2Seq, beam_search, greedy_decode
+from torch_cookbook.nn.seq2seq import (
+    CharVocab,
+    Hypothesis,
+    Seq2Seq,
+    beam_candidates,
+    beam_search,
+    greedy_decode,
+    rank_hypotheses,
+)
 from torch_cookbook.recipes import seq2seq as recipe
 
 TEXTS = ["6 janvier 1985", "Sonntag, 6. Januar 1985", "1/6", "x"]
@@ -75,10 +83,68 @@ def test_beam_is_sorted_and_length_normalised():
     src, lengths = vocab.batch(TEXTS[:2])
     for hyps in beam_search(model, src, lengths, max_len=10, beam=4, alpha=1.0):
         assert len(hyps) == 4
-        assert [h.score for h in hyps] == sorted((h.score for h in hyps), reverse=True)
+        assert [(not h.finished, -h.score) for h in hyps] == sorted((not h.finished, -h.score) for h in hyps)
         for h in hyps:
-            steps = len(h.ids) + (1 if len(h.ids) < 10 else 0)  # +1 for the <eos> of finished ones
-            assert h.score == pytest.approx(h.logprob / steps, rel=1e-5)
+            assert h.length == len(h.ids) + h.finished  # +1 for the <eos> of finished ones
+            assert h.score == pytest.approx(h.logprob / h.length, rel=1e-5)
+
+
+class ChainModel(torch.nn.Module):
+    """A stand-in decoder whose next-character distribution depends only on the last character: a Markov
+    chain, so every sequence's probability is known exactly. Same interface as Seq2Seq for decoding."""
+
+    A, B, C, D = 4, 5, 6, 7  # ids after the four specials
+
+    def __init__(self, rows: dict[int, dict[int, float]], vocab: int = 8) -> None:
+        super().__init__()
+        table = torch.full((vocab, vocab), 1e-4)
+        for last, probs in rows.items():
+            for token, p in probs.items():
+                table[last, token] = p
+        self.logp = (table / table.sum(1, keepdim=True)).log()
+
+    def encode(self, src, src_lengths):
+        batch = src.size(0)
+        return torch.zeros(batch, 1, 1), torch.ones(batch, 1, 1, dtype=torch.bool), torch.zeros(1, batch, 1)
+
+    def decoder(self, tokens, state, memory, mask):
+        return self.logp[tokens[:, -1]].unsqueeze(1), state, None
+
+
+def test_beam_keeps_searching_while_a_live_sequence_is_more_probable():
+    """Width 2: "b" and "ac" end among the two best candidates by step 3 while "acd" (the greedy output,
+    more probable than both) is still alive. Declaring the input done at two finished hypotheses (the old
+    rule) returned "b" (alpha 0) or "ac" (alpha 1); the search must go on until no live sequence can
+    still beat the second-best finished one."""
+    m = ChainModel
+    model = ChainModel({CharVocab.sos_id: {m.A: 0.6, m.B: 0.4}, m.A: {m.C: 0.9}, m.B: {CharVocab.eos_id: 0.6, m.C: 0.4},
+                        m.C: {m.D: 0.6, CharVocab.eos_id: 0.4}, m.D: {CharVocab.eos_id: 1.0}})
+    src, lengths = torch.tensor([[4, 2]]), torch.tensor([2])
+    greedy = greedy_decode(model, src, lengths, max_len=8)[0]
+    assert greedy.ids == [m.A, m.C, m.D] and greedy.finished
+    for alpha in (0.0, 0.5, 1.0):
+        best = beam_search(model, src, lengths, max_len=8, beam=2, alpha=alpha)[0][0]
+        assert best.ids == greedy.ids and best.logprob == pytest.approx(greedy.logprob, abs=1e-5)
+    found = {tuple(h.ids): h.logprob for h in beam_candidates(model, src, lengths, max_len=8, beam=2)[0]}
+    assert {(m.B,), (m.A, m.C), (m.A, m.C, m.D)} <= set(found)
+
+
+def test_unfinished_sequences_rank_after_finished_ones():
+    """A sequence cut off at max_len is no complete output: even with a better score it ranks last."""
+    model = ChainModel({CharVocab.sos_id: {ChainModel.A: 0.55, ChainModel.B: 0.45},
+                        ChainModel.A: {ChainModel.A: 1.0}, ChainModel.B: {CharVocab.eos_id: 0.6, ChainModel.C: 0.4}})
+    src, lengths = torch.tensor([[4, 2]]), torch.tensor([2])
+    assert not greedy_decode(model, src, lengths, max_len=6)[0].finished  # greedy loops on "a"
+    best = beam_search(model, src, lengths, max_len=6, beam=2, alpha=1.0)[0][0]
+    assert best.ids == [ChainModel.B] and best.finished
+    loop = [h for h in rank_hypotheses(beam_candidates(model, src, lengths, max_len=6, beam=2)[0], alpha=1.0)
+            if h.ids == [ChainModel.A] * 6][0]
+    assert not loop.finished and loop.score > best.score  # the loop scores better per step, yet ranks after
+    ranked = rank_hypotheses([Hypothesis([4] * 6, -1.0, 0.0, finished=False), Hypothesis([4, 5], -3.0, 0.0),
+                              Hypothesis([4], -2.5, 0.0)], alpha=1.0)
+    assert [h.ids for h in ranked] == [[4, 5], [4], [4] * 6]  # -3/3 = -1.0 beats -2.5/2; unfinished last
+    assert [h.score for h in ranked] == pytest.approx([-1.0, -1.25, -1.0 / 6])
+    assert [h.ids for h in rank_hypotheses(ranked, alpha=0.0)][:2] == [[4], [4, 5]]
 
 
 def test_scheduled_sampling_mix():
@@ -126,6 +192,33 @@ def test_names_catalogue_and_split():
     train, test = names.load(seed=0)
     assert not set(train.src) & set(test.src)
     assert 0.08 < len(test) / (len(train) + len(test)) < 0.12
+
+
+def test_names_validation_split_comes_from_the_training_side():
+    train0, test0 = names.load(seed=2)
+    train, val, test = names.split(seed=2, val_fraction=0.05)
+    assert (test.src, test.tgt) == (test0.src, test0.tgt)  # the held-out pairs do not move
+    assert not set(val.src) & set(train.src) and not set(val.src) & set(test.src)
+    assert sorted(zip(train.src + val.src, train.tgt + val.tgt)) == sorted(zip(train0.src, train0.tgt))
+    assert 0.04 < len(val) / len(train0) < 0.06
+    assert names.split(seed=2, val_fraction=0.05)[1].src == val.src  # fixed by the seed
+    assert names.split(seed=3, val_fraction=0.05)[1].src != val.src
+
+
+def test_length_alpha_is_chosen_on_validation(monkeypatch):
+    """choose_length_alpha scores each alpha on the validation pairs only; ties go to the smaller alpha."""
+    cfg = recipe.Config(length_alphas=[0.0, 0.5, 1.0], beam=2)
+    task = recipe.Task("names", ["ab"], ["ab"], ["held out"], ["held out"], CharVocab.build(["ab"]),
+                       CharVocab.build(["ab", "ba"]), 4, val_src=["ab", "ba"], val_tgt=["ab", "ba"])
+    a, b = task.tgt_vocab.stoi["a"], task.tgt_vocab.stoi["b"]
+    # per validation input: "a" is more probable, "ab" has the better log-probability per step
+    short, long = Hypothesis([a], -2.0, 0.0), Hypothesis([a, b], -2.2, 0.0)
+    monkeypatch.setattr(recipe, "beam_candidates", lambda *args: [[short, long], [short, long]])
+    monkeypatch.setattr(recipe, "greedy_decode", lambda model, src, *args: [short] * src.size(0))
+    alpha, val = recipe.choose_length_alpha(cfg, None, task, torch.device("cpu"))
+    # alpha 0 picks "a" (log p -2 > -3); 0.5 and 1 pick "ab", right for the first input: they tie, 0.5 wins
+    assert alpha == 0.5 and val["val_chrf_by_alpha"]["0.5"] == val["val_chrf_by_alpha"]["1"]
+    assert val["val_chrf_by_alpha"]["0"] < val["val_chrf_by_alpha"]["0.5"] and val["val_size"] == 2
 
 
 # ---- the CLI on a tiny trained run -------------------------------------------------------------------

@@ -9,7 +9,7 @@ translated at all (a Swedish commune keeps its name), which is why a copy-the-in
 well on all pairs and badly on the changed ones.
 
 The split is by English string (114 English names occur in more than one domain; all their pairs land
-on the same side), fixed by `seed`.
+on the same side), fixed by `seed`; `split` also carves a validation split out of the training side.
 """
 
 from __future__ import annotations
@@ -72,15 +72,28 @@ def all_pairs() -> NamePairs:
 def load(seed: int = 0, test_fraction: float = 0.1, max_len: int = 64) -> tuple[NamePairs, NamePairs]:
     """(train, held-out) split by English string; pairs longer than `max_len` characters on either side
     (a handful of long official names) are dropped from both."""
+    train, _, test = split(seed, test_fraction, 0.0, max_len)
+    return train, test
+
+
+def split(seed: int = 0, test_fraction: float = 0.1, val_fraction: float = 0.0,
+          max_len: int = 64) -> tuple[NamePairs, NamePairs, NamePairs]:
+    """(train, validation, held-out) split by English string, fixed by `seed`.
+
+    One shuffle of the English names: the first `test_fraction` are held out, the next `val_fraction`
+    are the validation split, the rest train. So the held-out pairs are the same whatever `val_fraction`
+    is, and the validation pairs come only from what would otherwise be training pairs.
+    """
     pairs = all_pairs()
     keep = [i for i in range(len(pairs)) if len(pairs.src[i]) <= max_len and len(pairs.tgt[i]) <= max_len]
     pairs = pairs.subset(keep)
     english = sorted(set(pairs.src))
     random.Random(seed).shuffle(english)
-    held_out = set(english[:int(len(english) * test_fraction)])
-    train = [i for i in range(len(pairs)) if pairs.src[i] not in held_out]
-    test = [i for i in range(len(pairs)) if pairs.src[i] in held_out]
-    return pairs.subset(train), pairs.subset(test)
+    n_test, n_val = int(len(english) * test_fraction), int(len(english) * val_fraction)
+    held_out, val = set(english[:n_test]), set(english[n_test:n_test + n_val])
+    train = [i for i in range(len(pairs)) if pairs.src[i] not in held_out and pairs.src[i] not in val]
+    return (pairs.subset(train), pairs.subset([i for i in range(len(pairs)) if pairs.src[i] in val]),
+            pairs.subset([i for i in range(len(pairs)) if pairs.src[i] in held_out]))
 
 
 def digest(pairs: NamePairs) -> str:

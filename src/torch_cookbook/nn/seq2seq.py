@@ -8,7 +8,8 @@ character vocabulary that goes with it.
   under teacher forcing the whole target runs through the decoder in one call (fast on CPU).
   `attention="none"` gives the classic fixed-vector seq2seq (Sutskever et al.) for comparison.
 - `greedy_decode` and `beam_search` (length-normalised) decode a padded batch; both return, per input,
-  the same result as decoding it alone.
+  the same result as decoding it alone. `beam_candidates` + `rank_hypotheses` split the search from the
+  ranking, so one search can be ranked under several length normalisations.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -25,7 +26,8 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from torch_cookbook.nn.attention import ATTENTION_KINDS, make_attention, padding_mask
 
-__all__ = ["CharVocab", "Encoder", "Decoder", "Seq2Seq", "Hypothesis", "greedy_decode", "beam_search"]
+__all__ = ["CharVocab", "Encoder", "Decoder", "Seq2Seq", "Hypothesis", "greedy_decode", "beam_search",
+           "beam_candidates", "rank_hypotheses"]
 
 
 # ---- vocabulary ----------------------------------------------------------------------------------
@@ -204,12 +206,26 @@ class Seq2Seq(nn.Module):
 @dataclass
 class Hypothesis:
     """A decoded sequence: token ids (without <sos>/<eos>), summed log-probability, and the ranking score
-    logprob / (generated length incl. <eos>)^alpha. Attention weights (T, S) for greedy decoding."""
+    logprob / length^alpha. `finished` is False for a sequence cut off at max_len without an <eos>.
+    Attention weights (T, S) for greedy decoding."""
 
     ids: list[int]
     logprob: float
     score: float
     weights: torch.Tensor | None = None
+    finished: bool = True
+
+    @property
+    def length(self) -> int:
+        """Generated steps, the <eos> included: what the score is normalised by."""
+        return len(self.ids) + (1 if self.finished else 0)
+
+
+def rank_hypotheses(hyps: Sequence[Hypothesis], alpha: float) -> list[Hypothesis]:
+    """`hyps` rescored as logprob / length^alpha, best first. A sequence that never produced <eos> is not a
+    complete output (its probability as one can only be lower), so it ranks after every finished one."""
+    rescored = [replace(h, score=h.logprob / h.length ** alpha) for h in hyps]
+    return sorted(rescored, key=lambda h: (not h.finished, -h.score))
 
 
 def _select_state(state: torch.Tensor | tuple, index: torch.Tensor) -> torch.Tensor | tuple:
@@ -248,18 +264,34 @@ def greedy_decode(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor, 
         n = int(lengths[b])
         seq = [i for i in ids[b][:n] if i != CharVocab.eos_id]
         w = torch.stack([a[b] for a in attn[:n]]).cpu() if attn else None
-        out.append(Hypothesis(seq, float(logprobs[b]), float(logprobs[b]) / n ** alpha, w))
+        out.append(Hypothesis(seq, float(logprobs[b]), float(logprobs[b]) / n ** alpha, w, bool(finished[b])))
     return out
 
 
 @torch.no_grad()
 def beam_search(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor, max_len: int, beam: int = 5,
                 alpha: float = 1.0) -> list[list[Hypothesis]]:
-    """Keep the `beam` best partial sequences per input; return up to `beam` hypotheses per input, best first.
+    """Keep the `beam` most probable partial sequences per input; return up to `beam` hypotheses per input,
+    best first under length normalisation, logprob / length^alpha.
 
-    Ranking of finished hypotheses uses length normalisation, logprob / length^alpha: without it (alpha=0)
-    beam search favours short outputs, since every extra character adds a negative log-probability.
-    An input is done once it has `beam` finished hypotheses; with beam=1 this is exactly greedy decoding.
+    Without normalisation (alpha=0) beam search favours short outputs, since every extra character adds a
+    negative log-probability; alpha=1 ranks by the mean log-probability per character. The search itself
+    does not depend on alpha (see `beam_candidates`), so `rank_hypotheses` can rescore its output under
+    any alpha. With beam=1 this is exactly greedy decoding.
+    """
+    return [rank_hypotheses(found, alpha)[:beam] for found in beam_candidates(model, src, src_lengths, max_len, beam)]
+
+
+@torch.no_grad()
+def beam_candidates(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor, max_len: int,
+                    beam: int = 5) -> list[list[Hypothesis]]:
+    """Every hypothesis a width-`beam` search finishes, per input, unranked (score = logprob).
+
+    A sequence ends when <eos> is among the `beam` best candidates of a step. An input is done once it has
+    `beam` finished hypotheses *and* no live sequence is more probable than the `beam`-th best of them:
+    log-probabilities only fall as a sequence grows, so from then on nothing can enter the `beam` most
+    probable. (Stopping at `beam` finished alone can drop a live sequence more probable than all of them,
+    the greedy one included.) Inputs still undone at max_len also get their live sequences, unfinished.
     """
     memory, mask, state = model.encode(src, src_lengths)
     batch, k, device = src.size(0), beam, src.device
@@ -272,7 +304,7 @@ def beam_search(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor, ma
     history = torch.zeros(batch * k, 0, dtype=torch.long, device=device)
     finished: list[list[Hypothesis]] = [[] for _ in range(batch)]
     done = [False] * batch
-    for t in range(max_len):
+    for _step in range(max_len):
         logits, state, _ = model.decoder(tokens, state, memory, mask)
         logp = logits[:, -1].float().log_softmax(-1)  # (B*k, V)
         vocab = logp.size(-1)
@@ -286,7 +318,7 @@ def beam_search(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor, ma
         for b in range(batch):
             if done[b]:
                 continue
-            alive = 0
+            alive, best_alive = 0, float("-inf")
             for rank in range(2 * k):
                 score, j, token = ts[b][rank], tb[b][rank], tt[b][rank]
                 if score == float("-inf"):
@@ -294,14 +326,17 @@ def beam_search(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor, ma
                 if token == CharVocab.eos_id:
                     if rank < k:  # an ending counts only if it is among the k best candidates
                         ids = history[b * k + j].tolist()
-                        finished[b].append(Hypothesis(ids, score, score / (t + 1) ** alpha))
+                        finished[b].append(Hypothesis(ids, score, score))
                     continue
                 new_scores[b, alive], new_beam[b, alive], new_token[b, alive] = score, j, token
+                best_alive = max(best_alive, score)
                 alive += 1
                 if alive == k:
                     break
             if len(finished[b]) >= k:
-                done[b] = True
+                kth_best = sorted((h.logprob for h in finished[b]), reverse=True)[k - 1]
+                done[b] = best_alive <= kth_best
+            done[b] = done[b] or alive == 0
         if all(done):
             break
         parent = (torch.arange(batch, device=device).unsqueeze(1) * k + new_beam).view(-1)
@@ -313,6 +348,5 @@ def beam_search(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor, ma
             for j in range(k):
                 score = float(scores[b, j])
                 if score > float("-inf"):
-                    finished[b].append(Hypothesis(history[b * k + j].tolist(), score, score / max_len ** alpha))
-        finished[b] = sorted(finished[b], key=lambda h: -h.score)[:k]
+                    finished[b].append(Hypothesis(history[b * k + j].tolist(), score, score, finished=False))
     return finished

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import matplotlib
 
@@ -31,7 +31,15 @@ from torch_cookbook.engine.loop import autocast, backward_step, epoch_order, gra
 from torch_cookbook.engine.progress import Progress
 from torch_cookbook.engine.runs import Run
 from torch_cookbook.nn.attention import ATTENTION_KINDS
-from torch_cookbook.nn.seq2seq import CharVocab, Hypothesis, Seq2Seq, beam_search, greedy_decode
+from torch_cookbook.nn.seq2seq import (
+    CharVocab,
+    Hypothesis,
+    Seq2Seq,
+    beam_candidates,
+    beam_search,
+    greedy_decode,
+    rank_hypotheses,
+)
 
 seed_question = "Q32 Seq2Seq / Q34 Attention"
 summary = "Char-level GRU/LSTM seq2seq with/without attention: dates -> ISO, English -> French names; beam search."
@@ -59,11 +67,18 @@ class Config(BaseConfig):
     dates_test: int = param(2000, "held-out dates (calendar days never seen in training)", low=1)
     names_test_fraction: float = param(0.1, "fraction of English names held out", low=0, high=1, low_open=True,
                                        high_open=True)
+    names_val_fraction: float = param(0.05, "fraction of English names carved from the training side as a "
+                                      "validation split, which chooses the names' length normalisation (0 = none)",
+                                      low=0, high=1, high_open=True)
     names_train_limit: int = param(0, "train on the first N name pairs only (0 = all)", low=0)
+    names_val_limit: int = param(0, "choose on the first N validation name pairs only (0 = all)", low=0)
     names_test_limit: int = param(0, "evaluate on the first N held-out name pairs only (0 = all)", low=0)
     max_src_len: int = param(64, "longest input in characters; longer inputs are truncated (with a notice)", low=1)
     beam: int = param(5, "beam width", low=1, high=64)
-    length_alpha: float = param(1.0, "length normalisation: hypotheses ranked by logprob / length^alpha", low=0)
+    length_alpha: float = param(1.0, "length normalisation of dates (and of names without a validation split): "
+                                "hypotheses ranked by logprob / length^alpha", low=0)
+    length_alphas: list[float] = param([0.0, 0.25, 0.5, 0.75, 1.0], "names: the alphas tried on the validation "
+                                       "split; the best chrF there (ties: the smaller) decodes the held-out set", low=0)
     eval_every: int = param(500, "log held-out loss and greedy accuracy every N steps", low=1)
     eval_subset: int = param(400, "held-out examples used for those periodic checks", low=1)
 
@@ -75,10 +90,10 @@ class Config(BaseConfig):
 
 profiles = {
     "smoke": {"hidden": 16, "embed": 8, "dates_steps": 10, "names_steps": 10, "dates_train": 300, "dates_test": 20,
-              "names_train_limit": 300, "names_test_limit": 20, "eval_every": 5, "eval_subset": 10, "beam": 2,
-              "batch_size": 16, "warmup": 2},
+              "names_train_limit": 300, "names_val_limit": 20, "names_test_limit": 20, "eval_every": 5,
+              "eval_subset": 10, "beam": 2, "batch_size": 16, "warmup": 2},
     "quick": {"hidden": 64, "dates_steps": 300, "names_steps": 300, "dates_train": 5000, "dates_test": 300,
-              "names_test_limit": 300, "eval_every": 100, "eval_subset": 100},
+              "names_val_limit": 300, "names_test_limit": 300, "eval_every": 100, "eval_subset": 100},
     "full": {},
 }
 
@@ -108,6 +123,8 @@ class Task:
     src_vocab: CharVocab
     tgt_vocab: CharVocab
     max_tgt: int
+    val_src: list[str] = field(default_factory=list)  # validation pairs (names only): never trained on
+    val_tgt: list[str] = field(default_factory=list)
 
     def tensors(self, src: list[str], tgt: list[str]) -> dict[str, torch.Tensor]:
         x, x_len = self.src_vocab.batch(src, eos=True)
@@ -126,17 +143,24 @@ def load_task(cfg: Config, name: str) -> Task:
     else:
         from torch_cookbook.data import names
 
-        train, test = names.load(seed=cfg.seed, test_fraction=cfg.names_test_fraction, max_len=cfg.max_src_len - 1)
+        train, val, test = names.split(seed=cfg.seed, test_fraction=cfg.names_test_fraction,
+                                       val_fraction=cfg.names_val_fraction, max_len=cfg.max_src_len - 1)
         if cfg.names_train_limit:
             train = train.subset(list(range(min(cfg.names_train_limit, len(train)))))
+        if cfg.names_val_limit:
+            val = val.subset(list(range(min(cfg.names_val_limit, len(val)))))
         if cfg.names_test_limit:
             test = test.subset(list(range(min(cfg.names_test_limit, len(test)))))
         pairs = (train.src, train.tgt, test.src, test.tgt)
+        val_pairs = (list(val.src), list(val.tgt))
         max_tgt = NAMES_MAX_TGT
     train_src, train_tgt, test_src, test_tgt = (list(p) for p in pairs)
     # vocabularies come from the training side only: held-out characters never seen map to <unk>
-    return Task(name, train_src, train_tgt, test_src, test_tgt, CharVocab.build(train_src),
+    task = Task(name, train_src, train_tgt, test_src, test_tgt, CharVocab.build(train_src),
                 CharVocab.build(train_tgt), max_tgt)
+    if name == "names":
+        task.val_src, task.val_tgt = val_pairs
+    return task
 
 
 def tasks_of(cfg: Config) -> list[str]:
@@ -275,19 +299,45 @@ def periodic_check(cfg: Config, model: Seq2Seq, task: Task, device: torch.device
 
 
 # ---- decoding and metrics ------------------------------------------------------------------------
-def decode(cfg: Config, model: Seq2Seq, task: Task, texts: list[str], device: torch.device, beam: int,
-           batch_size: int = 256) -> list[list[Hypothesis]]:
-    """Decode `texts` in batches; beam=1 is greedy. Inputs longer than max_src_len are truncated."""
-    out: list[list[Hypothesis]] = []
+def batches_of(cfg: Config, task: Task, texts: list[str], device: torch.device,
+               batch_size: int = 256) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Padded id batches of `texts`; inputs longer than max_src_len are truncated."""
     for i in range(0, len(texts), batch_size):
         chunk = [t[:cfg.max_src_len - 1] for t in texts[i:i + batch_size]]  # -1: room for <eos>
         src, src_len = task.src_vocab.batch(chunk)
-        src, src_len = src.to(device), src_len.to(device)
+        yield src.to(device), src_len.to(device)
+
+
+def decode(cfg: Config, model: Seq2Seq, task: Task, texts: list[str], device: torch.device, beam: int,
+           alpha: float | None = None) -> list[list[Hypothesis]]:
+    """Decode `texts`; beam=1 is greedy. Hypotheses ranked by logprob / length^alpha (default cfg.length_alpha)."""
+    alpha = cfg.length_alpha if alpha is None else alpha
+    out: list[list[Hypothesis]] = []
+    for src, src_len in batches_of(cfg, task, texts, device):
         if beam == 1:
-            out += [[h] for h in greedy_decode(model, src, src_len, task.max_tgt, cfg.length_alpha)]
+            out += [[h] for h in greedy_decode(model, src, src_len, task.max_tgt, alpha)]
         else:
-            out += beam_search(model, src, src_len, task.max_tgt, beam, cfg.length_alpha)
+            out += beam_search(model, src, src_len, task.max_tgt, beam, alpha)
     return out
+
+
+def choose_length_alpha(cfg: Config, model: Seq2Seq, task: Task, device: torch.device) -> tuple[float, dict]:
+    """The length normalisation with the best beam-search chrF on the validation split (ties: the smaller alpha).
+
+    The search does not depend on alpha (it keeps the most probable sequences; alpha only ranks the finished
+    ones), so one search on the validation inputs is ranked under every candidate alpha.
+    """
+    found: list[list[Hypothesis]] = []
+    for src, src_len in batches_of(cfg, task, task.val_src, device):
+        found += beam_candidates(model, src, src_len, task.max_tgt, cfg.beam)
+    chrf = {}
+    for alpha in cfg.length_alphas:
+        hyps = [task.tgt_vocab.decode(rank_hypotheses(f, alpha)[0].ids) for f in found]
+        chrf[alpha] = text_metrics(hyps, task.val_tgt)["chrf"]
+    best = max(chrf, key=lambda a: (chrf[a], -a))
+    greedy = [task.tgt_vocab.decode(h[0].ids) for h in decode(cfg, model, task, task.val_src, device, beam=1)]
+    return best, {"val_chrf_greedy": text_metrics(greedy, task.val_tgt)["chrf"],
+                  "val_chrf_by_alpha": {f"{a:g}": c for a, c in chrf.items()}, "val_size": len(task.val_src)}
 
 
 def text_metrics(hyps: list[str], refs: list[str]) -> dict[str, float]:
@@ -301,10 +351,17 @@ def text_metrics(hyps: list[str], refs: list[str]) -> dict[str, float]:
 
 
 def evaluate_model(cfg: Config, model: Seq2Seq, task: Task, device: torch.device) -> dict:
-    """Greedy and beam outputs on the whole held-out set, and their metrics (names: also the changed subset)."""
-    result: dict = {}
+    """Greedy and beam outputs on the whole held-out set, and their metrics (names: also the changed subset).
+
+    Names with a validation split first choose the length normalisation there; dates use cfg.length_alpha.
+    """
+    result: dict = {"length_alpha": cfg.length_alpha}
+    if task.val_src and cfg.beam > 1:
+        result["length_alpha"], validation = choose_length_alpha(cfg, model, task, device)
+        result.update(validation)
     for mode, width in (("greedy", 1), ("beam", cfg.beam)):
-        hyps = [task.tgt_vocab.decode(h[0].ids) for h in decode(cfg, model, task, task.test_src, device, width)]
+        decoded = decode(cfg, model, task, task.test_src, device, width, result["length_alpha"])
+        hyps = [task.tgt_vocab.decode(h[0].ids) for h in decoded]
         result[f"predictions_{mode}"] = hyps
         for key, value in text_metrics(hyps, task.test_tgt).items():
             result[f"{key}_{mode}"] = value
@@ -349,6 +406,12 @@ def summarise(cfg: Config, results: dict[str, dict], tasks: dict[str, Task]) -> 
         m["names_bleu_all"] = a["bleu_beam"]
         m["names_exact_all"] = a["exact_beam"]
         m["names_beam_minus_greedy"] = a["chrf_beam"] - a["chrf_greedy"]  # chrF points, all held-out pairs
+        m["names_length_alpha_chosen"] = a["length_alpha"]  # on the validation split (or cfg.length_alpha)
+        if "val_chrf_by_alpha" in a:
+            m["names_val_size"] = a["val_size"]
+            m["names_val_chrf_greedy"] = a["val_chrf_greedy"]
+            for alpha, chrf in a["val_chrf_by_alpha"].items():
+                m[f"names_val_chrf_alpha{alpha}"] = chrf
         m["names_copy_chrf_changed"] = copy["chrf_changed"]
         m["names_copy_bleu_changed"] = copy["bleu_changed"]
         m["names_copy_chrf_all"] = copy["chrf_all"]
@@ -360,6 +423,7 @@ def summarise(cfg: Config, results: dict[str, dict], tasks: dict[str, Task]) -> 
             m["names_plain_chrf_all"] = p["chrf_beam"]
             m["names_plain_exact_all"] = p["exact_beam"]
             m["names_chrf_changed_gain_vs_plain"] = a["chrf_changed_beam"] - p["chrf_changed_beam"]
+            m["names_plain_length_alpha_chosen"] = p["length_alpha"]
         m["names_test_size"] = len(tasks["names"].test_src)
         m["names_test_changed_size"] = sum(s != t for s, t in zip(tasks["names"].test_src, tasks["names"].test_tgt))
     return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in m.items()}
@@ -495,6 +559,8 @@ def predict(cfg: Config, run: Run, args) -> None:  # noqa: ANN001 - argparse nam
     if not text:
         raise DataError("the input is empty; give some text, e.g. \"6 janvier 1985\"")
     model, src_vocab, tgt_vocab = load_variant(cfg, run, f"{task_name}_{args.variant}")
+    trained = run.variant(f"{task_name}_{args.variant}").result or {}
+    alpha = trained.get("length_alpha", cfg.length_alpha)  # the one chosen on validation, where there was one
     limit = cfg.max_src_len - 1
     if len(text) > limit:
         print(f"note: the input has {len(text)} characters; only the first {limit} are used (the model was "
@@ -508,11 +574,11 @@ def predict(cfg: Config, run: Run, args) -> None:  # noqa: ANN001 - argparse nam
     src, src_len = src_vocab.batch([text])
     src, src_len = src.to(run.device), src_len.to(run.device)
     max_tgt = DATES_MAX_TGT if task_name == "dates" else NAMES_MAX_TGT
-    greedy = greedy_decode(model, src, src_len, max_tgt, cfg.length_alpha)[0]
-    hyps = beam_search(model, src, src_len, max_tgt, beam, cfg.length_alpha)[0]
+    greedy = greedy_decode(model, src, src_len, max_tgt, alpha)[0]
+    hyps = beam_search(model, src, src_len, max_tgt, beam, alpha)[0]
     print(f"input   {text}")
     print(f"output  {tgt_vocab.decode(hyps[0].ids)}")
     print(f"greedy  {tgt_vocab.decode(greedy.ids)}  (log p {greedy.logprob:.3f})")
-    print(f"beam (width {beam}), score = log p / length^{cfg.length_alpha:g}:")
+    print(f"beam (width {beam}), score = log p / length^{alpha:g}:")
     for rank, h in enumerate(hyps, 1):
         print(f"  {rank}. {tgt_vocab.decode(h.ids):<30} score {h.score:8.4f}  log p {h.logprob:8.3f}")
