@@ -83,9 +83,9 @@ def test_word_dropout_drops_tokens_in_training_only():
     from torch_cookbook.nn.text import BagOfEmbeddings
 
     torch.manual_seed(0)
-    model = BagOfEmbeddings(20, 3, 4, word_dropout=0.5)
+    model = BagOfEmbeddings(20, 3, 4, word_dropout=0.5, init="normal")  # fastText's zero head would hide it
     tokens = torch.tensor([[3, 4, 5, 6, 7, 8, 9, 10], [11, 0, 0, 0, 0, 0, 0, 0]])
-    plain = BagOfEmbeddings(20, 3, 4)
+    plain = BagOfEmbeddings(20, 3, 4, init="normal")
     plain.load_state_dict(model.state_dict())
     with torch.no_grad():
         torch.testing.assert_close(model.eval()(tokens), plain.eval()(tokens))  # evaluation: every token counts
@@ -96,6 +96,42 @@ def test_word_dropout_drops_tokens_in_training_only():
     torch.testing.assert_close(outs[:, 1], plain(tokens)[1].expand_as(outs[:, 1]))
     with pytest.raises(ValueError, match="word_dropout"):
         BagOfEmbeddings(20, 3, word_dropout=1.0)
+
+
+def test_bag_of_embeddings_fasttext_init_starts_near_zero_with_a_zero_classifier():
+    from torch_cookbook.nn.text import BagOfEmbeddings
+
+    torch.manual_seed(0)
+    model = BagOfEmbeddings(50, 3, 8)  # init="fasttext" is the default
+    weight = model.embed.weight.detach().clone()
+    assert weight.abs().max() <= 1 / 8 and weight[1:].abs().max() > 0.5 / 8  # uniform in ±1/embed_dim
+    assert (weight[0] == 0).all()  # the padding row stays zero
+    assert (model.head.weight == 0).all() and (model.head.bias == 0).all()
+    tokens = torch.tensor([[3, 4, 5, 0], [6, 0, 0, 0]])
+    assert (model(tokens) == 0).all()  # every class equally likely before training
+    # Training moves the classifier first (step 1), then the embeddings through it (step 2).
+    opt = torch.optim.SGD(model.parameters(), lr=1.0)
+    for _ in range(2):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(tokens), torch.tensor([0, 2])).backward()
+        opt.step()
+    assert model.head.weight.abs().sum() > 0 and not torch.equal(model.embed.weight.detach(), weight)
+    with pytest.raises(ValueError, match="init"):
+        BagOfEmbeddings(20, 3, init="xavier")
+
+
+@pytest.mark.parametrize("init", ["fasttext", "normal"])
+def test_bag_of_embeddings_ignores_padding(init):
+    from torch_cookbook.nn.text import BagOfEmbeddings
+
+    torch.manual_seed(0)
+    model = BagOfEmbeddings(30, 4, 6, init=init).eval()
+    torch.nn.init.normal_(model.head.weight)  # a non-zero classifier, so the outputs say something
+    tokens = torch.tensor([[5, 6, 7], [8, 0, 0]])
+    padded = torch.cat([tokens, torch.zeros(2, 5, dtype=torch.long)], 1)
+    with torch.no_grad():
+        torch.testing.assert_close(model(padded), model(tokens))
+        torch.testing.assert_close(model(tokens[1:, :1]), model(tokens)[1:])  # a text alone, unpadded
 
 
 def test_lstm_reads_at_most_lstm_max_len_tokens():

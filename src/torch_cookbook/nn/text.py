@@ -1,7 +1,8 @@
 """Two fast text classifiers over right-padded token batches (B, T), padding id 0.
 
 BagOfEmbeddings  fastText-style: mean of token embeddings (padding excluded) → linear. Order-blind, very fast;
-                 optional word dropout (Iyyer et al. 2015) drops whole tokens in training.
+                 optional word dropout (Iyyer et al. 2015) drops whole tokens in training; fastText's
+                 initialisation (Joulin et al. 2016) by default.
 KimCNN           Kim (2014): embeddings → parallel 1-D convolutions of widths 3/4/5 → max over time → linear.
 """
 
@@ -17,14 +18,31 @@ class BagOfEmbeddings(nn.Module):
     """Mean of the embeddings of the real tokens, dropout, linear: a strong baseline for topic classification."""
 
     def __init__(self, vocab_size: int, num_classes: int, embed_dim: int = 64, dropout: float = 0.0,
-                 pad_id: int = 0, word_dropout: float = 0.0) -> None:
+                 pad_id: int = 0, word_dropout: float = 0.0, init: str = "fasttext") -> None:
         super().__init__()
         if not 0.0 <= word_dropout < 1.0:
             raise ValueError(f"word_dropout {word_dropout}: must be in [0, 1)")
+        if init not in ("fasttext", "normal"):
+            raise ValueError(f"init {init!r}: must be 'fasttext' or 'normal'")
         self.pad_id, self.word_dropout = pad_id, word_dropout
         self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=pad_id)
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(embed_dim, num_classes)
+        if init == "fasttext":
+            self.fasttext_init()
+
+    @torch.no_grad()
+    def fasttext_init(self) -> None:
+        """Embeddings uniform in ±1/embed_dim, classifier zero, as fastText initialises its two matrices.
+
+        PyTorch's default N(0, 1) embeddings give every token a large random direction; a rare token keeps it
+        (it gets few gradient steps) and adds noise to every mean it is part of. Starting near zero, a token's
+        vector grows only as far as training moves it, like the weights of a linear model started at zero.
+        """
+        nn.init.uniform_(self.embed.weight, -1.0 / self.embed.embedding_dim, 1.0 / self.embed.embedding_dim)
+        self.embed.weight[self.pad_id].zero_()  # the padding row must stay zero
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         keep = tokens != self.pad_id

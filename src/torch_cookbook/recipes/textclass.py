@@ -42,7 +42,7 @@ class Config(BaseConfig):
     datasets: list[str] = param(["bbc", "drugs"], "datasets to train on", choices=textdata.DATASETS)
     models: list[str] = param(list(MODELS), "neural models to train", choices=MODELS)
     tokenizer: str = param("wordpiece", "subword tokenizer trained on the training split", choices=("wordpiece", "bpe"))
-    vocab_size: int = param(8000, "tokenizer vocabulary size", low=100, high=100000)
+    vocab_size: int = param(30000, "tokenizer vocabulary size", low=100, high=100000)
     max_len: int = param(256, "tokens kept per text (the start of it)", low=8, high=4096)
     lstm_max_len: int = param(128, "tokens the LSTM reads (the start; at most max_len): its CPU cost grows fast with"
                               " length", low=8, high=4096)
@@ -51,6 +51,8 @@ class Config(BaseConfig):
     dropout: float = param(0.3, "dropout before the classifier head", low=0, high=1, high_open=True)
     word_dropout: float = param(0.3, "share of tokens the bag of embeddings leaves out in training", low=0, high=1,
                                 high_open=True)
+    bow_init: str = param("fasttext", "bag-of-embeddings initialisation: fastText's (embeddings ±1/embed_dim,"
+                          " classifier zero) or PyTorch's N(0, 1) embeddings", choices=("fasttext", "normal"))
     steps: int = param(600, "training steps per model", low=1)
     batch_size: int = param(32, "minibatch size", low=2)
     lr: float = param(0.01, "AdamW learning rate", low=0, low_open=True)
@@ -79,7 +81,7 @@ targets = [
 def make_model(name: str, cfg: Config, vocab_size: int, num_classes: int) -> nn.Module:
     if name == "bow":
         return BagOfEmbeddings(vocab_size, num_classes, cfg.embed_dim, dropout=cfg.dropout,
-                               word_dropout=cfg.word_dropout)
+                               word_dropout=cfg.word_dropout, init=cfg.bow_init)
     if name == "cnn":
         return KimCNN(vocab_size, num_classes, cfg.embed_dim, filters=cfg.hidden, dropout=cfg.dropout)
     # Attention pooling over the packed BiLSTM's outputs, padding masked: on BBC validation (seed 0, 600 steps)
