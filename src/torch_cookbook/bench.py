@@ -27,17 +27,26 @@ from torch_cookbook.engine.runs import git_commit
 
 
 def machine() -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    info = cpuinfo()
+    cpu = info.get("model name") or platform.processor() or platform.machine()
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
     return {"cpu": cpu, "cores": os.cpu_count(), "device": device, "torch": torch.__version__,
-            "python": platform.python_version(), "isa": cpu_features()}
+            "python": platform.python_version(), "isa": cpu_features(info)}
+
+
+def cpuinfo() -> dict[str, str]:
+    """The first processor's fields of /proc/cpuinfo ({} where there is none, as on macOS)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return {}
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        if not line.strip():
+            break  # end of the first processor's block
+        key, _, value = line.partition(":")
+        fields[key.strip()] = value.strip()
+    return fields
 
 
 # The instruction-set extensions that decide 16-bit speed on a CPU: with avx512_bf16 (or AMX) a bf16 matmul is
@@ -45,12 +54,8 @@ def machine() -> dict[str, Any]:
 ISA_OF_INTEREST = ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_tile")
 
 
-def cpu_features() -> list[str]:
-    try:
-        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
-    except (OSError, StopIteration):
-        return []
-    present = set(flags.split(":", 1)[1].split())
+def cpu_features(info: dict[str, str] | None = None) -> list[str]:
+    present = set((cpuinfo() if info is None else info).get("flags", "").split())
     return [f for f in ISA_OF_INTEREST if f in present]
 
 

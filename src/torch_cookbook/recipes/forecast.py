@@ -271,19 +271,29 @@ def ensemble_forecast(models: list[nn.Module], p: Prepared, at: np.ndarray, stra
     return np.mean([rolling_forecast(m, p, at, strategy, base, device) for m in models], axis=0)
 
 
+def load_ensemble(cfg: Config, run: Run, p: Prepared, strategy: str) -> list[LSTMForecaster]:
+    """Every member of one strategy's ensemble, from its best checkpoint."""
+    return [load_model(cfg, run, p, strategy, m) for m in range(cfg.ensemble)]
+
+
+def ensemble_val_mae(cfg: Config, run: Run, models: list[nn.Module], p: Prepared, strategy: str) -> float:
+    """MAE of the averaged members on the same validation origins each member was selected on."""
+    at = val_origins(p, cfg.max_val_origins)
+    pred = ensemble_forecast(models, p, at, strategy, cfg.base, run.device)
+    return float(np.mean(np.abs(pred - p.targets(at, p.s.horizon).double().numpy())))
+
+
 def ensemble_scores(cfg: Config, run: Run, p: Prepared, strategy: str) -> tuple[dict[str, float], np.ndarray]:
     """Validation MAE and test metrics of the averaged members, from their best checkpoints; test forecasts.
 
     Averaging models that differ only in initialisation and data order cancels part of each one's error
-    (on co2 the members disagree most in the test years, see docs/forecast.md); the average is scored
-    on the same validation origins each member was selected on.
+    (on co2 the members disagree most in the test years, see docs/forecast.md).
     """
-    models = [load_model(cfg, run, p, strategy, m) for m in range(cfg.ensemble)]
-    val_at, test_at = val_origins(p, cfg.max_val_origins), p.origins("test")
-    val_pred = ensemble_forecast(models, p, val_at, strategy, cfg.base, run.device)
+    models = load_ensemble(cfg, run, p, strategy)
+    test_at = p.origins("test")
     test_pred = ensemble_forecast(models, p, test_at, strategy, cfg.base, run.device)
     scores = S.forecast_metrics(test_pred, p.targets(test_at, p.s.horizon).double().numpy(), p.scale)
-    scores["val_mae"] = float(np.mean(np.abs(val_pred - p.targets(val_at, p.s.horizon).double().numpy())))
+    scores["val_mae"] = ensemble_val_mae(cfg, run, models, p, strategy)
     return scores, test_pred
 
 
@@ -369,8 +379,7 @@ def evaluate(cfg: Config, run: Run) -> dict[str, float]:
         at = p.origins("test")
         actual = p.targets(at, p.s.horizon).double().numpy()
         for strategy in cfg.strategies:
-            models = [load_model(cfg, run, p, strategy, m) for m in range(cfg.ensemble)]
-            pred = ensemble_forecast(models, p, at, strategy, cfg.base, run.device)
+            pred = ensemble_forecast(load_ensemble(cfg, run, p, strategy), p, at, strategy, cfg.base, run.device)
             for key, value in S.forecast_metrics(pred, actual, p.scale).items():
                 out[f"{name}_lstm_{strategy}_{key}"] = value
         for model, m in baselines(p)[0].items():
@@ -407,10 +416,12 @@ def predict(cfg: Config, run: Run, args) -> None:
                 if all(run.variant(member_name(name, k, m)).result for m in range(cfg.ensemble))]
     if not finished:
         raise DataError(f"{run.dir} has no finished model for {name}; finish it with `cookbook run --resume {run.dir}`")
-    strategy = args.strategy or min(finished, key=lambda k: ensemble_scores(cfg, run, p, k)[0]["val_mae"])
-    if strategy not in finished:
-        raise DataError(f"--strategy {strategy}: not trained in this run; trained: {', '.join(finished)}")
-    models = [load_model(cfg, run, p, strategy, m) for m in range(cfg.ensemble)]
+    if args.strategy and args.strategy not in finished:
+        raise DataError(f"--strategy {args.strategy}: not trained in this run; trained: {', '.join(finished)}")
+    # Only the chosen strategy's members are needed; without --strategy, the choice is on validation alone.
+    ensembles = {k: load_ensemble(cfg, run, p, k) for k in ([args.strategy] if args.strategy else finished)}
+    strategy = args.strategy or min(ensembles, key=lambda k: ensemble_val_mae(cfg, run, ensembles[k], p, k))
+    models = ensembles[strategy]
     hist = torch.from_numpy(values[-p.history:]).float()[None]
     with torch.inference_mode():
         pred = np.mean([forecast(m, hist, p, p.s.horizon, strategy, cfg.base, run.device)[0].cpu().numpy()

@@ -139,6 +139,7 @@ def load_task(cfg: Config, name: str) -> Task:
 
         train, test = dates.load(cfg.dates_train, cfg.dates_test, seed=cfg.seed)
         pairs = (train.src, train.tgt, test.src, test.tgt)
+        val_pairs: tuple[list[str], list[str]] = ([], [])  # dates choose nothing on validation
         max_tgt = DATES_MAX_TGT
     else:
         from torch_cookbook.data import names
@@ -156,11 +157,8 @@ def load_task(cfg: Config, name: str) -> Task:
         max_tgt = NAMES_MAX_TGT
     train_src, train_tgt, test_src, test_tgt = (list(p) for p in pairs)
     # vocabularies come from the training side only: held-out characters never seen map to <unk>
-    task = Task(name, train_src, train_tgt, test_src, test_tgt, CharVocab.build(train_src),
-                CharVocab.build(train_tgt), max_tgt)
-    if name == "names":
-        task.val_src, task.val_tgt = val_pairs
-    return task
+    return Task(name, train_src, train_tgt, test_src, test_tgt, CharVocab.build(train_src),
+                CharVocab.build(train_tgt), max_tgt, *val_pairs)
 
 
 def tasks_of(cfg: Config) -> list[str]:
