@@ -62,3 +62,24 @@ def test_plots_of_any_colour_mode_become_tensorboard_images(tmp_path):
     assert sorted(accumulator.Tags()["images"]) == ["plots/grey", "plots/rgb"]
     image = accumulator.Images("plots/grey")[0]
     assert (image.step, image.width, image.height) == (7, 16, 8)
+
+
+def test_take_returns_the_rows_and_the_summary_counts_them(tmp_path):
+    from torch_cookbook.engine import loop
+
+    run = make_run(tmp_path)  # a new top-level run starts the counters from zero
+    x, y = torch.arange(20.0).reshape(10, 2), torch.arange(10)
+    idx = torch.tensor([7, 2, 5])
+    xb, yb = loop.take(idx, x, y, device=torch.device("cpu"))
+    assert torch.equal(xb, x[idx]) and torch.equal(yb, y[idx])
+    loop.take(idx[:2], x, device=torch.device("cpu"))
+    summary = run.write_summary({"loss": 1.0}, [])
+    assert summary["train_samples"] == 5
+    assert 0 < summary["data_time_s"] <= summary["process_wall_s"]
+    Run.create("regression", run.cfg, "smoke", torch.device("cpu"), root=tmp_path)
+    assert loop.SAMPLES_TAKEN == 0 and loop.DATA_TIME_S == 0.0
+
+
+def test_summary_has_no_data_figures_when_take_was_not_used(tmp_path):
+    run = make_run(tmp_path)
+    assert "data_time_s" not in run.write_summary({"loss": 1.0}, [])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import time
 from collections.abc import Iterable, Iterator
 
 import torch
@@ -102,6 +103,29 @@ def minibatches(n: int, batch_size: int, seed: int, start_step: int = 0,
         for i in range(offset, per_epoch):
             yield step, epoch, order[i * batch_size:(i + 1) * batch_size]
             step += 1
+
+
+# Time spent making minibatches (indexing in-memory tensors, copying to the device) and examples taken, in
+# this process since the last reset: summary.json reports them as the run's data-loading time and
+# training samples, so a benchmark can say what share of a run the data costs.
+DATA_TIME_S = 0.0
+SAMPLES_TAKEN = 0
+
+
+def reset_data_counters() -> None:
+    global DATA_TIME_S, SAMPLES_TAKEN
+    DATA_TIME_S, SAMPLES_TAKEN = 0.0, 0
+
+
+def take(idx: torch.Tensor, *tensors: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """The minibatch `idx` of each of `tensors` (the rows of the same examples), on `device`; timed."""
+    global DATA_TIME_S, SAMPLES_TAKEN
+    t0 = time.perf_counter()
+    with torch.profiler.record_function("data"):  # names the data-loading ops in a torch.profiler trace
+        batch = tuple(t[idx].to(device) for t in tensors)
+    DATA_TIME_S += time.perf_counter() - t0
+    SAMPLES_TAKEN += len(idx)
+    return batch
 
 
 @torch.inference_mode()

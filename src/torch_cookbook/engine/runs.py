@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from torch_cookbook.engine import loop
 from torch_cookbook.engine.checkpoint import Checkpointer
 from torch_cookbook.engine.config import Target, config_hash, to_dict
 from torch_cookbook.engine.distributed import is_main_process
@@ -47,6 +48,8 @@ class Run:
         self._tb: Any = None
         self._tb_purge_step: int | None = None
         self._last_log: tuple[int, float] | None = None  # (step, time) of this process's previous log
+        if parent is None:
+            loop.reset_data_counters()  # data time and samples are this run's, from this process on
 
     # ---- creation -------------------------------------------------------------------------
     @classmethod
@@ -192,6 +195,10 @@ class Run:
             "commit": git_commit(),
             "status": "complete",
         }
+        if loop.SAMPLES_TAKEN:  # recipes whose batches come from engine.loop.take (this process's share only)
+            summary["data_time_s"] = round(loop.DATA_TIME_S, 3)
+            summary["train_samples"] = loop.SAMPLES_TAKEN
+            summary["process_wall_s"] = round(time.perf_counter() - self._t0, 2)  # what they were counted over
         if self.is_main:
             self._plots_to_tensorboard()
             tmp = self.dir / "summary.json.tmp"

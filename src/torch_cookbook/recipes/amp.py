@@ -30,7 +30,7 @@ from torch_cookbook.data import fashion_mnist
 from torch_cookbook.engine.checkpoint import load_checkpoint
 from torch_cookbook.engine.config import BaseConfig, Target, config_hash, param
 from torch_cookbook.engine.errors import NonFiniteError
-from torch_cookbook.engine.loop import accuracy, autocast, minibatches
+from torch_cookbook.engine.loop import accuracy, autocast, minibatches, take
 from torch_cookbook.engine.progress import Progress
 from torch_cookbook.engine.runs import Run
 
@@ -199,7 +199,7 @@ def train_variant(cfg: Config, run: Run, name: str, data: tuple) -> dict[str, fl
         for step, _epoch, idx in minibatches(len(x_train), cfg.batch_size, cfg.seed, start_step=start):
             if step >= cfg.steps or diverged_at is not None:
                 break
-            x, y = x_train[idx].to(device), y_train[idx].to(device)
+            x, y = take(idx, x_train, y_train, device=device)
             t0 = time.perf_counter()
             loss = forward_loss(model, x, y, amp, half, device)  # autocast: matmuls in 16 bit, weights fp32
             try:

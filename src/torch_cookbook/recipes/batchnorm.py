@@ -19,7 +19,7 @@ from torch import nn
 from torch_cookbook.data import fashion_mnist
 from torch_cookbook.engine.checkpoint import load_checkpoint
 from torch_cookbook.engine.config import BaseConfig, Target, param
-from torch_cookbook.engine.loop import accuracy, autocast, backward_step, grad_scaler, minibatches
+from torch_cookbook.engine.loop import accuracy, autocast, backward_step, grad_scaler, minibatches, take
 from torch_cookbook.engine.progress import Progress
 from torch_cookbook.engine.runs import Run
 
@@ -111,7 +111,7 @@ def train_variant(cfg: Config, run: Run, batchnorm: bool, lr: float, data: tuple
         for step, _epoch, idx in batches:
             if step >= steps or diverged_at is not None or (stop_at_target and reached_at is not None):
                 break
-            x, y = x_train[idx].to(run.device), y_train[idx].to(run.device)
+            x, y = take(idx, x_train, y_train, device=run.device)
             with autocast(run.device, cfg.amp):
                 loss = nn.functional.cross_entropy(model(x), y)
             backward_step(loss, optimizer, scaler)

@@ -27,7 +27,15 @@ from torch_cookbook.data import fashion_mnist
 from torch_cookbook.engine.checkpoint import load_checkpoint
 from torch_cookbook.engine.config import BaseConfig, Target, config_hash, param
 from torch_cookbook.engine.errors import ConfigError
-from torch_cookbook.engine.loop import accuracy, autocast, backward_step, grad_scaler, minibatches, predict_batches
+from torch_cookbook.engine.loop import (
+    accuracy,
+    autocast,
+    backward_step,
+    grad_scaler,
+    minibatches,
+    predict_batches,
+    take,
+)
 from torch_cookbook.engine.progress import Progress
 from torch_cookbook.engine.runs import Run
 
@@ -167,7 +175,7 @@ def train_variant(cfg: Config, run: Run, arch: str, p: float, channelwise: bool,
             if step >= steps:
                 break
             model.train()  # dropout on: accuracy() below switches to eval mode and back
-            x, y = x_train[idx].to(run.device), y_train[idx].to(run.device)
+            x, y = take(idx, x_train, y_train, device=run.device)
             with autocast(run.device, cfg.amp):
                 loss = nn.functional.cross_entropy(model(x), y)
             backward_step(loss, optimizer, scaler)

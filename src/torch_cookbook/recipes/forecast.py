@@ -29,7 +29,7 @@ from torch_cookbook.data import series as S
 from torch_cookbook.engine.checkpoint import load_checkpoint
 from torch_cookbook.engine.config import BaseConfig, Target, config_hash, param
 from torch_cookbook.engine.errors import DataError
-from torch_cookbook.engine.loop import autocast, backward_step, grad_scaler, minibatches
+from torch_cookbook.engine.loop import autocast, backward_step, grad_scaler, minibatches, take
 from torch_cookbook.engine.progress import Progress
 from torch_cookbook.engine.runs import Run
 from torch_cookbook.nn.lstm import LSTMForecaster
@@ -215,8 +215,9 @@ def train_forecaster(cfg, run: Run, model: nn.Module, p: Prepared, strategy: str
         for step, _epoch, idx in minibatches(len(x), min(cfg.batch_size, len(x)), seed, start_step=start):
             if step >= cfg.steps:
                 break
+            xb, yb = take(idx, x, y, device=run.device)
             with autocast(run.device, cfg.amp):
-                loss = nn.functional.mse_loss(model(x[idx].to(run.device)).float(), y[idx].to(run.device))
+                loss = nn.functional.mse_loss(model(xb).float(), yb)
             backward_step(loss, optimizer, scaler, clip_norm=cfg.clip)
             done = step + 1
             bar.advance(1, loss=loss.item())

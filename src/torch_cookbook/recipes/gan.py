@@ -26,7 +26,7 @@ from torch_cookbook.data import fashion_mnist
 from torch_cookbook.engine.checkpoint import load_checkpoint
 from torch_cookbook.engine.config import BaseConfig, Target, config_hash, param
 from torch_cookbook.engine.errors import ConfigError
-from torch_cookbook.engine.loop import autocast, backward_step, grad_scaler, minibatches
+from torch_cookbook.engine.loop import autocast, backward_step, grad_scaler, minibatches, take
 from torch_cookbook.engine.progress import Progress
 from torch_cookbook.engine.runs import Run
 from torch_cookbook.nn.fmnist_features import (
@@ -132,7 +132,7 @@ def run(cfg: Config, run: Run) -> dict[str, float | None]:
         for step, _epoch, idx in minibatches(len(x_train), cfg.batch_size, cfg.seed, start_step=start):
             if step >= cfg.steps:
                 break
-            real = x_train[idx].to(device)
+            (real,) = take(idx, x_train, device=device)
             ones = torch.ones(len(idx), device=device)
             zeros = torch.zeros(len(idx), device=device)
             z = torch.randn(len(idx), cfg.latent_dim, device=device)

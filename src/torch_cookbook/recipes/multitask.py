@@ -25,7 +25,7 @@ from torch.nn import functional as F
 from torch_cookbook.data import weather
 from torch_cookbook.engine.checkpoint import load_checkpoint
 from torch_cookbook.engine.config import BaseConfig, ConfigError, Target, config_hash, param
-from torch_cookbook.engine.loop import autocast, backward_step, grad_scaler, minibatches
+from torch_cookbook.engine.loop import autocast, backward_step, grad_scaler, minibatches, take
 from torch_cookbook.engine.progress import Progress
 from torch_cookbook.engine.runs import Run
 
@@ -250,8 +250,7 @@ def train_variant(cfg: Config, run: Run, name: str, d: Split) -> dict[str, float
         for step, _epoch, idx in batches:
             if step >= cfg.steps:
                 break
-            x, c, t = d.x_train[idx].to(run.device), d.c_train[idx].to(run.device), d.t_train[idx].to(run.device)
-            last = d.last_train[idx].to(run.device)
+            x, c, t, last = take(idx, d.x_train, d.c_train, d.t_train, d.last_train, device=run.device)
             with autocast(run.device, cfg.amp):
                 loss = losses(name, model, x, c, t, last, d, cfg, weights)
             backward_step(loss, optimizer, scaler)

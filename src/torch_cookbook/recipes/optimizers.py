@@ -26,7 +26,7 @@ from torch_cookbook.data import fashion_mnist
 from torch_cookbook.engine.checkpoint import load_checkpoint
 from torch_cookbook.engine.config import BaseConfig, Target, config_hash, param
 from torch_cookbook.engine.errors import NonFiniteError
-from torch_cookbook.engine.loop import accuracy, autocast, backward_step, grad_scaler, minibatches
+from torch_cookbook.engine.loop import accuracy, autocast, backward_step, grad_scaler, minibatches, take
 from torch_cookbook.engine.progress import Progress
 from torch_cookbook.engine.runs import Run
 
@@ -149,7 +149,7 @@ def train(cfg: Config, run: Run, name: str, lr: float, steps: int, data: dict, f
         for step, _epoch, idx in minibatches(len(x_train), cfg.batch_size, cfg.seed, start_step=start):
             if step >= steps or diverged_at is not None:
                 break
-            x, y = x_train[idx].to(run.device), y_train[idx].to(run.device)
+            x, y = take(idx, x_train, y_train, device=run.device)
             with autocast(run.device, cfg.amp):
                 loss = nn.functional.cross_entropy(model(x), y)
             try:

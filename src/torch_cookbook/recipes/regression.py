@@ -29,7 +29,7 @@ from torch_cookbook.data import tabular
 from torch_cookbook.engine.checkpoint import load_checkpoint
 from torch_cookbook.engine.config import BaseConfig, Target, config_hash, param
 from torch_cookbook.engine.errors import NonFiniteError
-from torch_cookbook.engine.loop import minibatches
+from torch_cookbook.engine.loop import minibatches, take
 from torch_cookbook.engine.progress import Progress
 from torch_cookbook.engine.runs import Run
 
@@ -181,7 +181,8 @@ def train_arm(cfg: Config, run: Run, arm: str, data: Prepared) -> dict[str, floa
         for step, _epoch, idx in minibatches(len(x_train), min(batch, len(x_train)), cfg.seed, start_step=start):
             if step >= steps or diverged_at is not None:
                 break
-            loss = criterion(model(x_train[idx]).squeeze(1), y_train[idx])
+            xb, yb = take(idx, x_train, y_train, device=x_train.device)
+            loss = criterion(model(xb).squeeze(1), yb)
             try:
                 ckpt.after_step(step, loss)  # NaN/inf guard before the update
             except NonFiniteError:

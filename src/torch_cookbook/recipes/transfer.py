@@ -26,7 +26,7 @@ from torch_cookbook.data import fashion_mnist, mnist_digits
 from torch_cookbook.data.cache import cache_dir
 from torch_cookbook.engine.checkpoint import load_checkpoint
 from torch_cookbook.engine.config import BaseConfig, ConfigError, Target, config_hash, param
-from torch_cookbook.engine.loop import accuracy, autocast, backward_step, grad_scaler, minibatches
+from torch_cookbook.engine.loop import accuracy, autocast, backward_step, grad_scaler, minibatches, take
 from torch_cookbook.engine.progress import Progress
 from torch_cookbook.engine.runs import Run
 from torch_cookbook.nn.resnet import (
@@ -142,7 +142,7 @@ def pretrain_source(cfg: Config, run: Run) -> dict[str, float]:
         for step, _epoch, idx in batches:
             if step >= cfg.source_steps:
                 break
-            x, y = x_train[idx].to(run.device), y_train[idx].to(run.device)
+            x, y = take(idx, x_train, y_train, device=run.device)
             with autocast(run.device, cfg.amp):
                 loss = F.cross_entropy(model(x), y)
             backward_step(loss, optimizer, scaler)
@@ -222,7 +222,7 @@ def train_target(cfg: Config, run: Run, method: str, per_class: int) -> dict[str
             # A frozen backbone stays in eval mode: requires_grad=False alone would still let BatchNorm's
             # running statistics drift towards the few target images.
             model.train(method != "probe")
-            x, y = x_train[idx].to(run.device), y_train[idx].to(run.device)
+            x, y = take(idx, x_train, y_train, device=run.device)
             with autocast(run.device, cfg.amp):
                 loss = F.cross_entropy(model(x), y)
             backward_step(loss, optimizer, scaler)

@@ -1,0 +1,117 @@
+"""Where each recipe's time goes: its quick profile run whole under `torch.profiler`, summarised.
+
+    python benchmarks/profile_recipes.py [NAME ...] [--profile quick] [--threads 1]
+                                         [--out benchmarks/results/profile.json]
+
+Each recipe runs in its own process (`cookbook run NAME --profile quick`, a fresh cache-warm run) under
+`torch.profiler.profile` on the CPU. From the recorded events it reports, as shares of the run's wall time:
+
+- data: inside `engine.loop.take` (its `record_function("data")` range): indexing and device copies;
+- optimizer: inside `Optimizer.step` / `Optimizer.zero_grad` (ranges torch records for every optimizer);
+- backward: inside the autograd engine's per-node ranges (`autograd::engine::evaluate_function: ...`);
+- torch ops, total: the self time of every operator (forward, backward, optimizer, data, evaluation);
+- outside torch ops: the rest: Python between operators, environment stepping, scikit-learn and NumPy,
+  plotting, checkpoint and log I/O;
+and the operators with the most self time. The profiler itself adds a few microseconds per operator, so
+the wall time here is above an unprofiled run's, most for recipes that issue many small operators; read the
+shares, not the seconds. Run it on an otherwise idle machine for the seconds to mean anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+TOP_OPS = 8
+
+
+def profile_one(name: str, profile: str, threads: int) -> dict:
+    """Run one recipe in this process under the profiler and summarise the events."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    from torch_cookbook.cli import main
+
+    with tempfile.TemporaryDirectory() as runs_root:
+        argv = ["run", name, "--profile", profile, "--threads", str(threads), "--runs-root", runs_root]
+        with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+            t0 = time.perf_counter()
+            code = main(argv)
+            wall = time.perf_counter() - t0
+    if code != 0:
+        raise SystemExit(f"profile {name}: `cookbook {' '.join(argv)}` exited with {code}")
+
+    events = prof.key_averages()
+    total = {"data": 0.0, "optimizer": 0.0, "backward": 0.0, "ops_self": 0.0}
+    ops = []
+    for e in events:
+        inclusive, self_time = e.cpu_time_total / 1e6, e.self_cpu_time_total / 1e6
+        if e.key == "data":
+            total["data"] += inclusive
+        elif e.key.startswith(("Optimizer.step#", "Optimizer.zero_grad#")):
+            total["optimizer"] += inclusive
+        elif e.key.startswith("autograd::engine::evaluate_function:"):
+            total["backward"] += inclusive
+        if e.key.startswith("aten::") or e.key.startswith(("mkldnn", "onednn")):
+            total["ops_self"] += self_time
+            ops.append((self_time, e.key, e.count))
+    ops.sort(reverse=True)
+    return {
+        "recipe": name, "profile": profile, "threads": threads, "wall_s": round(wall, 2),
+        "data_share": round(total["data"] / wall, 4),
+        "optimizer_share": round(total["optimizer"] / wall, 4),
+        "backward_share": round(total["backward"] / wall, 4),
+        "torch_ops_share": round(total["ops_self"] / wall, 4),
+        "outside_ops_share": round(max(0.0, 1 - total["ops_self"] / wall), 4),
+        "top_ops": [{"op": key, "self_s": round(s, 3), "share": round(s / wall, 4), "calls": count}
+                    for s, key, count in ops[:TOP_OPS]],
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", help="recipes (default: all)")
+    parser.add_argument("--profile", default="quick", choices=("smoke", "quick", "full"))
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/profile.json"))
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: profile this recipe, print JSON
+    args = parser.parse_args()
+    if args.one:
+        print("PROFILE " + json.dumps(profile_one(args.one, args.profile, args.threads)), flush=True)
+        return 0
+
+    from torch_cookbook import recipes
+    from torch_cookbook.bench import machine
+    from torch_cookbook.engine.runs import git_commit
+
+    names = args.names or recipes.names()
+    previous = json.loads(args.out.read_text()) if args.out.exists() else {"recipes": {}}
+    rows = dict(previous.get("recipes", {}))
+    for name in names:
+        cmd = [sys.executable, __file__, "--one", name, "--profile", args.profile, "--threads", str(args.threads)]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        line = next((x for x in proc.stdout.splitlines() if x.startswith("PROFILE ")), None)
+        if proc.returncode != 0 or line is None:
+            print(f"profile {name}: failed (exit {proc.returncode}): {proc.stderr.strip()[-500:]}", file=sys.stderr)
+            continue
+        row = json.loads(line[len("PROFILE "):])
+        row["commit"] = git_commit()
+        rows[name] = row
+        print(f"{name}: wall {row['wall_s']} s, data {row['data_share']:.1%}, optimizer {row['optimizer_share']:.1%},"
+              f" backward {row['backward_share']:.1%}, torch ops {row['torch_ops_share']:.1%}; top op "
+              f"{row['top_ops'][0]['op'] if row['top_ops'] else '-'}", flush=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"kind": "profile", "machine": machine(), "torch": torch.__version__,
+                                    "recipes": rows}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
