@@ -114,9 +114,13 @@ def test_bench_index_shows_hardware_files_beside_recipe_results(tmp_path):
         {"model": "MLP", "batch": 128, "variant": "compile", "error": "RuntimeError: no compiler"}]
     (results / "throughput.json").write_text(json.dumps(
         {"threads": 2, "ceiling_gflops": 171.0, "machine": machine, "rows": rows}))
+    (results / "profile.json").write_text(json.dumps({"kind": "profile", "machine": machine, "recipes": {"dqn": {
+        "wall_s": 12.4, "data_share": 0.0, "optimizer_share": 0.05, "backward_share": 0.1, "torch_ops_share": 0.3,
+        "outside_ops_share": 0.7, "top_ops": [{"op": "aten::addmm", "share": 0.08}]}}}))
     write_index(results)  # recipe-less files must not be read as recipe results
     index = (tmp_path / "README.md").read_text()
     assert "fp32 190.0 GFLOP/s, bf16 0.3 GFLOP/s" in index and "avx2" in index
     assert "| MLP | 128 | eager | 104.7 | 1.20 | 100000 | 85.5 | 50% |" in index
     assert "| MLP | 128 | compile | failed: RuntimeError: no compiler |" in index
+    assert "| dqn | 12 | 0.0% | 5.0% | 10.0% | 30% | 70% | aten::addmm (8%) |" in index
     assert all(isinstance(f, str) for f in cpu_features())

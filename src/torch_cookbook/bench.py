@@ -226,6 +226,23 @@ def hardware_section(results_dir: Path) -> list[str]:
             lines.append(f"| {r['model']} | {r['batch']} | {r['variant']} | {r['mflop_per_step']:.1f} | "
                          f"{r['ms_per_step']:.2f} | {r['samples_per_s']} | {r['gflops']:.1f} | "
                          f"{r['fraction_of_ceiling']:.0%} |")
+    profile = results_dir / "profile.json"
+    if profile.exists():
+        data = json.loads(profile.read_text())
+        m = data["machine"]
+        lines += ["", "## Where the time goes", "",
+                  "`python benchmarks/profile_recipes.py --profile quick --threads 1`: each recipe's quick profile "
+                  f"under torch.profiler on {m['cpu']} ({', '.join(m.get('isa', []))}); shares of the profiled "
+                  "wall time (docs/performance.md explains the columns).", "",
+                  "| recipe | wall (s) | data | optimizer | backward | torch ops | outside torch ops "
+                  "| top op (share) |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for name, r in sorted(data["recipes"].items()):
+            top = r["top_ops"][0] if r["top_ops"] else None
+            top_text = f"{top['op']} ({top['share']:.0%})" if top else "-"
+            lines.append(f"| {name} | {r['wall_s']:.0f} | {r['data_share']:.1%} | {r['optimizer_share']:.1%} | "
+                         f"{r['backward_share']:.1%} | {r['torch_ops_share']:.0%} | {r['outside_ops_share']:.0%} | "
+                         f"{top_text} |")
     return lines
 
 
