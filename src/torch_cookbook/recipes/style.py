@@ -32,7 +32,6 @@ from torch import nn
 from torch_cookbook.data import images, vgg16_hed
 from torch_cookbook.engine.checkpoint import load_checkpoint
 from torch_cookbook.engine.config import BaseConfig, Target, config_hash, param
-from torch_cookbook.engine.errors import ConfigError
 from torch_cookbook.engine.loop import autocast
 from torch_cookbook.engine.progress import Progress
 from torch_cookbook.engine.runs import Run
@@ -61,12 +60,11 @@ class Config(BaseConfig):
                                     "VGG-16 layers of the style loss", choices=tuple(VGG16_LAYERS))
     content_weight: float = param(2.0, "weight of content_ratio in the objective (the start, with --adapt_every)",
                                   low=0)
-    adapt_every: int = param(0, "every N iterations, move the content weight to keep content_ratio inside "
-                                "content_band × max_content_ratio (0 = a fixed weight)", low=0)
-    content_band: list[float] = param([0.6, 0.9], "the content_ratio band, as fractions of max_content_ratio: "
-                                                  "below it the weight falls, above it the weight rises",
-                                      low=0, high=1)
-    adapt_factor: float = param(0.7, "the content weight is multiplied by this below the band, divided above it",
+    adapt_every: int = param(10, "every N iterations, lower the content weight while content_ratio is below "
+                                 "content_floor × max_content_ratio (0 = a fixed weight)", low=0)
+    content_floor: float = param(0.6, "below this fraction of max_content_ratio the content budget counts as unused",
+                                 low=0, high=1)
+    adapt_factor: float = param(0.7, "the content weight is multiplied by this when the budget is unused",
                                 low=0, high=1, low_open=True, high_open=True)
     style_weight: float = param(10.0, "weight of the (normalised) style loss in the objective", low=0)
     tv_weight: float = param(10.0, "weight of the total-variation regulariser", low=0)
@@ -80,11 +78,6 @@ class Config(BaseConfig):
     log_every: int = param(10, "log the losses every N iterations (and checkpoint)", low=1)
     grid_size: int = param(128, "size of each image in the content × style grid", low=16)
     grid_steps: int = param(40, "iterations per grid image (0 = no grid)", low=0)
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if len(self.content_band) != 2 or self.content_band[0] >= self.content_band[1]:
-            raise ConfigError(f"--content_band {self.content_band}: must be two fractions, low < high")
 
 
 profiles = {
@@ -183,16 +176,16 @@ def adapt_content_weight(cfg: Config, weight: float, content_ratio: float) -> fl
     """The content weight for the next iterations, from the content ratio of the image just evaluated.
 
     A fixed weight leaves the content budget unused on some pairs (astronaut × flower sits at ratio 0.23 of
-    the allowed 0.5 while its style loss is still too high) and nearly spent on others (china × hubble at
-    0.41). The limit is what the result must keep, so the weight is steered to hold the ratio just under it:
-    multiplied by adapt_factor below the band, divided by it above. The rule is the same for every pair and
-    depends only on the losses, so a run stays deterministic and resumes exactly.
+    the allowed 0.5 while its style loss is still too high) and nearly spends it on others (china × hubble at
+    0.41). So while the ratio is below content_floor × max_content_ratio the weight is multiplied by
+    adapt_factor, which trades unused content budget for style. It is never raised: the content ratio overshoots
+    early in a run (0.62 at iteration 10 on rocket × gravel, then 0.37) and a rule that also raised the weight
+    reacted to that and lost style (see docs/style.md); the limit itself is kept by the result's selection rule.
+    The rule is the same for every pair and depends only on the losses, so a run stays deterministic and resumes
+    exactly (the weight is in the checkpoint).
     """
-    low, high = (f * cfg.max_content_ratio for f in cfg.content_band)
-    if content_ratio < low:
+    if content_ratio < cfg.content_floor * cfg.max_content_ratio:
         return weight * cfg.adapt_factor
-    if content_ratio > high:
-        return weight / cfg.adapt_factor
     return weight
 
 
