@@ -188,3 +188,27 @@ def test_torchvision_weights_absent_without_download_is_a_one_line_error(cli, tm
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
     code, _, err = _run_style(cli, tmp_path, "--vgg", "torchvision")
     assert code == 2 and "--download" in err and len(err.strip().splitlines()) == 1
+
+
+# ---- the adaptive content weight -----------------------------------------------------------------------
+def test_content_weight_falls_while_the_content_budget_is_unused_and_is_never_raised():
+    cfg = style.Config(max_content_ratio=0.5, content_floor=0.6, adapt_factor=0.5)
+    assert style.adapt_content_weight(cfg, 2.0, 0.2) == pytest.approx(1.0)  # 0.2 < 0.3: content budget unused
+    assert style.adapt_content_weight(cfg, 2.0, 0.4) == 2.0
+    assert style.adapt_content_weight(cfg, 2.0, 0.7) == 2.0  # over the limit: the selection rule handles it
+
+
+def test_transfer_moves_the_content_weight_every_n_iterations_by_the_rule(small_transfer):
+    cfg, run, _ = small_transfer(adapt_every=2, content_floor=0.6, max_content_ratio=0.5)
+    logged = {r["step"]: r for r in _records(run) if "train/content_weight" in r}
+    weight = cfg.content_weight
+    for step in range(1, cfg.steps + 1):
+        if step % 2 == 0:  # after iterations 2, 4, ...: the rule, on the ratio of the image just evaluated
+            weight = style.adapt_content_weight(cfg, weight, logged[step]["train/content_ratio"])
+        assert logged[step]["train/content_weight"] == pytest.approx(weight), step
+    assert weight < cfg.content_weight  # the ratio starts at 0, under the floor: the weight fell
+
+
+def test_a_fixed_weight_is_kept_with_adapt_every_0(small_transfer):
+    cfg, run, _ = small_transfer(adapt_every=0)
+    assert {r["train/content_weight"] for r in _records(run) if "train/content_weight" in r} == {cfg.content_weight}

@@ -8,7 +8,7 @@ import torch
 from conftest import only_run_dir
 from torch_cookbook.data import fashion_mnist, images, segmentation
 from torch_cookbook.nn.unet import UNet, dice_loss
-from torch_cookbook.recipes.unet import class_weights, otsu_fg_dice, segmentation_metrics
+from torch_cookbook.recipes.unet import class_weights, otsu_fg_dice, predict_masks, segmentation_metrics
 
 
 @pytest.mark.parametrize("size", [(32, 32), (33, 33), (45, 38), (16, 17)])
@@ -105,3 +105,32 @@ def test_bad_predict_input_is_a_one_line_error(smoke_run, cli, tmp_path, problem
     assert len(err.strip().splitlines()) == 1
     expected = {"missing": "does not exist", "not_image": "is not an image", "too_small": "at least 4×4"}[problem]
     assert expected in err
+
+
+# ---- validation split and flip averaging -------------------------------------------------------------
+def test_validation_scenes_are_reproducible_and_not_the_training_scenes():
+    a = segmentation.load_validation(n=8, size=32, max_items=2)
+    b = segmentation.load_validation(n=8, size=32, max_items=2)
+    assert torch.equal(a.images, b.images) and torch.equal(a.masks, b.masks)
+    fm = fashion_mnist.load()
+    train = segmentation.compose(fm.train_images, fm.train_labels, n=8, size=32, max_items=2, seed=1, test=False)
+    assert not torch.equal(a.images, train.images)  # another generator seed than the training set
+
+
+def test_flip_averaged_prediction_is_mirror_equivariant():
+    torch.manual_seed(0)
+    model = UNet(in_channels=3, num_classes=11, width=4, depth=2).eval()
+    x = torch.rand(3, 3, 16, 20)
+    plain = predict_masks(model, x, torch.device("cpu"))
+    flipped = predict_masks(model, x, torch.device("cpu"), flip=True)
+    # averaging a view and its mirror answers the mirrored input with the mirrored answer
+    assert torch.equal(predict_masks(model, x.flip(-1), torch.device("cpu"), flip=True), flipped.flip(-1))
+    assert plain.shape == flipped.shape == (3, 16, 20)
+
+
+def test_a_run_reports_validation_metrics_with_and_without_flip(smoke_run):
+    import json
+
+    metrics = json.loads((smoke_run / "summary.json").read_text())["metrics"]
+    for key in ("val_mean_iou", "val_fg_dice", "val_mean_iou_flip", "val_fg_dice_flip"):
+        assert 0 <= metrics[key] <= 1, key

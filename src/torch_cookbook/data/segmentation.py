@@ -9,6 +9,9 @@ immunohistochemistry, hubble_deep_field, china, flower: colour), then Gaussian n
     mask of an item: its pixels brighter than MASK_LEVEL (after scaling); later items occlude earlier ones
     train: items from Fashion-MNIST train, crops from the left 3/4 of each photo
     test:  items from Fashion-MNIST test,  crops from the right 1/4 of each photo  (no item or pixel is shared)
+    val:   composed like train (its items and crops) with another generator seed: for choosing settings
+           without looking at the test set (it can share items and photo regions with train, so it flatters
+           the model slightly, like a training-set score would; it ranks settings, it is not the result)
 
 Everything random comes from one fixed generator seed per split, so the set is the same on every machine;
 the result is cached under ~/.cache/torch-cookbook keyed by the settings and the Fashion-MNIST checksums.
@@ -109,3 +112,19 @@ def load(n_train: int = 6000, n_test: int = 1000, size: int = 48, max_items: int
     as_set = [SegmentationSet(cached[f"{s}_images"].float().div(255.0), cached[f"{s}_masks"].long())
               for s in ("train", "test")]
     return as_set[0], as_set[1]
+
+
+VAL_SEED = 3  # train uses seed 1, test seed 2
+
+
+def load_validation(n: int = 500, size: int = 48, max_items: int = 3) -> SegmentationSet:
+    """`n` validation scenes composed like the training set (train items and crops) with seed VAL_SEED; cached."""
+    key = f"v{VERSION}:val{VAL_SEED}:{n}:{size}:{max_items}:{fashion_mnist.SOURCE_KEY}"
+    name = f"segmentation_val_{size}_{n}_{max_items}"
+    cached = load_cached(name, key)
+    if cached is None:
+        fm = fashion_mnist.load()
+        val = compose(fm.train_images, fm.train_labels, n, size, max_items, seed=VAL_SEED, test=False)
+        cached = {"images": (val.images * 255).round().to(torch.uint8), "masks": val.masks.byte()}
+        store_cached(name, key, cached)
+    return SegmentationSet(cached["images"].float().div(255.0), cached["masks"].long())

@@ -42,7 +42,7 @@ class Config(BaseConfig):
     batch_size: int = param(16, "minibatch size", low=2)
     lr: float = param(1e-2, "AdamW peak learning rate (cosine decay to 0)", low=0, low_open=True)
     weight_decay: float = param(1e-4, "AdamW weight decay", low=0)
-    width: int = param(16, "channels of the first UNet level (doubling per level)", low=1)
+    width: int = param(24, "channels of the first UNet level (doubling per level)", low=1)
     depth: int = param(3, "number of down/up levels", low=1, high=6)
     dice_weight: float = param(1.0, "loss = cross-entropy + dice_weight × Dice loss", low=0)
     class_weight_power: float = param(0.5, "cross-entropy weight of class c ∝ (its training pixel share)^-power; "
@@ -54,11 +54,14 @@ class Config(BaseConfig):
     eval_every: int = param(250, "log held-out mean IoU every N steps (and checkpoint)", low=1)
     eval_subset: int = param(256, "held-out images used for the curve during training (the final eval uses all)",
                              low=1)
+    n_val: int = param(500, "validation scenes, composed like the training set with another seed, scored at the "
+                            "end (with and without --flip_tta): settings are chosen on these; 0 = none", low=0)
+    flip_tta: bool = param(True, "predict with the mean of the logits of the image and of its mirror image")
 
 
 profiles = {
-    "smoke": {"steps": 12, "batch_size": 8, "width": 4, "depth": 2, "n_train": 64, "n_test": 32, "image_size": 32,
-              "eval_every": 4, "eval_subset": 16},
+    "smoke": {"steps": 12, "batch_size": 8, "width": 4, "depth": 2, "n_train": 64, "n_test": 32, "n_val": 16,
+              "image_size": 32, "eval_every": 4, "eval_subset": 16},
     "quick": {"steps": 300, "eval_every": 100, "n_train": 2000, "n_test": 500},
     "full": {},
 }
@@ -129,8 +132,29 @@ def otsu_fg_dice(imgs: torch.Tensor, truth: torch.Tensor) -> float:
     return float(2 * tp / (2 * tp + fp + fn))
 
 
-def predict_masks(model: nn.Module, x: torch.Tensor, device: torch.device, amp: str = "off") -> torch.Tensor:
-    return predict_batches(model, x, device, batch_size=128, amp=amp).argmax(1)
+def predict_masks(model: nn.Module, x: torch.Tensor, device: torch.device, amp: str = "off",
+                  flip: bool = False) -> torch.Tensor:
+    """Per-pixel classes; with `flip`, from the mean logits of x and of its mirror image (mirrored back).
+
+    Training saw mirrored scenes half of the time, so both views are in-distribution and their errors differ.
+    """
+    logits = predict_batches(model, x, device, batch_size=128, amp=amp)
+    if flip:
+        logits = (logits + predict_batches(model, x.flip(-1), device, batch_size=128, amp=amp).flip(-1)) / 2
+    return logits.argmax(1)
+
+
+def validation_metrics(cfg: Config, model: nn.Module, device: torch.device) -> dict[str, float]:
+    """Mean IoU and fg Dice on the validation scenes, without and with flip averaging (`val_*`, `val_*_flip`)."""
+    if not cfg.n_val:
+        return {}
+    val = segmentation.load_validation(cfg.n_val, cfg.image_size, cfg.max_items)
+    out = {}
+    for flip in (False, True):
+        m = segmentation_metrics(predict_masks(model, val.images, device, cfg.amp, flip), val.masks)
+        suffix = "_flip" if flip else ""
+        out.update({f"val_mean_iou{suffix}": m["mean_iou"], f"val_fg_dice{suffix}": m["fg_dice"]})
+    return out
 
 
 # ---- the recipe ----------------------------------------------------------------------------------
@@ -173,11 +197,12 @@ def run(cfg: Config, run: Run) -> dict[str, float | None]:
             ckpt.after_step(done, loss)
     ckpt.save(cfg.steps)
 
-    metrics = segmentation_metrics(predict_masks(model, test.images, run.device, cfg.amp), test.masks)
+    metrics = segmentation_metrics(predict_masks(model, test.images, run.device, cfg.amp, cfg.flip_tta), test.masks)
     metrics["otsu_fg_dice"] = otsu_fg_dice(test.images, test.masks)
+    metrics.update(validation_metrics(cfg, model, run.device))  # what settings are chosen on
     if run.is_main:
         plot_curves(cfg, run)
-        plot_examples(model, test, run)
+        plot_examples(cfg, model, test, run)
     return metrics
 
 
@@ -192,8 +217,9 @@ def evaluate(cfg: Config, run: Run) -> dict[str, float]:
     """Held-out metrics recomputed from the saved checkpoint."""
     _, test = load_data(cfg)
     model = load_model(cfg, run)
-    metrics = segmentation_metrics(predict_masks(model, test.images, run.device, cfg.amp), test.masks)
+    metrics = segmentation_metrics(predict_masks(model, test.images, run.device, cfg.amp, cfg.flip_tta), test.masks)
     metrics["otsu_fg_dice"] = otsu_fg_dice(test.images, test.masks)
+    metrics.update(validation_metrics(cfg, model, run.device))
     return metrics
 
 
@@ -221,10 +247,10 @@ def plot_curves(cfg: Config, run: Run) -> None:
     plt.close(fig)
 
 
-def plot_examples(model: nn.Module, test: segmentation.SegmentationSet, run: Run, n: int = 6) -> None:
+def plot_examples(cfg: Config, model: nn.Module, test: segmentation.SegmentationSet, run: Run, n: int = 6) -> None:
     """Rows: held-out images; columns: input, truth, UNet prediction."""
     n = min(n, len(test.images))
-    pred = predict_masks(model, test.images[:n], run.device)
+    pred = predict_masks(model, test.images[:n], run.device, flip=cfg.flip_tta)
     colours = class_colours()
     fig, axes = plt.subplots(n, 3, figsize=(6, 2 * n), squeeze=False)
     for i in range(n):
@@ -258,7 +284,7 @@ def predict(cfg: Config, run: Run, args: argparse.Namespace) -> None:
         image = images.square(image, args.resize)
     model = load_model(cfg, run)
     images.check_size(image, model.min_size, f"image {args.image}")
-    mask = predict_masks(model, image.unsqueeze(0), run.device)[0]
+    mask = predict_masks(model, image.unsqueeze(0), run.device, flip=cfg.flip_tta)[0]
     out = Path(args.out or f"{Path(str(args.image)).stem}_segmentation.png")
     fig, axes = plt.subplots(1, 2, figsize=(8, 4.3))
     axes[0].imshow(image.permute(1, 2, 0).numpy())
