@@ -42,7 +42,7 @@ class Config(BaseConfig):
     batch_size: int = param(16, "minibatch size", low=2)
     lr: float = param(1e-2, "AdamW peak learning rate (cosine decay to 0)", low=0, low_open=True)
     weight_decay: float = param(1e-4, "AdamW weight decay", low=0)
-    width: int = param(24, "channels of the first UNet level (doubling per level)", low=1)
+    width: int = param(16, "channels of the first UNet level (doubling per level)", low=1)
     depth: int = param(3, "number of down/up levels", low=1, high=6)
     dice_weight: float = param(1.0, "loss = cross-entropy + dice_weight × Dice loss", low=0)
     class_weight_power: float = param(0.5, "cross-entropy weight of class c ∝ (its training pixel share)^-power; "
@@ -56,7 +56,7 @@ class Config(BaseConfig):
                              low=1)
     n_val: int = param(500, "validation scenes, composed like the training set with another seed, scored at the "
                             "end (with and without --flip_tta): settings are chosen on these; 0 = none", low=0)
-    flip_tta: bool = param(True, "predict with the mean of the logits of the image and of its mirror image")
+    flip_tta: bool = param(False, "predict with the mean of the logits of the image and of its mirror image")
 
 
 profiles = {
