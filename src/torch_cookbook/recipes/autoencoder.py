@@ -109,10 +109,8 @@ def train_variant(cfg: Config, run: Run, name: str, data: tuple) -> dict[str, fl
     x_train, _, x_test, _ = data
     device = run.device
     steps = (cfg.mlp_steps or cfg.steps) if name == "mlp" else cfg.steps
-    # channels_last helps the convolutional models on CPU (the MLPs are unaffected); fused Adam is one kernel
-    # for the whole update (same algorithm). Both measured in docs/performance.md.
-    model = build(name, cfg).to(device, memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=True)
+    model = build(name, cfg).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     scaler = grad_scaler(device, cfg.amp)
     ckpt = run.checkpointer(every=cfg.eval_every, model=model, optimizer=optimizer, scaler=scaler)
     start = ckpt.restore()

@@ -159,10 +159,8 @@ def train_variant(cfg: Config, run: Run, arch: str, p: float, channelwise: bool,
     x_curve, y_curve = data["x_test"][:cfg.curve_subset], data["y_test"][:cfg.curve_subset]
     steps = cfg.steps if arch == "mlp" else cfg.cnn_steps
     torch.manual_seed(cfg.seed)  # the same initial weights for every p of one architecture
-    # channels_last helps the CNN's convolutions on CPU and leaves the MLP as it is; fused Adam is one kernel
-    # for the whole update (same algorithm). Both measured in docs/performance.md.
-    model = build(cfg, arch, p, channelwise).to(run.device, memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=True)
+    model = build(cfg, arch, p, channelwise).to(run.device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     # Cosine decay to 0: dropout makes the last steps noisy; a decayed rate lets every variant settle, so the
     # comparison is between converged models and not between points on a noisy curve.
     schedule = torch.optim.lr_scheduler.LambdaLR(
