@@ -104,12 +104,12 @@ def main() -> int:
         row = json.loads(line[len("PROFILE "):])
         row["commit"] = git_commit()
         rows[name] = row
+        args.out.parent.mkdir(parents=True, exist_ok=True)  # written after every recipe: a long pass can be cut
+        args.out.write_text(json.dumps({"kind": "profile", "machine": machine(), "torch": torch.__version__,
+                                        "recipes": rows}, indent=2) + "\n")
         print(f"{name}: wall {row['wall_s']} s, data {row['data_share']:.1%}, optimizer {row['optimizer_share']:.1%},"
               f" backward {row['backward_share']:.1%}, torch ops {row['torch_ops_share']:.1%}; top op "
               f"{row['top_ops'][0]['op'] if row['top_ops'] else '-'}", flush=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"kind": "profile", "machine": machine(), "torch": torch.__version__,
-                                    "recipes": rows}, indent=2) + "\n")
     return 0
 
 
