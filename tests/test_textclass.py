@@ -134,10 +134,76 @@ def test_bag_of_embeddings_ignores_padding(init):
         torch.testing.assert_close(model(tokens[1:, :1]), model(tokens)[1:])  # a text alone, unpadded
 
 
+def test_hashed_bigrams_are_deterministic_inside_the_table_and_skip_padding():
+    from torch_cookbook.nn.text import hashed_bigrams
+
+    tokens = torch.tensor([[5, 6, 7, 0], [9, 0, 0, 0], [99_999, 99_998, 2, 3]])
+    ids = hashed_bigrams(tokens, vocab_size=100_000, buckets=64)
+    assert ids.shape == (3, 3)
+    real = torch.tensor([[True, True, False], [False, False, False], [True, True, True]])
+    assert (ids[~real] == 0).all()  # a pair with padding in it is padding
+    assert ((ids[real] >= 100_000) & (ids[real] < 100_064)).all()  # bucket rows follow the token rows
+    torch.testing.assert_close(ids, hashed_bigrams(tokens.clone(), 100_000, 64))  # same ids every call
+    assert ids[0, 0] == 100_000 + (5 * 116049371 + 6) % 64  # fastText's hash of the pair (5, 6)
+    assert hashed_bigrams(torch.tensor([[6, 5]]), 100_000, 1 << 20)[0, 0] != hashed_bigrams(
+        torch.tensor([[5, 6]]), 100_000, 1 << 20)[0, 0]  # order matters
+
+
+def test_bag_with_bigram_buckets_sees_word_order():
+    from torch_cookbook.nn.text import BagOfEmbeddings
+
+    torch.manual_seed(0)
+    forward, backward = torch.tensor([[3, 4, 5, 0]]), torch.tensor([[5, 4, 3, 0]])
+    plain = BagOfEmbeddings(10, 2, 4, init="normal").eval()
+    bigram = BagOfEmbeddings(10, 2, 4, init="normal", bigram_buckets=32).eval()
+    assert bigram.embed.num_embeddings == 10 + 32
+    with torch.no_grad():
+        torch.testing.assert_close(plain(forward), plain(backward))  # tokens only: order-blind
+        assert not torch.allclose(bigram(forward), bigram(backward))
+        assert bigram.features(forward).shape == (1, 4 + 3)
+        padded = torch.cat([forward, torch.zeros(1, 3, dtype=torch.long)], 1)
+        torch.testing.assert_close(bigram(padded), bigram(forward))  # padding adds no bigram
+    with pytest.raises(ValueError, match="bigram_buckets"):
+        BagOfEmbeddings(10, 2, bigram_buckets=-1)
+    sparse = BagOfEmbeddings(10, 2, 4, bigram_buckets=32, sparse=True)  # for torch.optim.SparseAdam
+    torch.nn.functional.cross_entropy(sparse(forward), torch.tensor([1])).backward()
+    assert sparse.embed.weight.grad.is_sparse
+
+
+def test_ensemble_probabilities_are_the_mean_of_the_members():
+    from torch_cookbook.nn.text import BagOfEmbeddings
+
+    members = []
+    for seed in (0, 1, 2):
+        torch.manual_seed(seed)
+        members.append(BagOfEmbeddings(20, 3, 4, init="normal"))
+    ids, lengths = torch.tensor([[3, 4, 5], [6, 0, 0]]), torch.tensor([3, 1])
+    probs = textclass.ensemble_probs(members, ids, lengths, torch.device("cpu"))
+    with torch.no_grad():
+        each = [torch.softmax(m.eval()(ids), 1) for m in members]
+    torch.testing.assert_close(probs, sum(each) / 3)
+    assert not torch.allclose(each[0], each[1])  # the members really differ
+    torch.testing.assert_close(probs.sum(1), torch.ones(2))
+
+
+def test_ensemble_member_zero_is_the_bow_model():
+    assert textclass.member_seed(2, 0) == 2 and textclass.member_seed(2, 3) == 3002
+    assert textclass.member_variant("bbc", 0) == "bbc_bow" and textclass.member_variant("bbc", 1) == "bbc_bow_1"
+
+
 def test_lstm_reads_at_most_lstm_max_len_tokens():
-    cfg = textclass.Config(max_len=256, lstm_max_len=64)
-    assert textclass.tokens_read(cfg, "lstm") == 64 and textclass.tokens_read(cfg, "bow") == 256
+    cfg = textclass.Config(max_len=256, lstm_max_len=64, bow_max_len=512)
+    assert textclass.tokens_read(cfg, "lstm") == 64 and textclass.tokens_read(cfg, "cnn") == 256
+    assert textclass.tokens_read(cfg, "bow") == textclass.tokens_read(cfg, "bow_ensemble") == 512
+    assert textclass.encoded_len(cfg) == 512
     assert textclass.tokens_read(textclass.Config(max_len=32, lstm_max_len=64), "lstm") == 32
+
+
+def test_the_bag_reads_more_tokens_of_the_same_texts_tfidf_sees():
+    cfg = textclass.Config(datasets=["drugs"], vocab_size=1000, max_len=16, bow_max_len=48)
+    data = textclass.prepare(cfg, "drugs")
+    assert data.ids.size(1) == 48 and int(data.lengths.max()) > 16  # reviews longer than 16 tokens
+    assert max(len(t) for t in data.texts) <= 8 * 16  # TF-IDF's texts: still cut to max_len·8 characters
 
 
 @pytest.fixture(scope="module")
@@ -177,3 +243,31 @@ def test_bad_config_values_are_one_line_errors(cli):
     assert code == 2 and "imdb" in err
     code, _, err = cli("run", "textclass", "--max_len", "2")
     assert code == 2 and "max_len" in err
+
+
+@pytest.fixture(scope="module")
+def ensemble_run(tmp_path_factory):
+    from torch_cookbook.cli import main
+
+    root = tmp_path_factory.mktemp("textclass_ensemble")
+    code = main(["run", "textclass", "--profile", "smoke", "--models", "bow", "bow_ensemble", "--bow_members", "3",
+                 "--steps", "4", "--eval_every", "2", "--runs-root", str(root), "--threads", "1"])
+    assert code == 0
+    return only_run_dir(root, "textclass")
+
+
+def test_ensemble_run_scores_the_mean_of_its_members_and_predicts(ensemble_run, cli):
+    summary = json.loads((ensemble_run / "summary.json").read_text())["metrics"]
+    assert "drugs_bow_ensemble_macro_f1" in summary and "drugs_bow_ensemble_val_macro_f1" in summary
+    # Member 0 is the bow model itself; members 1 and 2 were trained from their own seeds.
+    variants = {p.name for p in (ensemble_run / "variants").iterdir()}
+    assert {"drugs_bow", "drugs_bow_1", "drugs_bow_2", "drugs_bow_ensemble"} <= variants
+    result = json.loads((ensemble_run / "variants" / "drugs_bow_ensemble" / "result.json").read_text())
+    assert len(result["member_val_macro_f1"]) == 3
+    assert result["member_val_macro_f1"][0] == summary["drugs_bow_val_macro_f1"]
+    assert summary["drugs_bow_ensemble_params"] == 3 * summary["drugs_bow_params"]
+    code, out, err = cli("predict", "textclass", ensemble_run, "It made me dizzy", "--model", "bow_ensemble")
+    assert code == 0, err
+    label_line, probs_line = out.strip().splitlines()[-2:]
+    assert "bow_ensemble" in label_line
+    assert sum(json.loads(probs_line).values()) == pytest.approx(1.0, abs=1e-3)

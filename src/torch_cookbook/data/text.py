@@ -201,16 +201,16 @@ class Prepared:
 
 
 def prepare(name: str, seed: int, kind: str = "wordpiece", vocab_size: int = 8000, max_len: int = 256,
-            val_fraction: float = 0.1, test_fraction: float = 0.2) -> Prepared:
+            val_fraction: float = 0.1, test_fraction: float = 0.2, chars: int | None = None) -> Prepared:
     """Load, split, train the tokenizer on the training split, encode; cached by all of those settings.
 
-    Texts are first cut to 8 characters per allowed token (English averages under 6 per token), which keeps
-    every token a model could see and makes tokenising ~4x faster on long articles.
+    Texts are first cut to `chars` characters, by default 8 per allowed token (English averages under 6 per
+    token), which keeps every token a model could see and makes tokenising ~4x faster on long articles.
     """
     from torch_cookbook.data.cache import load_cached, store_cached
 
     data = load(name)
-    chars = 8 * max_len
+    chars = chars or 8 * max_len
     texts = [t[:chars] for t in data.texts]
     train, val, test = stratified_split(data.labels, seed, val_fraction, test_fraction)
     key = f"{data.digest}|{seed}|{kind}|{vocab_size}|{max_len}|{val_fraction}|{test_fraction}|{chars}"

@@ -2,7 +2,8 @@
 
 BagOfEmbeddings  fastText-style: mean of token embeddings (padding excluded) → linear. Order-blind, very fast;
                  optional word dropout (Iyyer et al. 2015) drops whole tokens in training; fastText's
-                 initialisation (Joulin et al. 2016) by default.
+                 initialisation (Joulin et al. 2016) by default; optional hashed bigrams (fastText's n-gram
+                 trick) with a sparse embedding table.
 KimCNN           Kim (2014): embeddings → parallel 1-D convolutions of widths 3/4/5 → max over time → linear.
 """
 
@@ -11,21 +12,42 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["BagOfEmbeddings", "KimCNN"]
+__all__ = ["BagOfEmbeddings", "KimCNN", "hashed_bigrams"]
+
+# fastText's multiplier for hashing a token sequence (src/dictionary.cc: h = h * 116049371 + id).
+BIGRAM_HASH = 116049371
+
+
+def hashed_bigrams(tokens: torch.Tensor, vocab_size: int, buckets: int, pad_id: int = 0) -> torch.Tensor:
+    """Ids of the bigrams of neighbouring real tokens in right-padded `tokens` (B, T) → (B, T-1).
+
+    Bigram (a, b) gets row vocab_size + (a · 116049371 + b) mod buckets of the embedding table, as fastText
+    hashes its word n-grams: deterministic, in [vocab_size, vocab_size + buckets), and a pair with padding in it
+    is padding. Different bigrams may share a row (a collision), which the mean of many features tolerates.
+    """
+    a, b = tokens[:, :-1], tokens[:, 1:]
+    ids = vocab_size + (a * BIGRAM_HASH + b).remainder(buckets)
+    return torch.where((a != pad_id) & (b != pad_id), ids, torch.full_like(ids, pad_id))
 
 
 class BagOfEmbeddings(nn.Module):
     """Mean of the embeddings of the real tokens, dropout, linear: a strong baseline for topic classification."""
 
     def __init__(self, vocab_size: int, num_classes: int, embed_dim: int = 64, dropout: float = 0.0,
-                 pad_id: int = 0, word_dropout: float = 0.0, init: str = "fasttext") -> None:
+                 pad_id: int = 0, word_dropout: float = 0.0, init: str = "fasttext", bigram_buckets: int = 0,
+                 sparse: bool = False) -> None:
         super().__init__()
         if not 0.0 <= word_dropout < 1.0:
             raise ValueError(f"word_dropout {word_dropout}: must be in [0, 1)")
         if init not in ("fasttext", "normal"):
             raise ValueError(f"init {init!r}: must be 'fasttext' or 'normal'")
+        if bigram_buckets < 0:
+            raise ValueError(f"bigram_buckets {bigram_buckets}: must be >= 0 (0 = tokens only)")
         self.pad_id, self.word_dropout = pad_id, word_dropout
-        self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=pad_id)
+        self.vocab_size, self.bigram_buckets = vocab_size, bigram_buckets
+        # One table for tokens and bigram buckets. sparse=True gives sparse gradients (only the rows a batch
+        # uses), for torch.optim.SparseAdam: a dense optimiser would update every row of a large table each step.
+        self.embed = nn.Embedding(vocab_size + bigram_buckets, embed_dim, padding_idx=pad_id, sparse=sparse)
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(embed_dim, num_classes)
         if init == "fasttext":
@@ -44,7 +66,14 @@ class BagOfEmbeddings(nn.Module):
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
 
+    def features(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The ids the bag averages: the tokens, then (with bigram buckets) the hashed bigrams."""
+        if not self.bigram_buckets or tokens.size(1) < 2:
+            return tokens
+        return torch.cat([tokens, hashed_bigrams(tokens, self.vocab_size, self.bigram_buckets, self.pad_id)], 1)
+
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        tokens = self.features(tokens)
         keep = tokens != self.pad_id
         if self.training and self.word_dropout > 0:
             # Word dropout: leave out a random share of each text's tokens, so the model cannot lean on a few
