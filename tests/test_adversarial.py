@@ -7,9 +7,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from conftest import only_run_dir, read_summary
 from torch_cookbook.data import fashion_mnist
 from torch_cookbook.nn.attacks import check_eps, fgsm, pgd_linf
-from torch_cookbook.recipes.adversarial import SmallCNN
+from torch_cookbook.recipes import adversarial
+from torch_cookbook.recipes.adversarial import Config, SmallCNN, load_data, training_loss
 
 
 @pytest.fixture(scope="module")
@@ -112,4 +114,80 @@ def test_bad_input_is_one_line_and_writes_nothing(cli, tmp_path, args, fragment)
     code, out, err = cli("run", "adversarial", "--profile", "smoke", "--runs-root", tmp_path, *args)
     assert code == 2
     assert fragment in err and len(err.strip().splitlines()) == 1
+    assert not any(tmp_path.iterdir())
+
+
+# ---- the recipe's training loss, training ε and validation split ---------------------------------------
+@pytest.mark.parametrize("variant", ["fgsm_rs", "pgd"])
+def test_adv_weight_zero_is_standard_training_and_one_is_attacked_only(trained, variant):
+    model, x, y = trained
+    x, y = x[:32], y[:32]
+    standard = training_loss("standard", model, x, y, Config())
+    assert torch.equal(training_loss(variant, model, x, y, Config(adv_weight=0.0)), standard)
+    torch.manual_seed(5)
+    x_adv = adversarial.adversarial_batch(variant, model.eval(), x, y, Config())
+    attacked = F.cross_entropy(model(x_adv), y)
+    torch.manual_seed(5)
+    assert torch.allclose(training_loss(variant, model, x, y, Config(adv_weight=1.0)), attacked)
+    torch.manual_seed(5)  # the same random start: the mix is exactly (1 - w) clean + w attacked
+    mixed = training_loss(variant, model, x, y, Config(adv_weight=0.25))
+    assert torch.allclose(mixed, 0.75 * standard + 0.25 * attacked, atol=1e-6)
+    model.eval()
+
+
+def test_standard_variant_ignores_adv_weight(trained):
+    model, x, y = trained
+    a = training_loss("standard", model, x[:32], y[:32], Config(adv_weight=1.0))
+    b = training_loss("standard", model, x[:32], y[:32], Config(adv_weight=0.3))
+    assert torch.equal(a, b)
+    model.eval()
+
+
+def test_train_eps_is_used_in_training_and_eps_in_evaluation(trained, monkeypatch):
+    model, x, y = trained
+    seen = []
+    real_pgd, real_fgsm = adversarial.pgd_linf, adversarial.fgsm
+    monkeypatch.setattr(adversarial, "pgd_linf", lambda m, x, y, eps, **kw: seen.append(eps) or real_pgd(m, x, y,
+                                                                                                       eps, **kw))
+    monkeypatch.setattr(adversarial, "fgsm", lambda m, x, y, eps, **kw: seen.append(eps) or real_fgsm(m, x, y,
+                                                                                                    eps, **kw))
+    cfg = Config(eps=0.1, train_eps=0.05, eval_subset=16, eval_attack_steps=2, adv_weight=0.5)
+    training_loss("pgd", model, x[:16], y[:16], cfg)
+    training_loss("fgsm_rs", model, x[:16], y[:16], cfg)
+    assert seen == [0.05, 0.05]
+    seen.clear()
+    adversarial.measure(cfg, model.eval(), x[:16], y[:16], torch.device("cpu"))
+    assert seen == [0.1]
+    seen.clear()
+    training_loss("pgd", model, x[:16], y[:16], Config(eps=0.1, train_eps=0.0))  # 0 = same as --eps
+    assert seen == [0.1]
+    model.eval()
+
+
+def test_val_size_holds_out_the_last_training_images():
+    x_tr, y_tr, x_val, y_val = load_data(Config(train_subset=1000, val_size=200, eval_subset=100))
+    data = fashion_mnist.load()
+    assert len(x_tr) == 800 and len(x_val) == 200
+    assert torch.equal(y_val, data.train_labels[800:1000]) and torch.equal(y_tr, data.train_labels[:800])
+    assert torch.equal(x_val, fashion_mnist.as_float(data.train_images[800:1000], normalize=False))
+
+
+def test_a_validation_run_reports_val_metrics_and_no_test_metrics(cli, tmp_path):
+    code, _, _ = cli("run", "adversarial", "--profile", "smoke", "--runs-root", tmp_path, "--val_size", "128",
+                     "--threads", "2")
+    assert code == 0
+    summary = read_summary(only_run_dir(tmp_path, "adversarial"))
+    assert summary["metrics"] and all(k.startswith("val_") for k in summary["metrics"])
+    assert "val_pgd_robust_accuracy" in summary["metrics"]
+    assert all(t["met"] is None for t in summary["targets"])  # validation numbers are never checked as targets
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--val_size", "1024"], "--val_size 1024: leaves no training images"),
+    (["--val_size", "32"], "--eval_subset 64: larger than --val_size 32"),
+    (["--adv_weight", "1.5"], "--adv_weight 1.5: out of range"),
+])
+def test_bad_validation_and_mix_settings_are_refused(cli, tmp_path, args, fragment):
+    code, _, err = cli("run", "adversarial", "--profile", "smoke", "--runs-root", tmp_path, *args)
+    assert code == 2 and fragment in err
     assert not any(tmp_path.iterdir())

@@ -37,25 +37,42 @@ class Config(BaseConfig):
     batch_size: int = param(128, "minibatch size", low=2)
     lr: float = param(2e-3, "Adam peak learning rate (cosine decay to 0)", low=0, low_open=True)
     width: int = param(32, "channels of the first conv layer (the second has twice as many)", low=1)
-    eps: float = param(0.1, "L∞ budget ε in pixel units (images in [0, 1]) for training and evaluation",
+    eps: float = param(0.1, "L∞ budget ε in pixel units (images in [0, 1]) of the evaluation attack",
                        low=0, high=1, low_open=True)
+    train_eps: float = param(0.0, "L∞ budget of the training attacks (0 = same as --eps); evaluation always "
+                             "uses --eps", low=0, high=1)
+    adv_weight: float = param(0.5, "weight w of the adversarial term in the fgsm_rs/pgd training loss "
+                              "(1 - w) CE(clean) + w CE(adversarial); 1 = attacked only; 0.5 chosen on validation",
+                              low=0, high=1)
     train_pgd_steps: int = param(3, "PGD steps per training batch (step size 2.5 ε / steps)", low=1)
     fgsm_alpha: float = param(1.25, "FGSM-RS step size as a multiple of ε (Wong et al. use 1.25)", low=0,
                               low_open=True)
     attack: str = param("pgd", "attack used to measure robust accuracy", choices=ATTACKS)
     eval_attack_steps: int = param(20, "PGD steps of the evaluation attack (step size 2.5 ε / steps)", low=1)
-    eval_subset: int = param(1000, "robust accuracy on the first N test images (clean accuracy uses all)", low=1)
+    eval_subset: int = param(1000, "robust accuracy on the first N test (or validation) images (clean accuracy "
+                             "uses all)", low=1)
     curve_eps: tuple[float, ...] = param((0.05, 0.1, 0.15, 0.2), "ε values of the accuracy-vs-ε curve",
                                          low=0, high=1, low_open=True)
     curve_subset: int = param(300, "images per point of the accuracy-vs-ε curve", low=1)
     eval_every: int = param(250, "log clean test accuracy every N steps", low=1)
     train_subset: int = param(0, "use only the first N training images (0 = all 60,000)", low=0)
     test_subset: int = param(0, "use only the first N test images (0 = all 10,000)", low=0)
+    val_size: int = param(0, "hold out the last N training images and measure on them instead of the test "
+                          "set, metrics prefixed val_ (for choosing hyper-parameters; 0 = off, use test)", low=0)
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.test_subset and self.eval_subset > self.test_subset:
-            raise ConfigError(f"--eval_subset {self.eval_subset}: larger than --test_subset {self.test_subset}")
+        n_eval = self.val_size or self.test_subset
+        if n_eval and self.eval_subset > n_eval:
+            flag = "--val_size" if self.val_size else "--test_subset"
+            raise ConfigError(f"--eval_subset {self.eval_subset}: larger than {flag} {n_eval}")
+        if self.val_size and self.val_size >= (self.train_subset or 60_000):
+            raise ConfigError(f"--val_size {self.val_size}: leaves no training images")
+
+    @property
+    def attack_eps(self) -> float:
+        """The ε of the training attacks."""
+        return self.train_eps or self.eps
 
 
 profiles = {
@@ -94,24 +111,54 @@ class SmallCNN(nn.Module):
 
 # ---- data ----------------------------------------------------------------------------------------
 def load_data(cfg: Config) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Images in [0, 1] (not standardised: ε is a pixel budget)."""
+    """(train images, labels, evaluation images, labels), images in [0, 1] (not standardised: ε is a pixel
+    budget). With `val_size` the evaluation set is the last `val_size` of the training images, and the
+    model trains on the rest: hyper-parameters are chosen there, never on the test set."""
     data = fashion_mnist.load()
     n_train = cfg.train_subset or len(data.train_labels)
-    n_test = cfg.test_subset or len(data.test_labels)
     x_train = fashion_mnist.as_float(data.train_images[:n_train], normalize=False)
+    y_train = data.train_labels[:n_train]
+    if cfg.val_size:
+        cut = n_train - cfg.val_size
+        return x_train[:cut], y_train[:cut], x_train[cut:], y_train[cut:]
+    n_test = cfg.test_subset or len(data.test_labels)
     x_test = fashion_mnist.as_float(data.test_images[:n_test], normalize=False)
-    return x_train, data.train_labels[:n_train], x_test, data.test_labels[:n_test]
+    return x_train, y_train, x_test, data.test_labels[:n_test]
+
+
+def metric_name(cfg: Config, name: str) -> str:
+    """Validation runs report val_* metrics, so they can never be mistaken for (or checked as) test results."""
+    return f"val_{name}" if cfg.val_size else name
 
 
 # ---- attacks used in training and evaluation ------------------------------------------------------
-def training_batch(variant: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: Config) -> torch.Tensor:
-    """The inputs the model is trained on for this batch. Random starts use the global torch RNG, whose
+def adversarial_batch(variant: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: Config) -> torch.Tensor:
+    """The attacked inputs for this batch, at the training ε. Random starts use the global torch RNG, whose
     state the checkpoint saves, so a resumed run draws the same noise."""
-    if variant == "standard":
-        return x
+    eps = cfg.attack_eps
     if variant == "fgsm_rs":
-        return fgsm(model, x, y, cfg.eps, random_start=True, alpha=cfg.fgsm_alpha * cfg.eps)
-    return pgd_linf(model, x, y, cfg.eps, alpha=2.5 * cfg.eps / cfg.train_pgd_steps, steps=cfg.train_pgd_steps)
+        return fgsm(model, x, y, eps, random_start=True, alpha=cfg.fgsm_alpha * eps)
+    return pgd_linf(model, x, y, eps, alpha=2.5 * eps / cfg.train_pgd_steps, steps=cfg.train_pgd_steps)
+
+
+def training_loss(variant: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: Config) -> torch.Tensor:
+    """Standard: CE on the clean batch. Adversarial variants: (1 - w) CE(clean) + w CE(attacked), the mix
+    of Goodfellow et al. (2015) that the seed's "train on clean and adversarial inputs" describes; w = 1 is
+    Madry et al.'s attacked-only objective. The attack is crafted in eval mode (no dropout/BN here, but be
+    explicit) and the loss computed in train mode."""
+    w = 0.0 if variant == "standard" else cfg.adv_weight
+    x_adv = None
+    if w > 0:
+        model.eval()
+        x_adv = adversarial_batch(variant, model, x, y, cfg)
+    model.train()
+    with autocast(x.device, cfg.amp):
+        if x_adv is None:
+            return F.cross_entropy(model(x), y)
+        if w == 1:
+            return F.cross_entropy(model(x_adv), y)
+        logits = model(torch.cat([x, x_adv]))  # one pass over both halves
+        return (1 - w) * F.cross_entropy(logits[:len(x)], y) + w * F.cross_entropy(logits[len(x):], y)
 
 
 def robust_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, cfg: Config,
@@ -154,18 +201,14 @@ def train_variant(cfg: Config, run: Run, variant: str, data: tuple) -> dict[str,
             if step >= cfg.steps:
                 break
             x, y = x_train[idx].to(run.device), y_train[idx].to(run.device)
-            model.eval()  # craft the attack with the weights as they are (no dropout/BN here, but be explicit)
-            x_in = training_batch(variant, model, x, y, cfg)
-            model.train()
-            with autocast(run.device, cfg.amp):
-                loss = F.cross_entropy(model(x_in), y)
+            loss = training_loss(variant, model, x, y, cfg)
             backward_step(loss, optimizer, scaler)
             scheduler.step()
             done = step + 1
             bar.advance(1, loss=loss.item())
             if done % cfg.eval_every == 0 or done == cfg.steps:
-                run.log({"train/loss": loss.item(), "eval/clean_accuracy": accuracy(model, x_test, y_test,
-                                                                                    run.device)}, done)
+                clean = accuracy(model, x_test, y_test, run.device)
+                run.log({"train/loss": loss.item(), f"eval/{metric_name(cfg, 'clean_accuracy')}": clean}, done)
             ckpt.after_step(done, loss)
     ckpt.save(cfg.steps)
 
@@ -174,7 +217,8 @@ def train_variant(cfg: Config, run: Run, variant: str, data: tuple) -> dict[str,
 
 def measure(cfg: Config, model: nn.Module, x_test: torch.Tensor, y_test: torch.Tensor,
             device: torch.device) -> dict[str, float]:
-    """Clean accuracy on the whole test set, robust accuracy on the first `eval_subset` test images."""
+    """Clean accuracy on the whole evaluation set (test, or validation with `val_size`), robust accuracy on
+    its first `eval_subset` images."""
     n = cfg.eval_subset
     return {"clean_accuracy": accuracy(model, x_test, y_test, device),
             "robust_accuracy": robust_accuracy(model, x_test[:n], y_test[:n], cfg.eps, cfg, device)}
@@ -204,11 +248,11 @@ def run(cfg: Config, run: Run) -> dict[str, float | None]:
 
     metrics: dict[str, float | None] = {}
     for name, r in results.items():
-        metrics[f"{name}_clean_accuracy"] = r["clean_accuracy"]
-        metrics[f"{name}_robust_accuracy"] = r["robust_accuracy"]
+        metrics[metric_name(cfg, f"{name}_clean_accuracy")] = r["clean_accuracy"]
+        metrics[metric_name(cfg, f"{name}_robust_accuracy")] = r["robust_accuracy"]
     for name, points in curve.items():
         for eps, acc in points:
-            metrics[f"{name}_robust_accuracy_eps{eps:g}"] = acc
+            metrics[metric_name(cfg, f"{name}_robust_accuracy_eps{eps:g}")] = acc
     return metrics
 
 
@@ -264,6 +308,6 @@ def evaluate(cfg: Config, run: Run) -> dict[str, float]:
     out = {}
     for name in VARIANTS:
         m = measure(cfg, load_variant_model(cfg, run, name), x_test, y_test, run.device)
-        out[f"{name}_clean_accuracy"] = m["clean_accuracy"]
-        out[f"{name}_robust_accuracy"] = m["robust_accuracy"]
+        out[metric_name(cfg, f"{name}_clean_accuracy")] = m["clean_accuracy"]
+        out[metric_name(cfg, f"{name}_robust_accuracy")] = m["robust_accuracy"]
     return out
