@@ -96,7 +96,7 @@ def data_rates(summary: dict[str, Any]) -> dict[str, float]:
     if not wall or not summary.get("train_samples"):
         return {}
     return {"samples_per_s": round(summary["train_samples"] / wall, 1),
-            "data_share": round(summary["data_time_s"] / wall, 4)}
+            "data_share": round(summary["data_time_s"] / wall, 6)}
 
 
 def _run_seed(name: str, seed: int, profile: str, runs_root: Path, extra: list[str]) -> dict[str, Any]:

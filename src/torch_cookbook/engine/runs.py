@@ -196,9 +196,9 @@ class Run:
             "status": "complete",
         }
         if loop.SAMPLES_TAKEN:  # recipes whose batches come from engine.loop.take (this process's share only)
-            summary["data_time_s"] = round(loop.DATA_TIME_S, 3)
+            summary["data_time_s"] = round(loop.DATA_TIME_S, 6)
             summary["train_samples"] = loop.SAMPLES_TAKEN
-            summary["process_wall_s"] = round(time.perf_counter() - self._t0, 2)  # what they were counted over
+            summary["process_wall_s"] = round(time.perf_counter() - self._t0, 6)  # what they were counted over
         if self.is_main:
             self._plots_to_tensorboard()
             tmp = self.dir / "summary.json.tmp"
