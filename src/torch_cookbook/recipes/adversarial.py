@@ -22,7 +22,7 @@ from torch.nn import functional as F
 from torch_cookbook.data import fashion_mnist
 from torch_cookbook.engine.checkpoint import load_checkpoint
 from torch_cookbook.engine.config import BaseConfig, ConfigError, Target, config_hash, param
-from torch_cookbook.engine.loop import accuracy, autocast, backward_step, grad_scaler, minibatches
+from torch_cookbook.engine.loop import accuracy, autocast, backward_step, grad_scaler, minibatches, take
 from torch_cookbook.engine.progress import Progress
 from torch_cookbook.engine.runs import Run
 from torch_cookbook.nn.attacks import ATTACKS, fgsm, pgd_linf
@@ -201,7 +201,7 @@ def train_variant(cfg: Config, run: Run, variant: str, data: tuple) -> dict[str,
         for step, _epoch, idx in batches:
             if step >= cfg.steps:
                 break
-            x, y = x_train[idx].to(run.device), y_train[idx].to(run.device)
+            x, y = take(idx, x_train, y_train, device=run.device)
             loss = training_loss(variant, model, x, y, cfg)
             backward_step(loss, optimizer, scaler)
             scheduler.step()

@@ -24,7 +24,7 @@ from torch import nn
 from torch_cookbook.data import images, segmentation
 from torch_cookbook.engine.checkpoint import load_checkpoint
 from torch_cookbook.engine.config import BaseConfig, Target, config_hash, param
-from torch_cookbook.engine.loop import autocast, backward_step, grad_scaler, minibatches, predict_batches
+from torch_cookbook.engine.loop import autocast, backward_step, grad_scaler, minibatches, predict_batches, take
 from torch_cookbook.engine.progress import Progress
 from torch_cookbook.engine.runs import Run
 from torch_cookbook.nn.unet import UNet, dice_loss
@@ -178,7 +178,7 @@ def run(cfg: Config, run: Run) -> dict[str, float | None]:
         for step, _epoch, idx in batches:
             if step >= cfg.steps:
                 break
-            x, y = train.images[idx].to(run.device), train.masks[idx].to(run.device)
+            x, y = take(idx, train.images, train.masks, device=run.device)
             if step % 2:  # a horizontal flip every other batch: free augmentation, a function of step only
                 x, y = x.flip(-1), y.flip(-1)
             x = x.contiguous(memory_format=torch.channels_last)
