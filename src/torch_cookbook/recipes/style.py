@@ -60,7 +60,7 @@ class Config(BaseConfig):
                                     "VGG-16 layers of the style loss", choices=tuple(VGG16_LAYERS))
     content_weight: float = param(2.0, "weight of content_ratio in the objective (the start, with --adapt_every)",
                                   low=0)
-    adapt_every: int = param(0, "every N iterations, lower the content weight while content_ratio is below "
+    adapt_every: int = param(10, "every N iterations, lower the content weight while content_ratio is below "
                                  "content_floor × max_content_ratio (0 = a fixed weight)", low=0)
     content_floor: float = param(0.6, "below this fraction of max_content_ratio the content budget counts as unused",
                                  low=0, high=1)
