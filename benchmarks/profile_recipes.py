@@ -6,7 +6,7 @@
 Each recipe runs in its own process (`cookbook run NAME --profile quick`, a fresh cache-warm run) under
 `torch.profiler.profile` on the CPU. Recording a whole run keeps every event in memory (dqn's quick profile
 passed 23 GB), so the profiler follows a schedule driven by the optimizer: a global post-step hook
-(`Optimizer.register_optimizer_step_post_hook`) calls `prof.step()` after every optimizer step of any
+(`torch.optim.optimizer.register_optimizer_step_post_hook`) calls `prof.step()` after every optimizer step of any
 optimizer, and of each cycle of WAIT + WARMUP + ACTIVE training steps only the last ACTIVE are recorded. The
 wall time of the recorded intervals (from one optimizer step to the next) is the denominator of the shares,
 so they describe steady-state training: evaluation and plotting between epochs count only where they fall
@@ -43,6 +43,7 @@ WAIT, WARMUP, ACTIVE = 40, 2, 8  # optimizer steps per profiler cycle; 8 of ever
 
 def profile_one(name: str, profile: str, threads: int) -> dict:
     """Run one recipe in this process under the profiler and summarise the events."""
+    from torch.optim.optimizer import register_optimizer_step_post_hook
     from torch.profiler import ProfilerAction, ProfilerActivity, schedule
     from torch.profiler import profile as torch_profile
 
@@ -67,7 +68,7 @@ def profile_one(name: str, profile: str, threads: int) -> dict:
                     clock["recording"] = prof.current_action in recording
                     clock["last"] = time.perf_counter()  # the profiler's own work in step() is not counted
 
-                hook = torch.optim.Optimizer.register_optimizer_step_post_hook(after_optimizer_step) \
+                hook = register_optimizer_step_post_hook(after_optimizer_step) \
                     if sampled else None
                 t0 = time.perf_counter()
                 code = main(argv)
