@@ -33,7 +33,7 @@ summary = "Fashion-MNIST CNN: standard vs FGSM-RS vs PGD adversarial training; c
 
 @dataclass
 class Config(BaseConfig):
-    steps: int = param(1000, "training steps per variant", low=1)
+    steps: int = param(1500, "training steps per variant", low=1)
     batch_size: int = param(128, "minibatch size", low=2)
     lr: float = param(2e-3, "Adam peak learning rate (cosine decay to 0)", low=0, low_open=True)
     width: int = param(32, "channels of the first conv layer (the second has twice as many)", low=1)

@@ -38,11 +38,11 @@ NUM_CLASSES = len(CLASSES)
 
 @dataclass
 class Config(BaseConfig):
-    steps: int = param(3000, "training steps", low=1)
+    steps: int = param(6000, "training steps", low=1)
     batch_size: int = param(16, "minibatch size", low=2)
     lr: float = param(1e-2, "AdamW peak learning rate (cosine decay to 0)", low=0, low_open=True)
     weight_decay: float = param(1e-4, "AdamW weight decay", low=0)
-    width: int = param(16, "channels of the first UNet level (doubling per level)", low=1)
+    width: int = param(24, "channels of the first UNet level (doubling per level)", low=1)
     depth: int = param(3, "number of down/up levels", low=1, high=6)
     dice_weight: float = param(1.0, "loss = cross-entropy + dice_weight × Dice loss", low=0)
     class_weight_power: float = param(0.5, "cross-entropy weight of class c ∝ (its training pixel share)^-power; "
@@ -56,13 +56,13 @@ class Config(BaseConfig):
                              low=1)
     n_val: int = param(500, "validation scenes, composed like the training set with another seed, scored at the "
                             "end (with and without --flip_tta): settings are chosen on these; 0 = none", low=0)
-    flip_tta: bool = param(False, "predict with the mean of the logits of the image and of its mirror image")
+    flip_tta: bool = param(True, "predict with the mean of the logits of the image and of its mirror image")
 
 
 profiles = {
     "smoke": {"steps": 12, "batch_size": 8, "width": 4, "depth": 2, "n_train": 64, "n_test": 32, "n_val": 16,
               "image_size": 32, "eval_every": 4, "eval_subset": 16},
-    "quick": {"steps": 300, "eval_every": 100, "n_train": 2000, "n_test": 500},
+    "quick": {"steps": 300, "eval_every": 100, "n_train": 2000, "n_test": 500, "width": 16},
     "full": {},
 }
 
