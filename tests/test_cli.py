@@ -116,11 +116,16 @@ def test_bench_index_shows_hardware_files_beside_recipe_results(tmp_path):
         {"threads": 2, "ceiling_gflops": 171.0, "machine": machine, "rows": rows}))
     (results / "profile.json").write_text(json.dumps({"kind": "profile", "machine": machine, "recipes": {"dqn": {
         "wall_s": 12.4, "data_share": 0.0, "optimizer_share": 0.05, "backward_share": 0.1, "torch_ops_share": 0.3,
-        "outside_ops_share": 0.7, "top_ops": [{"op": "aten::addmm", "share": 0.08}]}}}))
+        "outside_ops_share": 0.7, "top_ops": [{"op": "aten::addmm", "share": 0.08}]}, "gan": {
+        "wall_s": 40.2, "recorded": "3 windows of 8 of every 50 optimizer steps", "recorded_s": 1.25,
+        "data_share": 0.01, "optimizer_share": 0.1, "backward_share": 0.4, "torch_ops_share": 0.8,
+        "outside_ops_share": 0.2, "top_ops": []}}}))
     write_index(results)  # recipe-less files must not be read as recipe results
     index = (tmp_path / "README.md").read_text()
     assert "fp32 190.0 GFLOP/s, bf16 0.3 GFLOP/s" in index and "avx2" in index
     assert "| MLP | 128 | eager | 104.7 | 1.20 | 100000 | 85.5 | 50% |" in index
     assert "| MLP | 128 | compile | failed: RuntimeError: no compiler |" in index
-    assert "| dqn | 12 | 0.0% | 5.0% | 10.0% | 30% | 70% | aten::addmm (8%) |" in index
+    assert "| dqn | 12 | whole run | 0.0% | 5.0% | 10.0% | 30% | 70% | aten::addmm (8%) |" in index
+    assert "| gan | 40 | 1.2 s, 3 windows of 8 of every 50 optimizer steps | 1.0% | 10.0% | 40.0% | 80% | 20% | - |" \
+        in index
     assert all(isinstance(f, str) for f in cpu_features())

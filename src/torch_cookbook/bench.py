@@ -232,15 +232,18 @@ def hardware_section(results_dir: Path) -> list[str]:
         m = data["machine"]
         lines += ["", "## Where the time goes", "",
                   "`python benchmarks/profile_recipes.py --profile quick --threads 1`: each recipe's quick profile "
-                  f"under torch.profiler on {m['cpu']} ({', '.join(m.get('isa', []))}); shares of the profiled "
-                  "wall time (docs/performance.md explains the columns).", "",
-                  "| recipe | wall (s) | data | optimizer | backward | torch ops | outside torch ops "
+                  f"under torch.profiler on {m['cpu']} ({', '.join(m.get('isa', []))}); shares of the recorded "
+                  "wall time: sampled windows of training steps, or the whole run where a recipe has no optimizer "
+                  "(docs/performance.md explains the columns).", "",
+                  "| recipe | wall (s) | recorded | data | optimizer | backward | torch ops | outside torch ops "
                   "| top op (share) |",
-                  "|---|---|---|---|---|---|---|---|"]
+                  "|---|---|---|---|---|---|---|---|---|"]
         for name, r in sorted(data["recipes"].items()):
             top = r["top_ops"][0] if r["top_ops"] else None
             top_text = f"{top['op']} ({top['share']:.0%})" if top else "-"
-            lines.append(f"| {name} | {r['wall_s']:.0f} | {r['data_share']:.1%} | {r['optimizer_share']:.1%} | "
+            recorded = f"{r['recorded_s']:.1f} s, {r['recorded']}" if "recorded" in r else "whole run"
+            lines.append(f"| {name} | {r['wall_s']:.0f} | {recorded} | {r['data_share']:.1%} | "
+                         f"{r['optimizer_share']:.1%} | "
                          f"{r['backward_share']:.1%} | {r['torch_ops_share']:.0%} | {r['outside_ops_share']:.0%} | "
                          f"{top_text} |")
     return lines
