@@ -36,8 +36,6 @@ from pathlib import Path
 import torch
 
 TOP_OPS = 8
-
-
 WAIT, WARMUP, ACTIVE = 40, 2, 8  # optimizer steps per profiler cycle; 8 of every 50 are recorded
 
 
@@ -53,7 +51,8 @@ def profile_one(name: str, profile: str, threads: int) -> dict:
     cycles: list = []  # the key averages of each recorded cycle, taken before the profiler drops its events
     clock = {"recorded_s": 0.0, "steps": 0, "last": 0.0, "recording": False}
 
-    def run(sampled: bool) -> tuple[int, float]:
+    def run(sampled: bool) -> float:
+        """The recipe's wall time; a sampled run steps the profiler from the optimizer hook."""
         with tempfile.TemporaryDirectory() as runs_root:
             argv = ["run", name, "--profile", profile, "--threads", str(threads), "--runs-root", runs_root]
             kwargs = {"schedule": schedule(wait=WAIT, warmup=WARMUP, active=ACTIVE),
@@ -68,27 +67,28 @@ def profile_one(name: str, profile: str, threads: int) -> dict:
                     clock["recording"] = prof.current_action in recording
                     clock["last"] = time.perf_counter()  # the profiler's own work in step() is not counted
 
-                hook = register_optimizer_step_post_hook(after_optimizer_step) \
-                    if sampled else None
-                t0 = time.perf_counter()
-                code = main(argv)
-                wall = time.perf_counter() - t0
-                if hook is not None:
-                    hook.remove()
+                hook = register_optimizer_step_post_hook(after_optimizer_step) if sampled else None
+                try:
+                    t0 = time.perf_counter()
+                    code = main(argv)
+                    wall = time.perf_counter() - t0
+                finally:
+                    if hook is not None:
+                        hook.remove()
             if not sampled:
                 cycles.append(prof.key_averages())
-            if code != 0:
-                raise SystemExit(f"profile {name}: `cookbook {' '.join(argv)}` exited with {code}")
-        return code, wall
+        if code != 0:
+            raise SystemExit(f"profile {name}: `cookbook {' '.join(argv)}` exited with {code}")
+        return wall
 
-    _, wall = run(sampled=True)
+    wall = run(sampled=True)
     if clock["steps"] < WAIT + WARMUP + ACTIVE:  # no optimizer (or too few steps for a cycle): record it whole
         cycles.clear()
-        _, wall = run(sampled=False)
+        wall = run(sampled=False)
         recorded_s, mode = wall, "whole run"
     else:
-        recorded_s, mode = clock["recorded_s"], f"{len(cycles)} windows of {ACTIVE} of every " \
-                                                 f"{WAIT + WARMUP + ACTIVE} optimizer steps"
+        recorded_s = clock["recorded_s"]
+        mode = f"{len(cycles)} windows of {ACTIVE} of every {WAIT + WARMUP + ACTIVE} optimizer steps"
     return summarise(name, profile, threads, wall, recorded_s, mode, cycles)
 
 

@@ -243,9 +243,8 @@ def hardware_section(results_dir: Path) -> list[str]:
             top_text = f"{top['op']} ({top['share']:.0%})" if top else "-"
             recorded = f"{r['recorded_s']:.1f} s, {r['recorded']}" if "recorded" in r else "whole run"
             lines.append(f"| {name} | {r['wall_s']:.0f} | {recorded} | {r['data_share']:.1%} | "
-                         f"{r['optimizer_share']:.1%} | "
-                         f"{r['backward_share']:.1%} | {r['torch_ops_share']:.0%} | {r['outside_ops_share']:.0%} | "
-                         f"{top_text} |")
+                         f"{r['optimizer_share']:.1%} | {r['backward_share']:.1%} | {r['torch_ops_share']:.0%} | "
+                         f"{r['outside_ops_share']:.0%} | {top_text} |")
     return lines
 
 
