@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -271,3 +272,43 @@ def test_ensemble_run_scores_the_mean_of_its_members_and_predicts(ensemble_run, 
     label_line, probs_line = out.strip().splitlines()[-2:]
     assert "bow_ensemble" in label_line
     assert sum(json.loads(probs_line).values()) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_token_idf_matches_scikit_learn_smooth_idf():
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    from torch_cookbook.nn.text import token_idf
+
+    docs = ["a b b c", "a d", "a c e e", "f"]
+    vocab = {w: i + 1 for i, w in enumerate("abcdefg")}  # id 0 is padding; "g" occurs in no document
+    rows = [[vocab[w] for w in d.split()] for d in docs]
+    ids = torch.zeros(len(rows), 4, dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, :len(r)] = torch.tensor(r)
+    idf = token_idf(ids, len(vocab) + 1, chunk=3)  # a chunk smaller than N: the counts must add up across chunks
+    vec = TfidfVectorizer(token_pattern=r"\S+").fit(docs)  # smooth_idf=True is scikit-learn's default
+    for word, col in vec.vocabulary_.items():
+        assert idf[vocab[word]].item() == pytest.approx(vec.idf_[col], rel=1e-6)
+    assert idf[0] == 0  # padding carries no weight
+    assert idf[vocab["g"]].item() == pytest.approx(math.log(5) + 1)  # unseen: the largest weight, finite
+
+
+def test_idf_weighted_bag_weights_rare_tokens_more_and_equals_the_mean_under_equal_weights():
+    from torch_cookbook.nn.text import BagOfEmbeddings
+
+    torch.manual_seed(0)
+    weighted = BagOfEmbeddings(20, 3, 4, init="normal", idf_weighted=True)
+    plain = BagOfEmbeddings(20, 3, 4, init="normal")
+    plain.load_state_dict({k: v for k, v in weighted.state_dict().items() if k != "idf"})
+    tokens = torch.tensor([[3, 4, 5, 0], [6, 0, 0, 0]])
+    with torch.no_grad():
+        torch.testing.assert_close(weighted.eval()(tokens), plain.eval()(tokens))  # idf all ones: the plain mean
+        weighted.set_idf(torch.tensor([[3, 4, 0], [3, 5, 0], [3, 0, 0]]))  # 3 in every text; 4 and 5 in one
+        assert weighted.idf[3] == 1 and weighted.idf[4] > weighted.idf[3]
+        # The weighted mean of embeddings, computed by hand, through the same head.
+        e, w = weighted.embed.weight, weighted.idf
+        mean = (e[3] * w[3] + e[4] * w[4] + e[5] * w[5]) / (w[3] + w[4] + w[5])
+        torch.testing.assert_close(weighted(tokens)[0], weighted.head(mean))
+    assert "idf" in weighted.state_dict()  # saved with the model: predict uses the training split's weights
+    with pytest.raises(ValueError, match="idf_weighted=False"):
+        plain.set_idf(tokens)

@@ -1,7 +1,8 @@
 """Two fast text classifiers over right-padded token batches (B, T), padding id 0.
 
-BagOfEmbeddings  fastText-style: mean of token embeddings (padding excluded) → linear. Order-blind, very fast;
-                 optional word dropout (Iyyer et al. 2015) drops whole tokens in training; fastText's
+BagOfEmbeddings  fastText-style: mean of token embeddings (padding excluded) → linear, optionally weighted by
+                 each token's inverse document frequency (`idf_weighted`, with `token_idf`). Order-blind, very
+                 fast; optional word dropout (Iyyer et al. 2015) drops whole tokens in training; fastText's
                  initialisation (Joulin et al. 2016) by default; optional hashed bigrams (fastText's n-gram
                  trick) with a sparse embedding table.
 KimCNN           Kim (2014): embeddings → parallel 1-D convolutions of widths 3/4/5 → max over time → linear.
@@ -12,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["BagOfEmbeddings", "KimCNN", "hashed_bigrams"]
+__all__ = ["BagOfEmbeddings", "KimCNN", "hashed_bigrams", "token_idf"]
 
 # fastText's multiplier for hashing a token sequence (src/dictionary.cc: h = h * 116049371 + id).
 BIGRAM_HASH = 116049371
@@ -30,12 +31,32 @@ def hashed_bigrams(tokens: torch.Tensor, vocab_size: int, buckets: int, pad_id: 
     return torch.where((a != pad_id) & (b != pad_id), ids, torch.full_like(ids, pad_id))
 
 
+def token_idf(ids: torch.Tensor, num_ids: int, pad_id: int = 0, chunk: int = 256) -> torch.Tensor:
+    """Smoothed inverse document frequency of every id in `num_ids`, from right-padded rows `ids` (N, T):
+    log((1 + N) / (1 + df)) + 1, where df counts the rows an id occurs in (scikit-learn's smooth_idf formula,
+    so an id seen in no row gets the largest weight, and one in every row gets 1). Padding gets 0."""
+    df = torch.zeros(num_ids)
+    for start in range(0, len(ids), chunk):  # a (chunk, num_ids) presence table at a time, not (N, num_ids)
+        rows = ids[start:start + chunk]
+        present = torch.zeros(len(rows), num_ids, dtype=torch.bool)
+        present.scatter_(1, rows, True)
+        df += present.sum(0)
+    idf = torch.log((1.0 + len(ids)) / (1.0 + df)) + 1.0
+    idf[pad_id] = 0.0
+    return idf
+
+
 class BagOfEmbeddings(nn.Module):
-    """Mean of the embeddings of the real tokens, dropout, linear: a strong baseline for topic classification."""
+    """Mean of the embeddings of the real tokens, dropout, linear: a strong baseline for topic classification.
+
+    With `idf_weighted`, the mean is weighted by each id's inverse document frequency (the `idf` buffer, ones
+    until `set_idf` fills it from the training texts; it is saved with the model): a word in every article
+    ("the", "said") counts less than one in a few, as in TF-IDF features.
+    """
 
     def __init__(self, vocab_size: int, num_classes: int, embed_dim: int = 64, dropout: float = 0.0,
                  pad_id: int = 0, word_dropout: float = 0.0, init: str = "fasttext", bigram_buckets: int = 0,
-                 sparse: bool = False) -> None:
+                 sparse: bool = False, idf_weighted: bool = False) -> None:
         super().__init__()
         if not 0.0 <= word_dropout < 1.0:
             raise ValueError(f"word_dropout {word_dropout}: must be in [0, 1)")
@@ -50,8 +71,18 @@ class BagOfEmbeddings(nn.Module):
         self.embed = nn.Embedding(vocab_size + bigram_buckets, embed_dim, padding_idx=pad_id, sparse=sparse)
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(embed_dim, num_classes)
+        self.idf_weighted = idf_weighted
+        if idf_weighted:
+            self.register_buffer("idf", torch.ones(vocab_size + bigram_buckets))
         if init == "fasttext":
             self.fasttext_init()
+
+    @torch.no_grad()
+    def set_idf(self, train_tokens: torch.Tensor) -> None:
+        """Fill the idf weights from the training texts' ids (right-padded rows), bigram buckets included."""
+        if not self.idf_weighted:
+            raise ValueError("set_idf: this bag was built with idf_weighted=False")
+        self.idf.copy_(token_idf(self.features(train_tokens), self.idf.numel(), self.pad_id))
 
     @torch.no_grad()
     def fasttext_init(self) -> None:
@@ -80,10 +111,13 @@ class BagOfEmbeddings(nn.Module):
             # words it memorised; a text that would lose every token keeps them all.
             kept = keep & (torch.rand(tokens.shape, device=tokens.device) >= self.word_dropout)
             keep = torch.where(kept.any(1, keepdim=True), kept, keep)
-        mask = keep.unsqueeze(-1).float()
-        # The padding row of the embedding is zero, but dividing by the true count matters: a mean over T
+        weight = keep.float()
+        if self.idf_weighted:
+            weight = weight * self.idf[tokens]
+        # The padding row of the embedding is zero, but dividing by the total weight matters: a mean over T
         # would shrink short texts towards zero.
-        mean = (self.embed(tokens) * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+        weight = weight.unsqueeze(-1)
+        mean = (self.embed(tokens) * weight).sum(1) / weight.sum(1).clamp(min=1e-6)
         return self.head(self.dropout(mean))
 
 

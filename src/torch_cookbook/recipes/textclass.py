@@ -59,6 +59,8 @@ class Config(BaseConfig):
                                 high_open=True)
     bow_init: str = param("fasttext", "bag-of-embeddings initialisation: fastText's (embeddings ±1/embed_dim,"
                           " classifier zero) or PyTorch's N(0, 1) embeddings", choices=("fasttext", "normal"))
+    bow_idf: bool = param(True, "weight the bag of embeddings' mean by each token's inverse document frequency in"
+                          " the training split (as TF-IDF weights its features)")
     bow_bigram_buckets: int = param(0, "hashed token-bigram rows in the bag of embeddings' table (fastText's n-gram"
                                     " trick; 0 = tokens only)", low=0, high=10_000_000)
     bow_members: int = param(5, "bags of embeddings averaged by bow_ensemble, each with its own initialisation and"
@@ -92,7 +94,7 @@ def make_model(name: str, cfg: Config, vocab_size: int, num_classes: int) -> nn.
     if name in ("bow", ENSEMBLE):
         return BagOfEmbeddings(vocab_size, num_classes, cfg.embed_dim, dropout=cfg.dropout,
                                word_dropout=cfg.word_dropout, init=cfg.bow_init,
-                               bigram_buckets=cfg.bow_bigram_buckets)
+                               bigram_buckets=cfg.bow_bigram_buckets, idf_weighted=cfg.bow_idf)
     if name == "cnn":
         return KimCNN(vocab_size, num_classes, cfg.embed_dim, filters=cfg.hidden, dropout=cfg.dropout)
     # Attention pooling over the packed BiLSTM's outputs, padding masked: on BBC validation (seed 0, 600 steps)
@@ -120,7 +122,10 @@ def encoded_len(cfg: Config) -> int:
 def seeded_model(name: str, cfg: Config, data: textdata.Prepared, seed: int | None = None) -> nn.Module:
     # Every model starts from the same seed (an ensemble member from its own), whatever ran before it.
     torch.manual_seed(cfg.seed if seed is None else seed)
-    return make_model(name, cfg, data.vocab_size, len(data.classes))
+    model = make_model(name, cfg, data.vocab_size, len(data.classes))
+    if getattr(model, "idf_weighted", False):  # from the training split only, as TF-IDF's vectorizer is fit
+        model.set_idf(data.ids[data.train, :tokens_read(cfg, name)])
+    return model
 
 
 # ---- metrics ---------------------------------------------------------------------------------------
