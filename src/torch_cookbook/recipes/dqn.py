@@ -54,6 +54,10 @@ EXPLORE, ACTIONS = 10, 11  # seed streams of training episodes: the ε coin flip
 
 @dataclass
 class Config(BaseConfig):
+    # One thread by default: 64-unit Q-networks and one environment step per update, where a second thread
+    # made the full profile slower (28.6 s wall at one thread, 32.5 s at two, for twice the CPU;
+    # docs/performance.md).
+    threads: int = param(1, "torch intra-op threads; 0 = one per core (at most 4)", low=0, high=256)
     env_id: str = param("CartPole-v1", "gymnasium environment: vector observations, discrete actions")
     total_steps: int = param(100_000, "environment steps of training", low=1)
     buffer_size: int = param(100_000, "replay buffer capacity (transitions)", low=1)

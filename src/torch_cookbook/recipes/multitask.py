@@ -35,6 +35,9 @@ summary = "Seattle weather: one shared-trunk network for tomorrow's weather clas
 
 @dataclass
 class Config(BaseConfig):
+    # One thread by default: 64-unit MLPs on about 1,100 training days, where a second thread made the quick
+    # profile slower (7.7 s wall at one thread, 8.2 s at two, for 1.5× the CPU; docs/performance.md).
+    threads: int = param(1, "torch intra-op threads; 0 = one per core (at most 4)", low=0, high=256)
     lookback: int = param(7, "days of history per example", low=1, high=60)
     test_from: str = param("2015-01-01", "chronological split: targets from this date on are the test set")
     hidden: int = param(64, "width of the trunk and of each head's hidden layer", low=1)
