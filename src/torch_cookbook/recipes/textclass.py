@@ -166,27 +166,31 @@ def per_class_f1(preds: torch.Tensor, target: torch.Tensor, classes: tuple[str, 
     return {c: round(v, 4) for c, v in zip(classes, f1.tolist())}
 
 
-def tfidf_baseline(data: textdata.Prepared, c: float) -> dict[str, float]:
-    """TF-IDF (word 1-2-grams, sublinear tf) + logistic regression, fit on train, scored on test.
-
-    It sees the same (cut) texts as the neural models; its score on the full articles is reported too.
-    """
+def tfidf_predict(texts: list[str], labels: torch.Tensor, fit: torch.Tensor, predict: torch.Tensor,
+                  c: float) -> torch.Tensor:
+    """TF-IDF (word 1-2-grams, sublinear tf) + logistic regression fit on texts[fit]; labels for texts[predict]."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from threadpoolctl import threadpool_limits
 
-    def fit_score(texts: list[str]) -> torch.Tensor:
-        vec = TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2), min_df=2)
-        x_train = vec.fit_transform([texts[i] for i in data.train])
-        # One BLAS thread: on a small shared CPU, OpenBLAS's spinning worker threads make lbfgs many times slower.
-        with threadpool_limits(1):
-            clf = LogisticRegression(C=c, max_iter=2000).fit(x_train, data.labels[data.train].numpy())
-        return torch.from_numpy(clf.predict(vec.transform([texts[i] for i in data.test])))
+    vec = TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2), min_df=2)
+    x_fit = vec.fit_transform([texts[i] for i in fit])
+    # One BLAS thread: on a small shared CPU, OpenBLAS's spinning worker threads make lbfgs many times slower.
+    with threadpool_limits(1):
+        clf = LogisticRegression(C=c, max_iter=2000).fit(x_fit, labels[fit].numpy())
+    return torch.from_numpy(clf.predict(vec.transform([texts[i] for i in predict])))
 
+
+def tfidf_baseline(data: textdata.Prepared, c: float) -> dict[str, float]:
+    """TF-IDF + logistic regression (`tfidf_predict`), fit on train, scored on test.
+
+    It sees the same (cut) texts as the neural models; its score on the full articles is reported too.
+    """
     target = data.labels[data.test]
-    metrics = classification_metrics(fit_score(data.texts), target, len(data.classes))
-    full = textdata.load(data.name).texts
-    metrics["fulltext_macro_f1"] = classification_metrics(fit_score(full), target, len(data.classes))["macro_f1"]
+    preds = tfidf_predict(data.texts, data.labels, data.train, data.test, c)
+    metrics = classification_metrics(preds, target, len(data.classes))
+    full = tfidf_predict(textdata.load(data.name).texts, data.labels, data.train, data.test, c)
+    metrics["fulltext_macro_f1"] = classification_metrics(full, target, len(data.classes))["macro_f1"]
     return metrics
 
 
