@@ -44,11 +44,11 @@ summary = "DCGAN on Fashion-MNIST (non-saturating loss): FID vs the real-data fl
 
 @dataclass
 class Config(BaseConfig):
-    steps: int = param(2000, "training steps (one D update and one G update each)", low=1)
+    steps: int = param(12000, "training steps (one D update and one G update each)", low=1)
     batch_size: int = param(64, "minibatch size", low=2)
     latent_dim: int = param(64, "size of the noise vector z", low=1)
-    g_width: int = param(12, "generator width (channels of its 14×14 layer / 2)", low=1)
-    d_width: int = param(12, "discriminator width (channels of its first layer / 2)", low=1)
+    g_width: int = param(16, "generator width (channels of its 14×14 layer / 2)", low=1)
+    d_width: int = param(16, "discriminator width (channels of its first layer / 2)", low=1)
     lr_g: float = param(2e-4, "Adam learning rate of G", low=0, low_open=True)
     lr_d: float = param(2e-4, "Adam learning rate of D", low=0, low_open=True)
     beta1: float = param(0.5, "Adam beta1 (DCGAN uses 0.5: less momentum suits the moving target)", low=0, high=1,
