@@ -212,3 +212,15 @@ def test_transfer_moves_the_content_weight_every_n_iterations_by_the_rule(small_
 def test_a_fixed_weight_is_kept_with_adapt_every_0(small_transfer):
     cfg, run, _ = small_transfer(adapt_every=0)
     assert {r["train/content_weight"] for r in _records(run) if "train/content_weight" in r} == {cfg.content_weight}
+
+
+def test_damaged_torchvision_vgg_file_is_a_one_line_data_error(tmp_path, monkeypatch):
+    from torch_cookbook.engine.errors import DataError
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    hub = tmp_path / "checkpoints" / vgg16_hed.TORCHVISION_FILE
+    hub.parent.mkdir()
+    hub.write_bytes(b"not a checkpoint" * 64)
+    with pytest.raises(DataError, match="is unreadable") as err:
+        vgg16_hed.load_torchvision()
+    assert "\n" not in str(err.value) and str(hub) in str(err.value)

@@ -108,7 +108,11 @@ def load_torchvision(download: bool = False) -> dict[str, torch.Tensor]:
 
         full = VGG16_Weights.IMAGENET1K_V1.get_state_dict(progress=True)
     else:
-        full = torch.load(hub, map_location="cpu", weights_only=True)
+        try:
+            full = torch.load(hub, map_location="cpu", weights_only=True)
+        except Exception as e:  # a damaged download raises anything from the unpickler
+            raise DataError(f"torchvision's VGG-16 weights file {hub} is unreadable ({type(e).__name__}); "
+                            "delete it and pass --download, or use --vgg hed") from None
     return {k.removeprefix("features."): v for k, v in full.items() if k.startswith("features.")}
 
 
