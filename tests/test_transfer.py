@@ -104,3 +104,16 @@ def test_bad_input_is_one_line(cli, tmp_path, args, fragment):
     code, _, err = cli("run", "transfer", "--profile", "smoke", "--runs-root", tmp_path, *args)
     assert code == 2 and fragment in err and len(err.strip().splitlines()) == 1
     assert not any(tmp_path.iterdir())
+
+
+def test_damaged_cached_imagenet_weights_are_a_one_line_error(tmp_path, monkeypatch):
+    from torch_cookbook.engine.errors import ConfigError
+    from torch_cookbook.nn.resnet import imagenet_weights_path, load_imagenet_resnet18
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "hub"))
+    path = imagenet_weights_path()
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"half a download" * 100)
+    with pytest.raises(ConfigError, match="could not load") as err:
+        load_imagenet_resnet18()
+    assert "\n" not in str(err.value) and str(path) in str(err.value)

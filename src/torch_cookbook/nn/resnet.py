@@ -82,7 +82,11 @@ def load_imagenet_resnet18(num_classes: int = 10, download: bool = False) -> tor
         raise ConfigError(f"--weights imagenet: {imagenet_weights_path()} is not in the torch hub cache; "
                           "pass --download to fetch it, or use --weights source")
     weights = torchvision.models.ResNet18_Weights.IMAGENET1K_V1
-    rgb = torchvision.models.resnet18(weights=weights, progress=False)  # reads the cache, downloads only if absent
+    try:
+        rgb = torchvision.models.resnet18(weights=weights, progress=False)  # reads the cache, downloads if absent
+    except Exception as e:  # a damaged cached file or a failed download: say which, in one line
+        raise ConfigError(f"--weights imagenet: could not load {imagenet_weights_path()} ({type(e).__name__}); "
+                          "delete it and pass --download, or use --weights source") from None
     model = resnet18_grey(num_classes=1000)
     model.load_state_dict(grey_state_dict(rgb.state_dict()))
     replace_head(model, num_classes)
