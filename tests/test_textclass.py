@@ -312,3 +312,71 @@ def test_idf_weighted_bag_weights_rare_tokens_more_and_equals_the_mean_under_equ
     assert "idf" in weighted.state_dict()  # saved with the model: predict uses the training split's weights
     with pytest.raises(ValueError, match="idf_weighted=False"):
         plain.set_idf(tokens)
+
+
+@pytest.fixture(scope="module")
+def minilm_run(tmp_path_factory):
+    from torch_cookbook.cli import main
+
+    root = tmp_path_factory.mktemp("textclass_minilm")
+    code = main(["run", "textclass", "--profile", "smoke", "--models", "minilm", "bow_minilm", "--steps", "30",
+                 "--eval_every", "10", "--runs-root", str(root), "--threads", "1"])
+    assert code == 0
+    return only_run_dir(root, "textclass")
+
+
+def test_minilm_features_are_the_encoders_embeddings_of_the_texts_and_cached():
+    from torch_cookbook.nn.bert import embed_texts, load_minilm
+
+    cfg = textclass.Config(datasets=["drugs"], vocab_size=1000, max_len=48, bow_max_len=64, minilm_max_len=32)
+    data = textclass.prepare(cfg, "drugs")
+    features = textclass.minilm_features(cfg, data)
+    assert features.shape == (979, 384)
+    encoder, tokenizer = load_minilm()
+    torch.testing.assert_close(features[[0, 500]], embed_texts(encoder, tokenizer, [data.texts[0], data.texts[500]],
+                                                               32), atol=1e-5, rtol=0)
+    view = textclass.feature_view(data, features)
+    assert view.ids is features and torch.equal(view.lengths, torch.full((979,), 384))
+    assert torch.equal(view.labels, data.labels) and torch.equal(view.test, data.test)
+
+
+def test_bow_minilm_scores_the_mean_of_bow_and_minilm_and_predicts(minilm_run, cli):
+    summary = json.loads((minilm_run / "summary.json").read_text())["metrics"]
+    variants = {p.name for p in (minilm_run / "variants").iterdir()}
+    # bow was not asked for, so bow_minilm trained it as its part; minilm learned something in 30 steps.
+    assert {"drugs_bow", "drugs_minilm", "drugs_bow_minilm"} <= variants
+    head = json.loads((minilm_run / "variants" / "drugs_minilm" / "result.json").read_text())
+    assert head["params"] == 384 * 3 + 3
+    # The ensemble's test metrics, recomputed by hand from the two saved models' probabilities.
+    from torch_cookbook.engine.config import from_dict
+    from torch_cookbook.engine.runs import open_run_dir
+
+    cfg = from_dict(textclass.Config, open_run_dir(minilm_run)["config"])
+    data = textclass.prepare(cfg, "drugs")
+    features = textclass.minilm_features(cfg, data)[data.test]
+
+    class _Run:
+        dir, recipe, device = minilm_run, "textclass", torch.device("cpu")
+
+    bow = textclass.load_model(cfg, _Run, "drugs", "bow", data.vocab_size, 3)
+    head_model = textclass.load_model(cfg, _Run, "drugs", "minilm", data.vocab_size, 3)
+    # The head learned: its loss over the whole training split is below that of its initialisation.
+    train_features, train_labels = textclass.minilm_features(cfg, data)[data.train], data.labels[data.train]
+    with torch.no_grad():
+        start = textclass.seeded_model("minilm", cfg, data)(train_features)
+        trained = head_model(train_features)
+    ce = torch.nn.functional.cross_entropy
+    assert ce(trained, train_labels) < ce(start, train_labels) - 0.01
+    with torch.no_grad():
+        p_bow = torch.softmax(bow(data.ids[data.test, :64]), 1)
+        p_head = torch.softmax(head_model(features), 1)
+    preds = ((p_bow + p_head) / 2).argmax(1)
+    expected = textclass.classification_metrics(preds, data.labels[data.test], 3)["macro_f1"]
+    assert summary["drugs_bow_minilm_macro_f1"] == pytest.approx(expected, abs=1e-6)
+    for model in ("minilm", "bow_minilm"):
+        code, out, err = cli("predict", "textclass", minilm_run, "It made me dizzy and sick", "--model", model)
+        assert code == 0, err
+        label_line, probs_line = out.strip().splitlines()[-2:]
+        probs = json.loads(probs_line)
+        assert model in label_line and label_line.split()[0] == max(probs, key=probs.get)
+        assert sum(probs.values()) == pytest.approx(1.0, abs=1e-3)
