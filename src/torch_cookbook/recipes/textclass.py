@@ -149,12 +149,11 @@ def minilm_features(cfg: Config, data: textdata.Prepared) -> torch.Tensor:
     import hashlib
 
     from torch_cookbook.data.cache import load_cached, store_cached
-    from torch_cookbook.nn.bert import minilm_dir
+    from torch_cookbook.nn.bert import MINILM_SHA256
 
-    weights = minilm_dir() / "model.safetensors"
-    weights_digest = hashlib.sha256(weights.read_bytes()).hexdigest() if weights.is_file() else "missing"
     texts_digest = hashlib.sha256("\x00".join(data.texts).encode()).hexdigest()
-    key = f"{texts_digest}|{cfg.minilm_max_len}|{weights_digest}|{torch.__version__}"
+    # load_minilm refuses any other weights than these, so their pinned digest identifies the encoder.
+    key = f"{texts_digest}|{cfg.minilm_max_len}|{MINILM_SHA256['model.safetensors']}|{torch.__version__}"
     name = f"minilm_{data.name}_{hashlib.sha256(key.encode()).hexdigest()[:16]}"
     cached = load_cached(name, key)
     if cached is None:
