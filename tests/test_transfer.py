@@ -117,3 +117,15 @@ def test_damaged_cached_imagenet_weights_are_a_one_line_error(tmp_path, monkeypa
     with pytest.raises(ConfigError, match="could not load") as err:
         load_imagenet_resnet18()
     assert "\n" not in str(err.value) and str(path) in str(err.value)
+
+
+def test_source_cache_is_kept_per_cpu_thread_count(monkeypatch):
+    cfg = transfer.Config()
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    one = transfer.source_cache_name(cfg, cpu)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    two = transfer.source_cache_name(cfg, cpu)
+    assert one != two and one.endswith("cpu1") and two.endswith("cpu2")
+    assert transfer.source_cache_name(cfg, torch.device("cuda")).endswith("cuda")  # threads do not matter there
+    assert transfer.source_cache_name(transfer.Config(source_seed=1), cpu) != two
