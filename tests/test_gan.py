@@ -77,6 +77,24 @@ def test_smoke_run_saves_grids_losses_histogram_and_both_networks(smoke_run):
     assert m["fid"] > m["fid_floor"] > 0  # 24 smoke steps do not reach real data
 
 
+def test_dev_fid_is_logged_and_changes_nothing_else(smoke_run, tmp_path):
+    import json
+
+    from torch_cookbook.cli import main
+
+    assert main(["run", "gan", "--profile", "smoke", "--dev_fid_every", "8", "--dev_fid_samples", "300",
+                 "--runs-root", str(tmp_path), "--threads", "2"]) == 0
+    run = only_run_dir(tmp_path, "gan")
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").open()]
+    dev = [(r["step"], r["eval/dev_fid"]) for r in rows if "eval/dev_fid" in r]
+    assert [s for s, _ in dev] == [8, 16, 24] and all(v > 0 for _, v in dev)
+    # Its samples come from their own noise stream with G in eval mode: the training run is the same run.
+    assert read_summary(run)["metrics"] == read_summary(smoke_run)["metrics"]
+    a = torch.load(run / "checkpoints" / "last.pt", weights_only=True)["state"]["g"]
+    b = torch.load(smoke_run / "checkpoints" / "last.pt", weights_only=True)["state"]["g"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_predict_writes_a_grid_of_new_samples(smoke_run, cli, tmp_path):
     out = tmp_path / "grid.png"
     code, stdout, err = cli("predict", "gan", smoke_run, "--n", "9", "--out", out)

@@ -58,6 +58,11 @@ class Config(BaseConfig):
     eval_samples: int = param(10000, "generated samples for FID and the class histogram", low=2)
     fid_real: int = param(10000, "real test images (and real train images for the floor) in FID", low=2, high=10000)
     grid_size: int = param(64, "samples in the fixed-noise grid saved every epoch", low=1, high=400)
+    dev_fid_every: int = param(0, "log a development FID every N steps (0 = off): dev_fid_samples samples against"
+                               " fid_real real *training* images, never the test images the result reports; for"
+                               " choosing a budget or a setting", low=0)
+    dev_fid_samples: int = param(2000, "generated samples per development FID (FID grows as samples shrink: compare"
+                                 " only at one count)", low=2)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -127,6 +132,8 @@ def run(cfg: Config, run: Run) -> dict[str, float | None]:
     fixed_z = torch.randn(cfg.grid_size, cfg.latent_dim, generator=torch.Generator().manual_seed(cfg.seed))
     steps_per_epoch = len(x_train) // cfg.batch_size
     bce = nn.functional.binary_cross_entropy_with_logits
+    if cfg.dev_fid_every:
+        extractor, dev_real = FeatureExtractor(classifier), real_train_images(cfg, data)
 
     g.train()
     d.train()
@@ -158,6 +165,10 @@ def run(cfg: Config, run: Run) -> dict[str, float | None]:
                 run.log({"train/d_loss": d_loss.item(), "train/g_loss": g_loss.item(),
                          "train/d_real": torch.sigmoid(d_real).mean().item(),
                          "train/d_fake": torch.sigmoid(d_fake).mean().item()}, done)
+            if cfg.dev_fid_every and (done % cfg.dev_fid_every == 0 or done == cfg.steps):
+                # Samples from a noise stream of their own and G in eval mode: training's RNG and BN are untouched.
+                dev_fakes = generate(g, cfg.dev_fid_samples, cfg.seed + 2, device)
+                run.log({"eval/dev_fid": fids(extractor, dev_real, dev_fakes)[0]}, done)
             if done % steps_per_epoch == 0 or done == cfg.steps:
                 save_grid(g, fixed_z, run.plot_path(f"samples_epoch{math.ceil(done / steps_per_epoch):02d}"), run)
             ckpt.after_step(done, d_loss.detach() + g_loss.detach())
@@ -206,6 +217,12 @@ def fids(extractor: FeatureExtractor, real: torch.Tensor, *others: torch.Tensor,
     return out
 
 
+def real_train_images(cfg: Config, data: fashion_mnist.FashionMNIST) -> torch.Tensor:
+    """fid_real training images in [0, 1], a seeded random pick: the floor's real side and the development FID's."""
+    pick = torch.randperm(len(data.train_images), generator=torch.Generator().manual_seed(cfg.seed))
+    return fashion_mnist.as_float(data.train_images[pick[:cfg.fid_real]], normalize=False)
+
+
 @torch.no_grad()
 def measure(cfg: Config, g: Generator, classifier: FashionClassifier, data: fashion_mnist.FashionMNIST,
             device: torch.device) -> dict[str, float]:
@@ -213,8 +230,7 @@ def measure(cfg: Config, g: Generator, classifier: FashionClassifier, data: fash
     rebuilt from the seed) and the class histogram of the samples."""
     extractor = FeatureExtractor(classifier)
     real_test = fashion_mnist.as_float(data.test_images[:cfg.fid_real], normalize=False)
-    train_pick = torch.randperm(len(data.train_images), generator=torch.Generator().manual_seed(cfg.seed))
-    real_train = fashion_mnist.as_float(data.train_images[train_pick[:cfg.fid_real]], normalize=False)
+    real_train = real_train_images(cfg, data)
     with torch.random.fork_rng(devices=[]):  # rebuilding the initial G must not move the caller's RNG
         untrained = build_models(cfg, device)[0]
     fakes = generate(g, cfg.eval_samples, cfg.seed + 1, device)
@@ -290,7 +306,13 @@ def save_grid(g: Generator, z: torch.Tensor, path: Path, run: Run) -> None:
 def plot_losses(run: Run) -> None:
     if not run.is_main:
         return
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    dev_fid = run.history("eval/dev_fid")
+    fig, axes = plt.subplots(1, 3 if dev_fid else 2, figsize=(15 if dev_fid else 10, 4))
+    ax1, ax2 = axes[:2]
+    if dev_fid:
+        axes[2].plot(*zip(*dev_fid), marker="o")
+        axes[2].set(xlabel="step", ylabel="FID vs real training images", yscale="log",
+                    title="development FID (--dev_fid_every)")
     for key, label in (("train/d_loss", "D loss"), ("train/g_loss", "G loss (non-saturating)")):
         curve = run.history(key)
         if curve:
