@@ -69,7 +69,38 @@ def test_each_method_trains_at_its_own_learning_rate():
     cfg = transfer.Config(lr=0.1, scratch_lr=0.03, probe_lr=0.3, backbone_lr_factor=0.1)
     lrs = {m: [g["lr"] for g in transfer.make_optimizer(cfg, resnet18_grey(num_classes=10), m).param_groups]
            for m in transfer.METHODS}
-    assert lrs == {"scratch": [0.03], "probe": [0.3], "finetune": [0.1], "lowlr": pytest.approx([0.01, 0.1])}
+    assert lrs == {"scratch": [0.03], "probe": [0.3], "finetune": [0.1], "lowlr": pytest.approx([0.01, 0.1]),
+                   "lpft": [0.1]}  # LP-FT's fine-tuning phase; its probe phase uses head_optimizer at probe_lr
+
+
+def test_lpft_trains_the_head_alone_first_then_everything(cli, tmp_path, monkeypatch):
+    from conftest import only_run_dir
+    from torch_cookbook.engine.checkpoint import load_checkpoint
+
+    sizes = []  # parameters in the optimizer of every training step, in order
+    real_step = transfer.backward_step
+
+    def spy(loss, optimizer, *args, **kwargs):
+        sizes.append(sum(p.numel() for g in optimizer.param_groups for p in g["params"]))
+        return real_step(loss, optimizer, *args, **kwargs)
+
+    monkeypatch.setattr(transfer, "backward_step", spy)
+    code, _, err = cli("run", "transfer", "--profile", "smoke", "--steps", "5", "--lpft_probe_steps", "3",
+                       "--runs-root", tmp_path, "--threads", "1")
+    assert code == 0, err
+    head, full = 10 * 512 + 10, sum(p.numel() for p in resnet18_grey(num_classes=10).parameters())
+    assert sizes[-5:] == [head, head, head, full, full]  # lpft is the last method: 3 probe steps, then all
+    run = only_run_dir(tmp_path, "transfer")
+    source = load_checkpoint(run / "variants" / "source" / "checkpoints" / "last.pt", "transfer")["state"]["model"]
+    tuned = load_checkpoint(run / "variants" / "lpft_10" / "checkpoints" / "last.pt", "transfer")["state"]["model"]
+    assert not torch.equal(source["layer1.0.conv1.weight"], tuned["layer1.0.conv1.weight"])  # fine-tuned
+    assert not torch.equal(source["bn1.running_mean"], tuned["bn1.running_mean"])  # train mode in phase 2
+
+
+def test_lpft_probe_steps_must_leave_fine_tuning_steps(cli, tmp_path):
+    code, _, err = cli("run", "transfer", "--profile", "smoke", "--lpft_probe_steps", "4", "--runs-root", tmp_path)
+    assert code == 2 and "--lpft_probe_steps 4: must be below --steps 4" in err and len(err.strip().splitlines()) == 1
+    assert not any(tmp_path.iterdir())
 
 
 def test_digit_splits_are_balanced_disjoint_and_nested():

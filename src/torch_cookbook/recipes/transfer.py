@@ -69,7 +69,10 @@ class Config(BaseConfig):
     lr: float = param(0.05, "fine-tuning SGD learning rate (the head's, and the backbone's in full fine-tuning)",
                       low=0, low_open=True)
     scratch_lr: float = param(0.03, "SGD learning rate of the from-scratch baseline", low=0, low_open=True)
-    probe_lr: float = param(0.3, "SGD learning rate of the linear probe's head", low=0, low_open=True)
+    probe_lr: float = param(0.3, "SGD learning rate of the linear probe's head (and of LP-FT's probe phase)", low=0,
+                            low_open=True)
+    lpft_probe_steps: int = param(30, "LP-FT: steps of the budget that train only the new head on the frozen"
+                                  " backbone before everything is fine-tuned at lr for the rest", low=1)
     backbone_lr_factor: float = param(0.1, "backbone learning rate = lr times this, in the low-lr variant", low=0,
                                       high=1, low_open=True)
     momentum: float = param(0.9, "SGD momentum", low=0, high=1, high_open=True)
@@ -81,6 +84,9 @@ class Config(BaseConfig):
         if 10 not in self.labels_per_class:
             raise ConfigError(f"--labels_per_class {' '.join(map(str, self.labels_per_class))}: must include 10 "
                               "(the target compares methods at 10 labels per class)")
+        if self.lpft_probe_steps >= self.steps:
+            raise ConfigError(f"--lpft_probe_steps {self.lpft_probe_steps}: must be below --steps {self.steps} "
+                              "(LP-FT fine-tunes for the rest of the budget)")
         if max(self.labels_per_class) + self.test_per_class > 500:
             raise ConfigError(f"--labels_per_class {max(self.labels_per_class)} + --test_per_class "
                               f"{self.test_per_class}: more than the 500 digits per class available")
@@ -92,14 +98,15 @@ class Config(BaseConfig):
 
 profiles = {
     "smoke": {"source_steps": 4, "source_batch_size": 16, "source_eval": 100, "labels_per_class": (10,),
-              "test_per_class": 10, "steps": 4, "batch_size": 16},
-    "quick": {"source_steps": 150, "labels_per_class": (10, 50), "test_per_class": 50, "steps": 40},
+              "test_per_class": 10, "steps": 4, "batch_size": 16, "lpft_probe_steps": 2},
+    "quick": {"source_steps": 150, "labels_per_class": (10, 50), "test_per_class": 50, "steps": 40,
+              "lpft_probe_steps": 12},
     "full": {},
 }
 
 targets = [Target("finetune_gain_10", ">=", 0.10)]  # full fine-tune minus scratch, test accuracy at 10 labels/class
 
-METHODS = ("scratch", "probe", "finetune", "lowlr")
+METHODS = ("scratch", "probe", "finetune", "lowlr", "lpft")
 
 
 # ---- data ----------------------------------------------------------------------------------------
@@ -195,12 +202,14 @@ def build_target_model(cfg: Config, run: Run, method: str) -> nn.Module:
 
 def make_optimizer(cfg: Config, model: nn.Module, method: str) -> torch.optim.Optimizer:
     """Each method at its own learning rate. probe: only the head learns. lowlr: two parameter groups, the
-    backbone at lr × backbone_lr_factor."""
+    backbone at lr × backbone_lr_factor. lpft: this is its fine-tuning phase's (everything at lr); its probe
+    phase has `head_optimizer`."""
     kw = {"momentum": cfg.momentum, "weight_decay": cfg.weight_decay}
     if method == "scratch":
         return torch.optim.SGD(model.parameters(), lr=cfg.scratch_lr, **kw)
     if method == "probe":
-        return torch.optim.SGD(freeze_backbone(model), lr=cfg.probe_lr, **kw)
+        freeze_backbone(model)
+        return head_optimizer(cfg, model)
     if method == "lowlr":
         groups = [{"params": backbone_parameters(model), "lr": cfg.lr * cfg.backbone_lr_factor},
                   {"params": head_parameters(model), "lr": cfg.lr}]
@@ -208,16 +217,30 @@ def make_optimizer(cfg: Config, model: nn.Module, method: str) -> torch.optim.Op
     return torch.optim.SGD(model.parameters(), lr=cfg.lr, **kw)
 
 
+def head_optimizer(cfg: Config, model: nn.Module) -> torch.optim.Optimizer:
+    return torch.optim.SGD(head_parameters(model), lr=cfg.probe_lr, momentum=cfg.momentum,
+                           weight_decay=cfg.weight_decay)
+
+
 def train_target(cfg: Config, run: Run, method: str, per_class: int) -> dict[str, float]:
     x_train, y_train, x_test, y_test = target_data(cfg, per_class)
     model = build_target_model(cfg, run, method)
     optimizer = make_optimizer(cfg, model, method)
+    # LP-FT (Kumar et al. 2022): the first probe_steps train only the new head on the frozen backbone, so the
+    # fine-tuning that follows starts from a head that fits the features, not a random one whose large early
+    # gradients rewrite the pre-trained backbone. Each phase has its own optimizer and cosine schedule.
+    probe_steps = cfg.lpft_probe_steps if method == "lpft" else 0
     # Cosine decay ends training with small steps, so BatchNorm's running statistics (an average over the last
     # batches) match the final weights; at a constant high rate they lag behind and eval-mode accuracy suffers.
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.steps)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.steps - probe_steps)
+    phases = {}
+    if probe_steps:
+        head_opt = head_optimizer(cfg, model)
+        phases = {"head_optimizer": head_opt,
+                  "head_scheduler": torch.optim.lr_scheduler.CosineAnnealingLR(head_opt, T_max=probe_steps)}
     scaler = grad_scaler(run.device, cfg.amp)
     ckpt = run.checkpointer(every=max(1, cfg.steps // 4), model=model, optimizer=optimizer, scheduler=scheduler,
-                            scaler=scaler)
+                            scaler=scaler, **phases)
     start = ckpt.restore()
     batch = min(cfg.batch_size, len(x_train))
     batches = minibatches(len(x_train), batch, cfg.seed, start_step=start)
@@ -225,14 +248,22 @@ def train_target(cfg: Config, run: Run, method: str, per_class: int) -> dict[str
         for step, _epoch, idx in batches:
             if step >= cfg.steps:
                 break
+            probing = method == "probe" or step < probe_steps
+            if probe_steps:  # LP-FT: the backbone is frozen in the probe phase only
+                for p in backbone_parameters(model):
+                    p.requires_grad_(not probing)
             # A frozen backbone stays in eval mode: requires_grad=False alone would still let BatchNorm's
             # running statistics drift towards the few target images.
-            model.train(method != "probe")
+            model.train(not probing)
             x, y = take(idx, x_train, y_train, device=run.device)
             with autocast(run.device, cfg.amp):
                 loss = F.cross_entropy(model(x), y)
-            backward_step(loss, optimizer, scaler)
-            scheduler.step()
+            if step < probe_steps:
+                backward_step(loss, phases["head_optimizer"], scaler)
+                phases["head_scheduler"].step()
+            else:
+                backward_step(loss, optimizer, scaler)
+                scheduler.step()
             bar.advance(1, loss=loss.item())
             ckpt.after_step(step + 1, loss)
     ckpt.save(cfg.steps)
@@ -256,6 +287,7 @@ def run(cfg: Config, run: Run) -> dict[str, float | None]:
     metrics["finetune_gain_10"] = results["finetune"][10] - results["scratch"][10]
     metrics["probe_gain_10"] = results["probe"][10] - results["scratch"][10]
     metrics["lowlr_gain_10"] = results["lowlr"][10] - results["scratch"][10]
+    metrics["lpft_gain_10"] = results["lpft"][10] - results["scratch"][10]
     if run.is_main:
         plot_accuracy(cfg, run, results)
     return metrics
@@ -263,7 +295,8 @@ def run(cfg: Config, run: Run) -> dict[str, float | None]:
 
 def plot_accuracy(cfg: Config, run: Run, results: dict[str, dict[int, float]]) -> None:
     labels = {"scratch": "from scratch", "probe": "frozen backbone (linear probe)", "finetune": "full fine-tune",
-              "lowlr": f"fine-tune, backbone lr ×{cfg.backbone_lr_factor:g}"}
+              "lowlr": f"fine-tune, backbone lr ×{cfg.backbone_lr_factor:g}",
+              "lpft": f"LP-FT (head only for {cfg.lpft_probe_steps} steps, then all)"}
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     for method, points in results.items():
         ks = sorted(points)
