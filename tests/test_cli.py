@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -25,6 +26,8 @@ from torch_cookbook import recipes
         (["frobnicate"], "unknown command 'frobnicate'"),
         (["eval", "/nonexistent/run"], "run directory /nonexistent/run does not exist"),
         (["bench", "regression", "--jobs", "0"], "--jobs 0: must be at least 1"),
+        (["bench", "regression", "--", "--stepz", "3"], "unknown option --stepz 3; did you mean --steps?"),
+        (["bench", "regression", "--", "--lr", "-1"], "--lr -1.0: out of range, allowed (0, inf)"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_nothing_written(cli, tmp_path, monkeypatch, args, expected):
@@ -87,10 +90,13 @@ def test_list_choices_are_a_selection(values, expected):
 def test_bench_runs_seeds_side_by_side_and_records_resources(tmp_path):
     out = tmp_path / "results"
     proc = run_subprocess("bench", "regression", "--profile", "smoke", "--seeds", "2", "--jobs", "2",
-                          "--threads", "1", "--out", out, "--runs-root", tmp_path / "runs")
+                          "--threads", "1", "--out", out, "--runs-root", tmp_path / "runs", "--", "--steps", "70")
     assert proc.returncode == 0, proc.stderr
     result = json.loads((out / "regression.json").read_text())
     assert [r["seed"] for r in result["runs"]] == [0, 1]
+    assert result["run_flags"][-2:] == ["--steps", "70"]  # flags after `--` reach every run and are recorded
+    for run in result["runs"]:
+        assert json.loads((Path(run["run_dir"]) / "config.json").read_text())["config"]["steps"] == 70
     for run in result["runs"]:
         assert run["cpu_time_s"] > 0 and run["peak_rss_mb"] > 50  # a torch process is never smaller
         assert run["steps_per_s"] > 0  # from the perf/steps_per_s records the engine adds to every log

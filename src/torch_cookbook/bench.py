@@ -139,8 +139,8 @@ def bench_recipe(name: str, seeds: list[int], profile: str, runs_root: Path, ext
             std[key] = statistics.pstdev(values) if len(values) > 1 else 0.0
     targets = [{"metric": t.metric, "op": t.op, "value": t.value,
                 "met_all_seeds": all(_met(r, t.metric) for r in runs)} for t in recipe.targets]
-    return {"recipe": name, "profile": profile, "seeds": seeds, "runs": runs, "mean": mean, "std": std,
-            "targets": targets, "jobs": jobs,
+    return {"recipe": name, "profile": profile, "seeds": seeds, "run_flags": extra, "runs": runs, "mean": mean,
+            "std": std, "targets": targets, "jobs": jobs,
             "wall_time_s": {"mean": statistics.fmean(r["wall_time_s"] for r in runs),
                             "max": max(r["wall_time_s"] for r in runs)},
             "cpu_time_s": {"mean": statistics.fmean(r["cpu_time_s"] for r in runs)},
@@ -283,7 +283,12 @@ def plot_time_to_target(results_dir: Path, out: Path) -> bool:
 def bench_main(argv: list[str]) -> int:
     from torch_cookbook.cli import Parser
 
-    parser = Parser(prog="cookbook bench", description="Full-profile benchmarks over several seeds.")
+    # Everything after `--` is handed to every `cookbook run` (e.g. `-- --device cuda --hidden 4096`), validated
+    # once here against each recipe's config so a bad flag fails before any seed starts.
+    run_flags = argv[argv.index("--") + 1:] if "--" in argv else []
+    argv = argv[:argv.index("--")] if "--" in argv else argv
+    parser = Parser(prog="cookbook bench", description="Full-profile benchmarks over several seeds; flags after "
+                    "`--` go to every run (they are recorded in the result as run_flags).")
     parser.add_argument("names", nargs="*", help="recipes to benchmark (default: --all)")
     parser.add_argument("--all", action="store_true", help="every registered recipe")
     parser.add_argument("--seeds", type=int, default=3, help="number of seeds (0, 1, ...)")
@@ -296,6 +301,10 @@ def bench_main(argv: list[str]) -> int:
     names = recipes.names() if args.all or not args.names else args.names
     for name in names:
         recipes.get(name)  # unknown names fail before any work
+        if run_flags:
+            from torch_cookbook.cli import check_run_flags
+
+            check_run_flags(name, args.profile, run_flags)
     if args.seeds < 1:
         parser.error(f"--seeds {args.seeds}: must be at least 1")
     if args.jobs < 1:
@@ -305,7 +314,7 @@ def bench_main(argv: list[str]) -> int:
     for name in names:
         try:
             result = bench_recipe(name, list(range(args.seeds)), args.profile, args.runs_root,
-                                  ["--threads", str(args.threads)], args.jobs)
+                                  ["--threads", str(args.threads), *run_flags], args.jobs)
         except CookbookError as e:
             print(f"cookbook bench: {e}", file=sys.stderr)
             failed.append(name)

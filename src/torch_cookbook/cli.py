@@ -138,6 +138,15 @@ def cmd_run(argv: list[str]) -> int:
             return 0
         pre.error("the recipe name is required; recipes: " + ", ".join(recipes.names()))
     recipe = recipes.get(known.name)
+    cfg, profile, root, print_only = parse_run_flags(recipe, argv)
+    if print_only:
+        print(json.dumps(dataclasses.asdict(cfg), indent=2))
+        return 0
+    return execute(recipe, cfg, profile, root=root)
+
+
+def parse_run_flags(recipe: recipes.Recipe, argv: list[str]) -> tuple[Any, str, Path, bool]:
+    """`cookbook run NAME [flags]` -> (validated config, profile, runs root, --print-config)."""
     parser = Parser(prog=f"cookbook run {recipe.name}", description=recipe.summary)
     parser.add_argument("name")
     parser.add_argument("--profile", default="quick", choices=PROFILES,
@@ -150,11 +159,12 @@ def cmd_run(argv: list[str]) -> int:
     profile, root, config_file, print_only = (args.pop(k) for k in ("profile", "runs_root", "config", "print_config"))
     args.pop("name")
     overrides = {**read_config_file(config_file), **args} if config_file else args
-    cfg = recipe.config(profile, overrides)
-    if print_only:
-        print(json.dumps(dataclasses.asdict(cfg), indent=2))
-        return 0
-    return execute(recipe, cfg, profile, root=root)
+    return recipe.config(profile, overrides), profile, root, print_only
+
+
+def check_run_flags(name: str, profile: str, flags: list[str]) -> None:
+    """Fail (one line, exit 2) if `flags` are not valid `cookbook run NAME` flags; used by `cookbook bench`."""
+    parse_run_flags(recipes.get(name), [name, "--profile", profile, *flags])
 
 
 def read_config_file(path: Path) -> dict[str, Any]:
