@@ -126,8 +126,19 @@ def test_bench_index_shows_hardware_files_beside_recipe_results(tmp_path):
         "wall_s": 40.2, "recorded": "3 windows of 8 of every 50 optimizer steps", "recorded_s": 1.25,
         "data_share": 0.01, "optimizer_share": 0.1, "backward_share": 0.4, "torch_ops_share": 0.8,
         "outside_ops_share": 0.2, "top_ops": []}}}))
+    gpu = tmp_path / "gpu" / "h200-2026-12-04"
+    gpu.mkdir(parents=True)
+    gpu_machine = {**machine, "device": "NVIDIA H200"}
+    (gpu / "amp.json").write_text(json.dumps(
+        {"recipe": "amp", "seeds": [0, 1], "run_flags": ["--threads", "0", "--device", "cuda"], "machine": gpu_machine,
+         "runs": [], "mean": {"perf/gpu_autocast_speedup": 1.3}, "std": {"perf/gpu_autocast_speedup": 0.01},
+         "targets": [{"metric": "perf/gpu_autocast_speedup", "op": ">=", "value": 2.0, "met_all_seeds": False}]}))
+    (gpu / "throughput.json").write_text(json.dumps({"machine": gpu_machine, "rows": rows}))
     write_index(results)  # recipe-less files must not be read as recipe results
     index = (tmp_path / "README.md").read_text()
+    assert "## Measured on a GPU: h200-2026-12-04" in index and "NVIDIA H200, Test CPU (2 cores)" in index
+    assert "| amp `--device cuda` | 2 | perf/gpu_autocast_speedup >= 2 | 1.3 ± 0.01 | NO | amp.json |" in index
+    assert "| MLP, batch 128, eager | - | ms/step | 1.20 | - | throughput.json |" in index
     assert "fp32 190.0 GFLOP/s, bf16 0.3 GFLOP/s" in index and "avx2" in index
     assert "| MLP | 128 | eager | 104.7 | 1.20 | 100000 | 85.5 | 50% |" in index
     assert "| MLP | 128 | compile | failed: RuntimeError: no compiler |" in index

@@ -190,12 +190,48 @@ def write_index(results_dir: Path) -> None:
               "both. '-' where the recipe builds its batches another way (RL, style, seq2seq, ddp, ...) or the",
               "result predates the measurement."]
     lines += hardware_section(results_dir)
+    lines += gpu_section(results_dir.parent / "gpu")
     if plot_time_to_target(results_dir, results_dir.parent / "time_to_target.png"):
         lines += ["", "Time to target: wall seconds from the start of a run to the first evaluation at which the",
                   "target was met (mean over the seeds that met it; targets not logged during training are left",
                   "out).", "",
                   "![time to target](time_to_target.png)"]
     (results_dir.parent / "README.md").write_text("\n".join(lines) + "\n")
+
+
+def gpu_section(gpu_dir: Path) -> list[str]:
+    """Recipe benches and throughput rows measured on a lent GPU: benchmarks/gpu/<device>-<date>/*.json.
+
+    They live apart from results/ because the reference machine has no GPU and `cookbook bench` there would
+    overwrite them; each folder is one session's measurements on one device (its own torch version)."""
+    lines: list[str] = []
+    for folder in sorted(p for p in gpu_dir.glob("*") if p.is_dir()):
+        rows, machine_text = [], ""
+        for path in sorted(folder.glob("*.json")):
+            data = json.loads(path.read_text())
+            if "machine" in data and not machine_text:
+                m = data["machine"]
+                machine_text = f"{m['device']}, {m['cpu']} ({m['cores']} cores), torch {m['torch']}"
+            if "runs" in data:
+                given = data.get("run_flags", [])
+                # bench's own `--threads N` comes first; show the flags the user gave after `--`
+                flags = " ".join(given[2:] if given[:1] == ["--threads"] else given)
+                for t in data["targets"]:
+                    value = data["mean"].get(t["metric"])
+                    shown = "-" if value is None else f"{value:.4g} ± {data['std'].get(t['metric'], 0):.2g}"
+                    rows.append(f"| {data['recipe']} `{flags}` | {len(data['seeds'])} | {t['metric']} {t['op']} "
+                                f"{t['value']:g} | {shown} | {'yes' if t['met_all_seeds'] else 'NO'} | {path.name} |")
+            elif "rows" in data:
+                for r in data["rows"]:
+                    if "error" not in r:
+                        rows.append(f"| {r['model']}, batch {r['batch']}, {r['variant']} | - | ms/step | "
+                                    f"{r['ms_per_step']:.2f} | - | {path.name} |")
+        if rows:
+            lines += ["", f"## Measured on a GPU: {folder.name}", "", f"{machine_text}. Files in "
+                      f"`benchmarks/gpu/{folder.name}/`; the write-up is in docs/performance.md (\"GPU\").", "",
+                      "| what | seeds | target / measure | mean ± std | met on all seeds | file |",
+                      "|---|---|---|---|---|---|", *rows]
+    return lines
 
 
 def hardware_section(results_dir: Path) -> list[str]:
