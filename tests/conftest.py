@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -58,6 +59,15 @@ def smoke_runs(tmp_path_factory):
 
     get.root = root
     return get
+
+
+def load_benchmark_script(name: str):
+    """Import benchmarks/<name>.py (a script, not a package module) so its functions can be tested."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def only_run_dir(root: Path, recipe: str) -> Path:
