@@ -146,3 +146,16 @@ def test_bench_index_shows_hardware_files_beside_recipe_results(tmp_path):
     assert "| gan | 40 | 1.2 s, 3 windows of 8 of every 50 optimizer steps | 1.0% | 10.0% | 40.0% | 80% | 20% | - |" \
         in index
     assert all(isinstance(f, str) for f in cpu_features())
+
+
+def test_gpu_bench_results_go_beside_the_cpu_results_not_over_them():
+    import time
+
+    from torch_cookbook.bench import default_results_dir
+
+    results = Path("benchmarks/results")
+    assert default_results_dir("cpu (x86_64, 1 threads)", results) == results
+    day = time.strftime("%Y-%m-%d")
+    assert default_results_dir("cuda (NVIDIA H200)", results) == Path(f"benchmarks/gpu/h200-{day}")
+    rtx = default_results_dir("cuda (NVIDIA GeForce RTX 4090)", results)
+    assert rtx == Path(f"benchmarks/gpu/geforce-rtx-4090-{day}")

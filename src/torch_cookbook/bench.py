@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -316,6 +317,19 @@ def plot_time_to_target(results_dir: Path, out: Path) -> bool:
     return True
 
 
+RESULTS_DIR = Path("benchmarks/results")
+
+
+def default_results_dir(device: str, results_dir: Path = RESULTS_DIR) -> Path:
+    """Where a bench result goes unless --out says: results/ for the reference machine's CPU runs, and
+    gpu/<gpu>-<date>/ beside it for runs whose summary names a CUDA device ("cuda (NVIDIA H200)")."""
+    if not device.startswith("cuda"):
+        return results_dir
+    name = device.removeprefix("cuda").strip(" ()").lower().removeprefix("nvidia ")
+    slug = re.sub(r"[^a-z0-9]+", "-", name).strip("-") or "gpu"
+    return results_dir.parent / "gpu" / f"{slug}-{time.strftime('%Y-%m-%d')}"
+
+
 def bench_main(argv: list[str]) -> int:
     from torch_cookbook.cli import Parser
 
@@ -329,7 +343,9 @@ def bench_main(argv: list[str]) -> int:
     parser.add_argument("--all", action="store_true", help="every registered recipe")
     parser.add_argument("--seeds", type=int, default=3, help="number of seeds (0, 1, ...)")
     parser.add_argument("--profile", default="full", choices=("smoke", "quick", "full"))
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--out", type=Path, default=None,
+                        help="folder for <recipe>.json (default: benchmarks/results for CPU runs; "
+                             "benchmarks/gpu/<gpu>-<date>/ for runs on a GPU, so they never replace the CPU results)")
     parser.add_argument("--runs-root", type=Path, default=Path("runs/bench"))
     parser.add_argument("--threads", type=int, default=0, help="torch threads per run (0 = per core)")
     parser.add_argument("--jobs", type=int, default=1, help="seeds run side by side (give --threads 1 on 2 cores)")
@@ -345,7 +361,8 @@ def bench_main(argv: list[str]) -> int:
         parser.error(f"--seeds {args.seeds}: must be at least 1")
     if args.jobs < 1:
         parser.error(f"--jobs {args.jobs}: must be at least 1")
-    args.out.mkdir(parents=True, exist_ok=True)
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
     failed = []
     for name in names:
         try:
@@ -355,12 +372,13 @@ def bench_main(argv: list[str]) -> int:
             print(f"cookbook bench: {e}", file=sys.stderr)
             failed.append(name)
             continue
-        out = args.out / f"{name}.json"
+        out = (args.out or default_results_dir(result["runs"][0]["device"])) / f"{name}.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=2) + "\n")
         verdicts = ", ".join(f"{t['metric']} {t['op']} {t['value']:g}: {'met' if t['met_all_seeds'] else 'NOT met'}"
                              for t in result["targets"])
         print(f"{name}: {verdicts} -> {out}", flush=True)
-    write_index(args.out)
+    write_index(args.out or RESULTS_DIR)
     if failed:
         print(f"cookbook bench: failed: {', '.join(failed)}", file=sys.stderr)
         return 1
