@@ -160,3 +160,36 @@ def test_source_cache_is_kept_per_cpu_thread_count(monkeypatch):
     assert one != two and one.endswith("cpu1") and two.endswith("cpu2")
     assert transfer.source_cache_name(cfg, torch.device("cuda")).endswith("cuda")  # threads do not matter there
     assert transfer.source_cache_name(transfer.Config(source_seed=1), cpu) != two
+
+
+def test_lpft_killed_inside_its_probe_phase_resumes_to_the_same_result(tmp_path):
+    """Both LP-FT phases' optimizers and schedules are in the checkpoint, and the phase follows the step."""
+    from conftest import assert_same_metrics, only_run_dir, read_summary, run_subprocess
+    from torch_cookbook.engine.checkpoint import load_checkpoint
+
+    # Empty caches, so both runs pre-train the smoke source: 4 source steps, then 5 methods x 5 steps with lpft
+    # last. SIGKILL at the 27th finished step = lpft's 3rd, before its save: the last checkpoint is lpft step 2,
+    # inside the 3-step probe phase.
+    flags = ["--profile", "smoke", "--steps", "5", "--lpft_probe_steps", "3", "--threads", "1"]
+    whole = run_subprocess("run", "transfer", *flags, "--runs-root", tmp_path / "whole",
+                           env={"COOKBOOK_CACHE": str(tmp_path / "cache1")})
+    assert whole.returncode == 0, whole.stderr[-2000:]
+    crashed = run_subprocess("run", "transfer", *flags, "--runs-root", tmp_path / "crashed",
+                             env={"COOKBOOK_CACHE": str(tmp_path / "cache2"), "COOKBOOK_CRASH_AT_CALL": "27"})
+    assert crashed.returncode == -9, crashed.stderr[-2000:]
+    run_dir = only_run_dir(tmp_path / "crashed", "transfer")
+    lpft_ckpt = run_dir / "variants" / "lpft_10" / "checkpoints" / "last.pt"
+    assert load_checkpoint(lpft_ckpt, "transfer")["step"] == 2  # killed inside the probe phase
+    resumed = run_subprocess("run", "--resume", run_dir, "--threads", "1",
+                             env={"COOKBOOK_CACHE": str(tmp_path / "cache2")})
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert_same_metrics(read_summary(run_dir)["metrics"], read_summary(only_run_dir(tmp_path / "whole",
+                                                                                    "transfer"))["metrics"])
+    expected = load_checkpoint(only_run_dir(tmp_path / "whole", "transfer") / "variants" / "lpft_10" / "checkpoints"
+                               / "last.pt", "transfer")["state"]
+    got = load_checkpoint(lpft_ckpt, "transfer")["state"]
+    assert all(torch.equal(got["model"][k], expected["model"][k]) for k in expected["model"])
+    for name in ("head_optimizer", "optimizer"):  # both phases' momentum buffers, bit for bit
+        buffers = [(s["momentum_buffer"], expected[name]["state"][i]["momentum_buffer"])
+                   for i, s in got[name]["state"].items()]
+        assert buffers and all(torch.equal(a, b) for a, b in buffers), name
