@@ -361,8 +361,7 @@ def bench_main(argv: list[str]) -> int:
         parser.error(f"--seeds {args.seeds}: must be at least 1")
     if args.jobs < 1:
         parser.error(f"--jobs {args.jobs}: must be at least 1")
-    if args.out is not None:
-        args.out.mkdir(parents=True, exist_ok=True)
+    (args.out or RESULTS_DIR).mkdir(parents=True, exist_ok=True)  # the index is written even if every run fails
     failed = []
     for name in names:
         try:
