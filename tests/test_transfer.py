@@ -193,3 +193,65 @@ def test_lpft_killed_inside_its_probe_phase_resumes_to_the_same_result(tmp_path)
         buffers = [(s["momentum_buffer"], expected[name]["state"][i]["momentum_buffer"])
                    for i, s in got[name]["state"].items()]
         assert buffers and all(torch.equal(a, b) for a, b in buffers), name
+
+
+def digit_png(tmp_path, index: int = 0):
+    import numpy as np
+    from PIL import Image
+
+    images, labels = mnist_digits.load()
+    path = tmp_path / f"digit{index}.png"
+    Image.fromarray(images[index].numpy().astype(np.uint8)).save(path)
+    return path, images[index], int(labels[index])
+
+
+def test_a_saved_28px_digit_is_exactly_the_training_input_and_paper_digits_are_inverted(tmp_path):
+    from PIL import Image
+
+    from torch_cookbook.data.images import load_image
+
+    path, digit, _ = digit_png(tmp_path)
+    x = transfer.digit_tensor(load_image(path))
+    assert torch.equal(x, transfer.to_float(digit[None])[0])  # the same tensor the model was trained on
+    paper = tmp_path / "paper.png"  # dark ink on white, larger, off-centre: how a user's scan looks
+    Image.open(path).point(lambda v: 255 - v).resize((112, 112)).save(tmp_path / "big.png")
+    canvas = Image.new("L", (220, 160), 255)
+    canvas.paste(Image.open(tmp_path / "big.png"), (90, 30))
+    canvas.save(paper)
+    y = transfer.digit_tensor(load_image(paper))
+    assert y.shape == (1, 28, 28)
+    ink = (y[0] * transfer.STD + transfer.MEAN).clamp(min=0)
+    rows, cols = torch.arange(28.0), torch.arange(28.0)
+    centre = ((ink.sum(1) * rows).sum() / ink.sum(), (ink.sum(0) * cols).sum() / ink.sum())
+    assert abs(centre[0] - 13.5) < 3 and abs(centre[1] - 13.5) < 3  # inverted, cropped and centred
+    assert ink[0].max() < 0.05 and ink[:, 0].max() < 0.05  # black border, as in MNIST
+
+
+def test_predict_prints_a_digit_and_probabilities_per_image(smoke_runs, cli, tmp_path):
+    run_dir, _ = smoke_runs("transfer")
+    first, _, _ = digit_png(tmp_path, 0)
+    second, _, _ = digit_png(tmp_path, 1)
+    code, out, err = cli("predict", "transfer", run_dir, str(first), str(second), "--method", "lpft")
+    assert code == 0, err
+    lines = out.strip().splitlines()
+    lines = lines[next(i for i, line in enumerate(lines) if line.startswith("model: ")):]  # after the smoke run's
+    assert lines[0].startswith("model: lpft, 10 labels per class")
+    for line, path in zip(lines[1:], (first, second)):
+        name, rest = line.split(": ", 1)
+        assert name == str(path)
+        digit, probs = rest.split("  (")
+        top = [float(item.split(": ")[1]) for item in probs.rstrip(")").split(", ")]
+        assert 0 <= int(digit) <= 9 and top == sorted(top, reverse=True) and 0 < sum(top) <= 1.0 + 1e-3
+
+
+@pytest.mark.parametrize("extra, fragment", [
+    (["--labels", "50"], "--labels 50: this run trained models for 10 labels per class"),
+    (["/nonexistent/seven.png"], "image /nonexistent/seven.png does not exist"),
+    (["--method", "magic"], "invalid choice: 'magic'"),
+])
+def test_predict_bad_input_is_one_line(smoke_runs, cli, tmp_path, extra, fragment):
+    run_dir, _ = smoke_runs("transfer")
+    path, _, _ = digit_png(tmp_path)
+    code, _, err = cli("predict", "transfer", run_dir, str(path), *extra)
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1 and fragment in err, err

