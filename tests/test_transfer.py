@@ -162,37 +162,41 @@ def test_source_cache_is_kept_per_cpu_thread_count(monkeypatch):
     assert transfer.source_cache_name(transfer.Config(source_seed=1), cpu) != two
 
 
-def test_lpft_killed_inside_its_probe_phase_resumes_to_the_same_result(tmp_path):
+def test_lpft_killed_inside_its_probe_phase_resumes_to_the_same_result(smoke_runs, tmp_path):
     """Both LP-FT phases' optimizers and schedules are in the checkpoint, and the phase follows the step."""
     from conftest import assert_same_metrics, only_run_dir, read_summary, run_subprocess
+    from torch_cookbook.data.cache import cache_dir
     from torch_cookbook.engine.checkpoint import load_checkpoint
 
-    # Empty caches, so both runs pre-train the smoke source: 4 source steps, then 5 methods x 5 steps with lpft
-    # last. SIGKILL at the 27th finished step = lpft's 3rd, before its save: the last checkpoint is lpft step 2,
-    # inside the 3-step probe phase.
-    flags = ["--profile", "smoke", "--steps", "5", "--lpft_probe_steps", "3", "--threads", "1"]
-    whole = run_subprocess("run", "transfer", *flags, "--runs-root", tmp_path / "whole",
-                           env={"COOKBOOK_CACHE": str(tmp_path / "cache1")})
-    assert whole.returncode == 0, whole.stderr[-2000:]
-    crashed = run_subprocess("run", "transfer", *flags, "--runs-root", tmp_path / "crashed",
-                             env={"COOKBOOK_CACHE": str(tmp_path / "cache2"), "COOKBOOK_CRASH_AT_CALL": "27"})
+    whole, _ = smoke_runs("transfer")  # the uninterrupted reference, two threads
+    cfg = recipes_config("smoke")
+    torch.set_num_threads(2)  # the cache key of the source holds the thread count
+    cached = (cache_dir() / f"{transfer.source_cache_name(cfg, torch.device('cpu'))}.pt").is_file()
+    # Finished steps before LP-FT: the source's (unless cached), then 4 methods x 4; LP-FT is last. SIGKILL at
+    # its 2nd step, before that step's save: the last checkpoint is step 1 of its 2-step probe phase.
+    crash_at = (0 if cached else cfg.source_steps) + 4 * cfg.steps + 2
+    crashed = run_subprocess("run", "transfer", "--profile", "smoke", "--threads", "2", "--runs-root", tmp_path,
+                             env={"COOKBOOK_CRASH_AT_CALL": str(crash_at)})
     assert crashed.returncode == -9, crashed.stderr[-2000:]
-    run_dir = only_run_dir(tmp_path / "crashed", "transfer")
+    run_dir = only_run_dir(tmp_path, "transfer")
     lpft_ckpt = run_dir / "variants" / "lpft_10" / "checkpoints" / "last.pt"
-    assert load_checkpoint(lpft_ckpt, "transfer")["step"] == 2  # killed inside the probe phase
-    resumed = run_subprocess("run", "--resume", run_dir, "--threads", "1",
-                             env={"COOKBOOK_CACHE": str(tmp_path / "cache2")})
+    assert load_checkpoint(lpft_ckpt, "transfer")["step"] == 1 < cfg.lpft_probe_steps  # inside the probe phase
+    resumed = run_subprocess("run", "--resume", run_dir, "--threads", "2")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert_same_metrics(read_summary(run_dir)["metrics"], read_summary(only_run_dir(tmp_path / "whole",
-                                                                                    "transfer"))["metrics"])
-    expected = load_checkpoint(only_run_dir(tmp_path / "whole", "transfer") / "variants" / "lpft_10" / "checkpoints"
-                               / "last.pt", "transfer")["state"]
+    assert_same_metrics(read_summary(run_dir)["metrics"], read_summary(whole)["metrics"])
+    expected = load_checkpoint(whole / "variants" / "lpft_10" / "checkpoints" / "last.pt", "transfer")["state"]
     got = load_checkpoint(lpft_ckpt, "transfer")["state"]
     assert all(torch.equal(got["model"][k], expected["model"][k]) for k in expected["model"])
     for name in ("head_optimizer", "optimizer"):  # both phases' momentum buffers, bit for bit
         buffers = [(s["momentum_buffer"], expected[name]["state"][i]["momentum_buffer"])
                    for i, s in got[name]["state"].items()]
         assert buffers and all(torch.equal(a, b) for a, b in buffers), name
+
+
+def recipes_config(profile: str) -> transfer.Config:
+    from torch_cookbook import recipes
+
+    return recipes.get("transfer").config(profile)
 
 
 def digit_png(tmp_path, index: int = 0):
