@@ -28,6 +28,7 @@ from torch_cookbook import recipes
         (["bench", "regression", "--jobs", "0"], "--jobs 0: must be at least 1"),
         (["bench", "regression", "--", "--stepz", "3"], "unknown option --stepz 3; did you mean --steps?"),
         (["bench", "regression", "--", "--lr", "-1"], "--lr -1.0: out of range, allowed (0, inf)"),
+        (["bench", "regression", "--", "--seed", "3"], "--seed after --: bench sets it for every run itself"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_nothing_written(cli, tmp_path, monkeypatch, args, expected):

@@ -351,6 +351,9 @@ def bench_main(argv: list[str]) -> int:
     parser.add_argument("--jobs", type=int, default=1, help="seeds run side by side (give --threads 1 on 2 cores)")
     args = parser.parse_args(argv)
     names = recipes.names() if args.all or not args.names else args.names
+    for flag in run_flags:
+        if flag.split("=")[0] in ("--profile", "--seed", "--runs-root", "--threads", "--resume", "--all"):
+            parser.error(f"{flag} after --: bench sets it for every run itself; use bench's own option")
     for name in names:
         recipes.get(name)  # unknown names fail before any work
         if run_flags:
