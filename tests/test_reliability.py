@@ -315,7 +315,7 @@ def test_damaged_run_directory_config_is_refused(smoke_runs, tmp_path, cli, dama
 
 
 def test_predict_fuzz_never_tracebacks(smoke_runs, tmp_path, cli):
-    """Every recipe with `predict` gets empty, huge, binary and malformed-image inputs. In-process (45 predicts
+    """Every recipe with `predict` gets empty, huge, binary and malformed-image inputs. In-process (40 predicts
     as subprocesses took two minutes): an exception that escaped `main` would fail the test as a traceback would."""
     bad_png = tmp_path / "bad.png"
     bad_png.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20)
