@@ -142,12 +142,13 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    ceilings = {"fp32": matmul_gflops(device=device)}
-    where = f"{args.threads} threads" if device.type == "cpu" else torch.cuda.get_device_name(device)
     if device.type == "cuda":
         # The 16-bit variants are compared with the 16-bit ceiling; 8192 fills the GPU, 1024 does not.
+        where = torch.cuda.get_device_name(device)
         ceilings = {"fp32": matmul_gflops(8192, device=device),
                     "bf16": matmul_gflops(8192, device=device, dtype=torch.bfloat16)}
+    else:
+        where, ceilings = f"{args.threads} threads", {"fp32": matmul_gflops(device=device)}
     for kind, value in ceilings.items():
         print(f"{kind} matmul ceiling ({where}): {value:.1f} GFLOP/s", flush=True)
     rows = []

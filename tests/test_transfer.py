@@ -7,6 +7,7 @@ import pytest
 import torch
 import torchvision
 
+from torch_cookbook import recipes
 from torch_cookbook.data import mnist_digits
 from torch_cookbook.nn.resnet import freeze_backbone, grey_state_dict, replace_head, resnet18_grey
 from torch_cookbook.recipes import transfer
@@ -169,7 +170,7 @@ def test_lpft_killed_inside_its_probe_phase_resumes_to_the_same_result(smoke_run
     from torch_cookbook.engine.checkpoint import load_checkpoint
 
     whole, _ = smoke_runs("transfer")  # the uninterrupted reference, two threads
-    cfg = recipes_config("smoke")
+    cfg = recipes.get("transfer").config("smoke")
     torch.set_num_threads(2)  # the cache key of the source holds the thread count
     cached = (cache_dir() / f"{transfer.source_cache_name(cfg, torch.device('cpu'))}.pt").is_file()
     # Finished steps before LP-FT: the source's (unless cached), then 4 methods x 4; LP-FT is last. SIGKILL at
@@ -191,12 +192,6 @@ def test_lpft_killed_inside_its_probe_phase_resumes_to_the_same_result(smoke_run
         buffers = [(s["momentum_buffer"], expected[name]["state"][i]["momentum_buffer"])
                    for i, s in got[name]["state"].items()]
         assert buffers and all(torch.equal(a, b) for a, b in buffers), name
-
-
-def recipes_config(profile: str) -> transfer.Config:
-    from torch_cookbook import recipes
-
-    return recipes.get("transfer").config(profile)
 
 
 def digit_png(tmp_path, index: int = 0):

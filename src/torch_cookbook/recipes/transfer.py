@@ -315,16 +315,21 @@ def plot_accuracy(cfg: Config, run: Run, results: dict[str, dict[int, float]]) -
     plt.close(fig)
 
 
+def load_target_model(cfg: Config, run: Run, method: str, per_class: int) -> nn.Module:
+    """A trained target model from its checkpoint, in eval mode."""
+    model = resnet18_grey(num_classes=10).to(run.device)
+    path = run.dir / "variants" / f"{method}_{per_class}" / "checkpoints" / "last.pt"
+    model.load_state_dict(load_checkpoint(path, "transfer", config_hash(cfg))["state"]["model"])
+    return model.eval()
+
+
 def evaluate(cfg: Config, run: Run) -> dict[str, float]:
     """Each target model's test accuracy, recomputed from its checkpoint."""
     out = {}
     for k in cfg.labels_per_class:
         _, _, x_test, y_test = target_data(cfg, k)
         for method in METHODS:
-            model = resnet18_grey(num_classes=10).to(run.device)
-            ckpt = load_checkpoint(run.dir / "variants" / f"{method}_{k}" / "checkpoints" / "last.pt", "transfer",
-                                   config_hash(cfg))
-            model.load_state_dict(ckpt["state"]["model"])
+            model = load_target_model(cfg, run, method, k)
             out[f"{method}_{k}_accuracy"] = accuracy(model, x_test, y_test, run.device, batch_size=250)
     return out
 
@@ -362,22 +367,16 @@ def digit_tensor(image: torch.Tensor, invert: str = "auto") -> torch.Tensor:
     return ((grey - MEAN) / STD).unsqueeze(0)
 
 
-def predict(cfg: Config, run: Run, args: argparse.Namespace) -> list[tuple[int, list[float]]]:
+def predict(cfg: Config, run: Run, args: argparse.Namespace) -> None:
     k = args.labels if args.labels is not None else max(cfg.labels_per_class)
     if k not in cfg.labels_per_class:
         raise ConfigError(f"--labels {k}: this run trained models for {', '.join(map(str, cfg.labels_per_class))} "
                           "labels per class")
-    path = run.dir / "variants" / f"{args.method}_{k}" / "checkpoints" / "last.pt"
-    model = resnet18_grey(num_classes=10).to(run.device)
-    model.load_state_dict(load_checkpoint(path, "transfer", config_hash(cfg))["state"]["model"])
-    model.eval()
+    model = load_target_model(cfg, run, args.method, k)
     x = torch.stack([digit_tensor(load_image(p), args.invert) for p in args.images])  # every file read first
     with torch.inference_mode():
         probs = F.softmax(model(x.to(run.device)).float(), dim=1).cpu()
-    results = []
-    print(f"model: {args.method}, {k} labels per class ({path})")
+    print(f"model: {args.method}, {k} labels per class ({run.dir / 'variants' / f'{args.method}_{k}'})")
     for image_path, p in zip(args.images, probs):
         top = p.argsort(descending=True)[:3].tolist()
         print(f"{image_path}: {top[0]}  (" + ", ".join(f"{d}: {p[d]:.3f}" for d in top) + ")")
-        results.append((top[0], p.tolist()))
-    return results
