@@ -8,7 +8,16 @@ import pytest
 import torch
 
 from torch_cookbook.engine.errors import DataError
-from torch_cookbook.nn.bert import BertConfig, BertEncoder, SentenceHead, embed_texts, load_minilm, mean_pool
+from torch_cookbook.nn.bert import (
+    BertConfig,
+    BertEncoder,
+    SentenceHead,
+    TopLayersClassifier,
+    embed_texts,
+    hidden_states,
+    load_minilm,
+    mean_pool,
+)
 
 # Reference: Hugging Face transformers 4.57.1 `AutoModel` on the same files, mean-pooled over the attention
 # mask and L2-normalised (sentence-transformers' recipe for this model); first five dimensions, rounded.
@@ -61,6 +70,37 @@ def test_long_texts_are_cut_to_max_tokens(minilm):
                           embed_texts(model, tokenizer, [text + " and then the market crashed"], max_tokens=64))
     with pytest.raises(ValueError, match="at most 512"):
         model(torch.ones(1, 513, dtype=torch.long), torch.ones(1, 513, dtype=torch.bool))
+
+
+def test_top_layers_on_frozen_states_reproduce_the_whole_encoder(minilm):
+    """Fine-tuning starts where the pretrained encoder is: the copied top layer on the states of the five below
+    gives the sentence embedding embed_texts computes (up to the float16 the states are stored in)."""
+    model, tokenizer = minilm
+    texts = ["A man is eating food.", "The stock market fell sharply today, traders said on Monday."]
+    states, lengths = hidden_states(model, tokenizer, texts, layers=5)
+    assert states.dtype == torch.float16 and states.shape == (2, int(lengths.max()), 384)
+    assert lengths.tolist() == [len(tokenizer.encode(t).ids) for t in texts]  # [CLS] ... [SEP], no padding
+    assert states[0, lengths[0]:].abs().sum() == 0  # right-padded with zeros
+    top = TopLayersClassifier.from_encoder(model, 1, num_classes=3).eval()
+    keep = torch.arange(states.shape[1]) < lengths[:, None]
+    with torch.no_grad():
+        pooled = torch.nn.functional.normalize(mean_pool(top.layers[0](states.float(), keep), keep), dim=1)
+    torch.testing.assert_close(pooled, embed_texts(model, tokenizer, texts), atol=2e-3, rtol=0)
+    # Its copies are its own: training them leaves the pretrained encoder as it was.
+    with torch.no_grad():
+        top.layers[0].output.dense.weight.add_(1.0)
+    assert not torch.equal(top.layers[0].output.dense.weight, model.encoder.layer[5].output.dense.weight)
+    assert top(states, lengths).shape == (2, 3)
+
+
+def test_hidden_states_of_all_layers_mean_pool_to_the_embedding(minilm):
+    model, tokenizer = minilm
+    texts = ["prices rose again " * 40, "A man is eating food."]
+    states, lengths = hidden_states(model, tokenizer, texts, layers=6, max_tokens=64)
+    assert lengths.tolist() == [64, len(tokenizer.encode(texts[1]).ids)]
+    keep = torch.arange(states.shape[1]) < lengths[:, None]
+    pooled = torch.nn.functional.normalize(mean_pool(states.float(), keep), dim=1)
+    torch.testing.assert_close(pooled, embed_texts(model, tokenizer, texts, 64), atol=2e-3, rtol=0)
 
 
 def test_sentence_head_ignores_lengths():

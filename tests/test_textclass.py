@@ -319,8 +319,9 @@ def minilm_run(tmp_path_factory):
     from torch_cookbook.cli import main
 
     root = tmp_path_factory.mktemp("textclass_minilm")
-    code = main(["run", "textclass", "--profile", "smoke", "--models", "minilm", "bow_minilm", "--steps", "30",
-                 "--eval_every", "10", "--runs-root", str(root), "--threads", "1"])
+    code = main(["run", "textclass", "--profile", "smoke", "--models", "minilm", "bow_minilm", "minilm_ft",
+                 "bow_minilm_ft", "--steps", "30", "--eval_every", "10", "--minilm_tune_epochs", "1",
+                 "--runs-root", str(root), "--threads", "1"])
     assert code == 0
     return only_run_dir(root, "textclass")
 
@@ -335,16 +336,34 @@ def test_minilm_features_are_the_encoders_embeddings_of_the_texts_and_cached():
     encoder, tokenizer = load_minilm()
     torch.testing.assert_close(features[[0, 500]], embed_texts(encoder, tokenizer, [data.texts[0], data.texts[500]],
                                                                32), atol=1e-5, rtol=0)
-    view = textclass.feature_view(data, features)
-    assert view.ids is features and torch.equal(view.lengths, torch.full((979,), 384))
+    view = textclass.encoder_view(cfg, data, "minilm")
+    assert torch.equal(view.ids, features) and torch.equal(view.lengths, torch.full((979,), 384))
     assert torch.equal(view.labels, data.labels) and torch.equal(view.test, data.test)
+
+
+def test_minilm_ft_reads_the_frozen_layers_states_cached_per_text():
+    from torch_cookbook.nn.bert import hidden_states, load_minilm
+
+    cfg = textclass.Config(datasets=["drugs"], vocab_size=1000, max_len=48, bow_max_len=64, minilm_max_len=32,
+                           minilm_tune_layers=2)
+    data = textclass.prepare(cfg, "drugs")
+    view = textclass.encoder_view(cfg, data, "minilm_ft")
+    assert view.ids.shape == (979, 32, 384) and view.ids.dtype == torch.float16
+    assert int(view.lengths.max()) == 32 and int(view.lengths.min()) >= 2  # [CLS] and [SEP] at least
+    encoder, tokenizer = load_minilm()
+    states, lengths = hidden_states(encoder, tokenizer, [data.texts[7]], layers=4, max_tokens=32)
+    assert int(view.lengths[7]) == int(lengths[0])
+    torch.testing.assert_close(view.ids[7, :int(lengths[0])], states[0], atol=2e-3, rtol=0)
+    # A second call reads the cache: the same tensors, exactly.
+    again = textclass.encoder_view(cfg, data, "minilm_ft")
+    assert torch.equal(again.ids, view.ids) and torch.equal(again.lengths, view.lengths)
 
 
 def test_bow_minilm_scores_the_mean_of_bow_and_minilm_and_predicts(minilm_run, cli):
     summary = json.loads((minilm_run / "summary.json").read_text())["metrics"]
     variants = {p.name for p in (minilm_run / "variants").iterdir()}
     # bow was not asked for, so bow_minilm trained it as its part; minilm learned something in 30 steps.
-    assert {"drugs_bow", "drugs_minilm", "drugs_bow_minilm"} <= variants
+    assert {"drugs_bow", "drugs_minilm", "drugs_bow_minilm", "drugs_minilm_ft", "drugs_bow_minilm_ft"} <= variants
     head = json.loads((minilm_run / "variants" / "drugs_minilm" / "result.json").read_text())
     assert head["params"] == 384 * 3 + 3
     # The ensemble's test metrics, recomputed by hand from the two saved models' probabilities.
@@ -373,10 +392,54 @@ def test_bow_minilm_scores_the_mean_of_bow_and_minilm_and_predicts(minilm_run, c
     preds = ((p_bow + p_head) / 2).argmax(1)
     expected = textclass.classification_metrics(preds, data.labels[data.test], 3)["macro_f1"]
     assert summary["drugs_bow_minilm_macro_f1"] == pytest.approx(expected, abs=1e-6)
-    for model in ("minilm", "bow_minilm"):
+    for model in ("minilm", "bow_minilm", "minilm_ft", "bow_minilm_ft"):
         code, out, err = cli("predict", "textclass", minilm_run, "It made me dizzy and sick", "--model", model)
         assert code == 0, err
         label_line, probs_line = out.strip().splitlines()[-2:]
         probs = json.loads(probs_line)
         assert model in label_line and label_line.split()[0] == max(probs, key=probs.get)
         assert sum(probs.values()) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_minilm_ft_fine_tunes_the_top_layer_on_a_warm_up_and_decay_schedule(minilm_run):
+    from torch_cookbook.engine.config import from_dict
+    from torch_cookbook.engine.runs import open_run_dir
+
+    cfg = from_dict(textclass.Config, open_run_dir(minilm_run)["config"])
+    data = textclass.prepare(cfg, "drugs")
+    view = textclass.encoder_view(cfg, data, "minilm_ft")
+
+    class _Run:
+        dir, recipe, device = minilm_run, "textclass", torch.device("cpu")
+
+    tuned = textclass.load_model(cfg, _Run, "drugs", "minilm_ft", data.vocab_size, 3)
+    start = textclass.seeded_model("minilm_ft", cfg, data).eval()
+    # The top layer itself was trained (not only the head), and the loss on the training split fell.
+    assert not torch.equal(tuned.layers[0].output.dense.weight, start.layers[0].output.dense.weight)
+    ce = torch.nn.functional.cross_entropy
+    with torch.no_grad():
+        x, lengths, y = view.ids[data.train], view.lengths[data.train], data.labels[data.train]
+        losses = [ce(m(x, lengths), y) for m in (start, tuned)]
+    assert losses[1] < losses[0] - 0.01
+    # One epoch of 685 reviews at 16 a step.
+    result = json.loads((minilm_run / "variants" / "drugs_minilm_ft" / "result.json").read_text())
+    assert result["params"] == sum(p.numel() for p in tuned.parameters())
+    steps = int(1 * len(data.train) / 16)
+    assert steps == 42 and 0 < result["best_step"] <= steps
+    # The weighted mean with the bag, recomputed from the two saved models.
+    bow = textclass.load_model(cfg, _Run, "drugs", "bow", data.vocab_size, 3)
+    with torch.no_grad():
+        p_bow = torch.softmax(bow(data.ids[data.test, :64]), 1)
+        p_tuned = torch.softmax(tuned(view.ids[data.test], view.lengths[data.test]), 1)
+    preds = ((p_bow + p_tuned) / 2).argmax(1)
+    expected = textclass.classification_metrics(preds, data.labels[data.test], 3)["macro_f1"]
+    summary = json.loads((minilm_run / "summary.json").read_text())["metrics"]
+    assert summary["drugs_bow_minilm_ft_macro_f1"] == pytest.approx(expected, abs=1e-6)
+
+
+def test_warmup_decay_rises_over_the_first_tenth_then_falls_to_zero():
+    scale = [textclass.warmup_decay_scale(step, 100) for step in range(100)]
+    assert scale[0] == pytest.approx(0.1) and scale[4] == pytest.approx(0.5 * 0.96)
+    assert max(scale) == scale[9] == pytest.approx(0.91)  # the peak lr times (100 - 9) / 100
+    assert all(a > b for a, b in zip(scale[9:], scale[10:])) and scale[-1] == pytest.approx(0.01)
+    assert textclass.warmup_decay_scale(0, 1) == 1.0  # one step: no warm-up to speak of
