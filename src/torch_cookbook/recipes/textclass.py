@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import matplotlib
@@ -173,10 +174,11 @@ def seeded_model(name: str, cfg: Config, data: textdata.Prepared, seed: int | No
     return model
 
 
-def minilm_features(cfg: Config, data: textdata.Prepared) -> torch.Tensor:
-    """all-MiniLM-L6-v2 sentence embeddings (N, 384) of every text in `data`, as the models see them (cut to
-    max_len·8 characters). The encoder is frozen, so they are computed once per machine and cached: they do not
-    depend on the split or the seed, only on the texts, the length read and the weights."""
+def cached_encoder_output(data: textdata.Prepared, kind: str, reads: str,
+                          compute: Callable[..., dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """What `compute(encoder, tokenizer)` returns for the texts of `data`, computed once per machine and cached:
+    the frozen encoder's output does not depend on the split or the seed, only on the texts, on `reads` (how
+    much of each text, which layers) and on the weights."""
     import hashlib
 
     from torch_cookbook.data.cache import load_cached, store_cached
@@ -184,35 +186,33 @@ def minilm_features(cfg: Config, data: textdata.Prepared) -> torch.Tensor:
 
     texts_digest = hashlib.sha256("\x00".join(data.texts).encode()).hexdigest()
     # load_minilm refuses any other weights than these, so their pinned digest identifies the encoder.
-    key = f"{texts_digest}|{cfg.minilm_max_len}|{MINILM_SHA256['model.safetensors']}|{torch.__version__}"
-    name = f"minilm_{data.name}_{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+    key = f"{texts_digest}|{reads}|{MINILM_SHA256['model.safetensors']}|{torch.__version__}"
+    name = f"{kind}_{data.name}_{hashlib.sha256(key.encode()).hexdigest()[:16]}"
     cached = load_cached(name, key)
     if cached is None:
-        encoder, tokenizer = load_minilm()
-        cached = {"features": embed_texts(encoder, tokenizer, data.texts, cfg.minilm_max_len)}
+        cached = compute(*load_minilm())
         store_cached(name, key, cached)
-    return cached["features"]
+    return cached
+
+
+def minilm_features(cfg: Config, data: textdata.Prepared) -> torch.Tensor:
+    """all-MiniLM-L6-v2 sentence embeddings (N, 384) of every text in `data`, as the models see them (cut to
+    max_len·8 characters); cached per machine."""
+    return cached_encoder_output(data, "minilm", f"{cfg.minilm_max_len}", lambda encoder, tokenizer: {
+        "features": embed_texts(encoder, tokenizer, data.texts, cfg.minilm_max_len)})["features"]
 
 
 def frozen_states(cfg: Config, data: textdata.Prepared) -> tuple[torch.Tensor, torch.Tensor]:
     """The hidden states (N, T, 384) float16 and lengths (N,) of every text in `data` after the encoder's frozen
-    layers (all but the top `minilm_tune_layers`): what `minilm_ft` reads. Cached per machine like
-    `minilm_features` (0.44 GB for BBC at 256 word pieces), so a run pays the frozen layers' cost once."""
-    import hashlib
-
-    from torch_cookbook.data.cache import load_cached, store_cached
-    from torch_cookbook.nn.bert import MINILM_SHA256
-
+    layers (all but the top `minilm_tune_layers`): what `minilm_ft` reads. Cached per machine (0.44 GB for BBC at
+    256 word pieces), so a run pays the frozen layers' cost once."""
     frozen = BertConfig().layers - cfg.minilm_tune_layers
-    texts_digest = hashlib.sha256("\x00".join(data.texts).encode()).hexdigest()
-    key = f"{texts_digest}|{cfg.minilm_max_len}|{frozen}|{MINILM_SHA256['model.safetensors']}|{torch.__version__}"
-    name = f"minilm_states_{data.name}_{hashlib.sha256(key.encode()).hexdigest()[:16]}"
-    cached = load_cached(name, key)
-    if cached is None:
-        encoder, tokenizer = load_minilm()
+
+    def compute(encoder, tokenizer) -> dict[str, torch.Tensor]:
         states, lengths = hidden_states(encoder, tokenizer, data.texts, frozen, cfg.minilm_max_len)
-        cached = {"states": states, "lengths": lengths}
-        store_cached(name, key, cached)
+        return {"states": states, "lengths": lengths}
+
+    cached = cached_encoder_output(data, "minilm_states", f"{cfg.minilm_max_len}|{frozen}", compute)
     return cached["states"], cached["lengths"]
 
 
