@@ -54,6 +54,14 @@ def test_tokenizer_vocabulary_comes_from_the_training_texts_only():
     assert "market" in vocab and "zebra" not in vocab
 
 
+def test_bpe_training_gives_the_same_vocabulary_every_time():
+    """The recipe's default tokenizer repeats: trained twice on the same 500 articles, the same ids for the same
+    tokens (the library's WordPiece trainer does not promise this, huggingface/tokenizers#1794)."""
+    texts = textdata.load("bbc").texts[:500]
+    first, second = (textdata.train_tokenizer(texts, "bpe", 5000).get_vocab() for _ in range(2))
+    assert len(first) == 5000 and first == second
+
+
 @pytest.mark.parametrize("kind", ["wordpiece", "bpe"])
 def test_encode_pads_truncates_and_never_gives_length_zero(kind):
     tok = textdata.train_tokenizer(["one two three four five six"] * 10, kind, 100)

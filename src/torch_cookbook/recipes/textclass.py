@@ -68,7 +68,10 @@ class Config(BaseConfig):
                               " (minilm: a linear head on pretrained MiniLM sentence embeddings; minilm_ft: MiniLM"
                               " with its top layer(s) fine-tuned; bow_minilm, bow_minilm_ft: the mean of bow and"
                               " that encoder model; bow_ensemble: the mean of --bow_members bags)", choices=MODELS)
-    tokenizer: str = param("wordpiece", "subword tokenizer trained on the training split", choices=("wordpiece", "bpe"))
+    # BPE, because the tokenizers library's WordPiece training is not deterministic (huggingface/tokenizers#1794):
+    # the same texts gave a different vocabulary each time, so results did not repeat on another machine.
+    tokenizer: str = param("bpe", "subword tokenizer trained on the training split (bpe: the same vocabulary every"
+                           " time; wordpiece: not, see docs/textclass.md)", choices=("wordpiece", "bpe"))
     vocab_size: int = param(30000, "tokenizer vocabulary size", low=100, high=100000)
     max_len: int = param(256, "tokens kept per text (the start of it)", low=8, high=4096)
     bow_max_len: int = param(512, "tokens the bag of embeddings reads (the start): with 512 it reads all of the"
