@@ -451,3 +451,49 @@ def test_warmup_decay_rises_over_the_first_tenth_then_falls_to_zero():
     assert max(scale) == scale[9] == pytest.approx(0.91)  # the peak lr times (100 - 9) / 100
     assert all(a > b for a, b in zip(scale[9:], scale[10:])) and scale[-1] == pytest.approx(0.01)
     assert textclass.warmup_decay_scale(0, 1) == 1.0  # one step: no warm-up to speak of
+
+
+def test_minilm_ft_killed_mid_schedule_resumes_to_the_same_weights(tmp_path):
+    """The fine-tune's learning rate is a function of the step, so a run killed after its warm-up resumes on the
+    same schedule: the same final weights, bit for bit, and the same metrics as an uninterrupted run."""
+    from conftest import assert_same_metrics, read_summary, run_subprocess
+    from torch_cookbook.engine.checkpoint import load_checkpoint
+
+    args = ("run", "textclass", "--profile", "smoke", "--models", "minilm_ft", "--minilm_tune_epochs", "1",
+            "--eval_every", "10", "--threads", "1")
+    whole = run_subprocess(*args, "--runs-root", tmp_path / "whole")
+    assert whole.returncode == 0, whole.stderr[-2000:]
+    # SIGKILL at the 25th finished step of 42: the last checkpoint is step 20, past the 4-step warm-up.
+    crashed = run_subprocess(*args, "--runs-root", tmp_path / "crashed", env={"COOKBOOK_CRASH_AT_CALL": "25"})
+    assert crashed.returncode == -9, crashed.stderr[-2000:]
+    crashed_dir = only_run_dir(tmp_path / "crashed", "textclass")
+    last = crashed_dir / "variants" / "drugs_minilm_ft" / "checkpoints" / "last.pt"
+    assert load_checkpoint(last, "textclass")["step"] == 20
+    resumed = run_subprocess("run", "--resume", crashed_dir, "--threads", "1")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    whole_dir = only_run_dir(tmp_path / "whole", "textclass")
+    assert_same_metrics(read_summary(crashed_dir)["metrics"], read_summary(whole_dir)["metrics"])
+    expected = load_checkpoint(whole_dir / "variants" / "drugs_minilm_ft" / "checkpoints" / "last.pt", "textclass")
+    got = load_checkpoint(last, "textclass")
+    assert got["step"] == expected["step"] == 42
+    assert all(torch.equal(got["state"]["model"][k], v) for k, v in expected["state"]["model"].items())
+
+
+def test_minilm_ft_trains_the_same_on_an_empty_and_a_warm_cache(tmp_path, monkeypatch):
+    """Computing the frozen states builds an encoder (random initialisation, then the pretrained weights): that
+    must not shift the random numbers the fine-tune's initialisation and dropout draw."""
+    from conftest import read_summary
+    from torch_cookbook.cli import main
+
+    monkeypatch.setenv("COOKBOOK_CACHE", str(tmp_path / "cache"))
+    args = ["run", "textclass", "--profile", "smoke", "--models", "minilm_ft", "--minilm_tune_epochs", "0.25",
+            "--eval_every", "5", "--threads", "1"]
+    assert main([*args, "--runs-root", str(tmp_path / "empty")]) == 0
+    assert any((tmp_path / "cache").glob("minilm_states_drugs_*.pt"))
+    assert main([*args, "--runs-root", str(tmp_path / "warm")]) == 0
+    runs = [only_run_dir(tmp_path / which, "textclass") for which in ("empty", "warm")]
+    metrics = [read_summary(run)["metrics"] for run in runs]
+    assert metrics[0]["drugs_minilm_ft_macro_f1"] == metrics[1]["drugs_minilm_ft_macro_f1"]
+    losses = [[json.loads(line)["train/loss"] for line in
+               (run / "variants" / "drugs_minilm_ft" / "metrics.jsonl").read_text().splitlines()] for run in runs]
+    assert losses[0] == losses[1] and len(losses[0]) == 2

@@ -482,7 +482,10 @@ def train_encoder_model(cfg: Config, sub: Run, data: textdata.Prepared, name: st
     """`minilm`: a linear head on the frozen encoder's sentence embeddings, trained like every other model.
     `minilm_ft`: the encoder's top layers and a new head, fine-tuned on the frozen layers' states with the usual
     recipe for pretrained transformers (small lr, warm-up and decay, a few epochs; the head's lr higher)."""
-    model, view = seeded_model(name, cfg, data), encoder_view(cfg, data, name)
+    # The inputs first: on an empty cache computing them builds an encoder, which draws on the global RNG, and the
+    # model's initialisation and dropout must draw the same numbers whether the cache was warm or not.
+    view = encoder_view(cfg, data, name)
+    model = seeded_model(name, cfg, data)
     if name == MINILM:
         return train_text_model(cfg, sub, model, view, fused=True)
     import dataclasses
