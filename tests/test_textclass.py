@@ -362,7 +362,10 @@ def test_minilm_ft_reads_the_frozen_layers_states_cached_per_text():
     states, lengths = hidden_states(encoder, tokenizer, [data.texts[7]], layers=4, max_tokens=32)
     assert int(view.lengths[7]) == int(lengths[0])
     torch.testing.assert_close(view.ids[7, :int(lengths[0])], states[0], atol=2e-3, rtol=0)
-    # A second call reads the cache: the same tensors, exactly.
+    # They were cached, and the cache gives back the same tensors, exactly.
+    from torch_cookbook.data.cache import cache_dir
+
+    assert any(cache_dir().glob("minilm_states_drugs_*.pt"))
     again = textclass.encoder_view(cfg, data, "minilm_ft")
     assert torch.equal(again.ids, view.ids) and torch.equal(again.lengths, view.lengths)
 
