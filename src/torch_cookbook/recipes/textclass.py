@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import matplotlib
 
@@ -205,11 +205,16 @@ def minilm_features(cfg: Config, data: textdata.Prepared) -> torch.Tensor:
         "features": embed_texts(encoder, tokenizer, data.texts, cfg.minilm_max_len)})["features"]
 
 
+def frozen_layers(cfg: Config) -> int:
+    """How many of the encoder's layers (the bottom ones) `minilm_ft` keeps frozen."""
+    return BertConfig().layers - cfg.minilm_tune_layers
+
+
 def frozen_states(cfg: Config, data: textdata.Prepared) -> tuple[torch.Tensor, torch.Tensor]:
     """The hidden states (N, T, 384) float16 and lengths (N,) of every text in `data` after the encoder's frozen
     layers (all but the top `minilm_tune_layers`): what `minilm_ft` reads. Cached per machine (0.44 GB for BBC at
     256 word pieces), so a run pays the frozen layers' cost once."""
-    frozen = BertConfig().layers - cfg.minilm_tune_layers
+    frozen = frozen_layers(cfg)
 
     def compute(encoder, tokenizer) -> dict[str, torch.Tensor]:
         states, lengths = hidden_states(encoder, tokenizer, data.texts, frozen, cfg.minilm_max_len)
@@ -235,10 +240,8 @@ def encoder_inputs(cfg: Config, data: textdata.Prepared, name: str) -> tuple[tor
 def encoder_view(cfg: Config, data: textdata.Prepared, name: str) -> textdata.Prepared:
     """`data` with each text's token ids replaced by what encoder model `name` reads, so it trains and is
     scored by the same loop as the token models."""
-    import dataclasses
-
     inputs, lengths = encoder_inputs(cfg, data, name)
-    return dataclasses.replace(data, ids=inputs, lengths=lengths)
+    return replace(data, ids=inputs, lengths=lengths)
 
 
 # ---- metrics ---------------------------------------------------------------------------------------
@@ -488,10 +491,8 @@ def train_encoder_model(cfg: Config, sub: Run, data: textdata.Prepared, name: st
     model = seeded_model(name, cfg, data)
     if name == MINILM:
         return train_text_model(cfg, sub, model, view, fused=True)
-    import dataclasses
-
     steps = int(cfg.minilm_tune_epochs * len(data.train) / cfg.minilm_tune_batch)
-    settings = dataclasses.replace(cfg, steps=max(1, steps), batch_size=cfg.minilm_tune_batch,
+    settings = replace(cfg, steps=max(1, steps), batch_size=cfg.minilm_tune_batch,
                                    weight_decay=TUNE_WEIGHT_DECAY)
     groups = [{"params": list(model.layers.parameters()), "lr": cfg.minilm_tune_lr},
               {"params": list(model.head.parameters()), "lr": cfg.minilm_head_lr}]
@@ -597,6 +598,20 @@ def load_model(cfg: Config, run: Run, ds: str, name: str, vocab_size: int, num_c
     return model.to(run.device).eval()
 
 
+def encoder_model_probs(cfg: Config, run: Run, ds: str, name: str, vocab_size: int, num_classes: int,
+                        ids: torch.Tensor, lengths: torch.Tensor, encoder_x: torch.Tensor,
+                        encoder_lengths: torch.Tensor) -> torch.Tensor:
+    """Class probabilities of encoder model `name` (minilm, minilm_ft), or of its average with the bag (a PAIRS
+    name), from their best checkpoints: `ids`/`lengths` are what the bag reads, `encoder_x`/`encoder_lengths`
+    what the encoder model reads."""
+    encoder_name = PAIRS.get(name, name)
+    encoder = load_model(cfg, run, ds, encoder_name, vocab_size, num_classes)
+    if name == encoder_name:
+        return torch.softmax(predict_logits(encoder, encoder_x, encoder_lengths, run.device), 1)
+    bow = load_model(cfg, run, ds, "bow", vocab_size, num_classes)
+    return bow_and_encoder_probs(bow, encoder, cfg, ids, lengths, encoder_x, encoder_lengths, run.device)
+
+
 def evaluate(cfg: Config, run: Run) -> dict[str, float]:
     """Test metrics of every model recomputed from its best checkpoint, and the baseline refitted."""
     out: dict[str, float] = {}
@@ -609,15 +624,10 @@ def evaluate(cfg: Config, run: Run) -> dict[str, float]:
                 preds = ensemble_probs(models, data.ids[data.test], data.lengths[data.test], run.device,
                                        tokens_read(cfg, name)).argmax(1)
             elif name in (MINILM, MINILM_FT, *PAIRS):
-                encoder_name = PAIRS.get(name, name)
-                encoder_x, encoder_lengths = (x[data.test] for x in encoder_inputs(cfg, data, encoder_name))
-                encoder = load_model(cfg, run, ds, encoder_name, data.vocab_size, len(data.classes))
-                if name == encoder_name:
-                    preds = predict_logits(encoder, encoder_x, encoder_lengths, run.device).argmax(1)
-                else:
-                    bow = load_model(cfg, run, ds, "bow", data.vocab_size, len(data.classes))
-                    preds = bow_and_encoder_probs(bow, encoder, cfg, data.ids[data.test], data.lengths[data.test],
-                                                  encoder_x, encoder_lengths, run.device).argmax(1)
+                encoder_x, encoder_lengths = (x[data.test] for x in encoder_inputs(cfg, data, PAIRS.get(name, name)))
+                preds = encoder_model_probs(cfg, run, ds, name, data.vocab_size, len(data.classes),
+                                            data.ids[data.test], data.lengths[data.test], encoder_x,
+                                            encoder_lengths).argmax(1)
             else:
                 model = load_model(cfg, run, ds, name, data.vocab_size, len(data.classes))
                 preds = predict_logits(model, data.ids[data.test], data.lengths[data.test], run.device,
@@ -662,16 +672,10 @@ def predict(cfg: Config, run: Run, args) -> None:
             encoder_x = embed_texts(pretrained, minilm_tokenizer, text, cfg.minilm_max_len)
             encoder_lengths = feature_lengths(encoder_x)
         else:
-            encoder_x, encoder_lengths = hidden_states(pretrained, minilm_tokenizer, text,
-                                                       BertConfig().layers - cfg.minilm_tune_layers,
+            encoder_x, encoder_lengths = hidden_states(pretrained, minilm_tokenizer, text, frozen_layers(cfg),
                                                        cfg.minilm_max_len)
-        encoder = load_model(cfg, run, ds, encoder_name, tokenizer.get_vocab_size(), len(classes))
-        if name == encoder_name:
-            probs = torch.softmax(predict_logits(encoder, encoder_x, encoder_lengths, run.device)[0], 0)
-        else:
-            bow = load_model(cfg, run, ds, "bow", tokenizer.get_vocab_size(), len(classes))
-            probs = bow_and_encoder_probs(bow, encoder, cfg, ids, lengths, encoder_x, encoder_lengths,
-                                          run.device)[0]
+        probs = encoder_model_probs(cfg, run, ds, name, tokenizer.get_vocab_size(), len(classes), ids, lengths,
+                                    encoder_x, encoder_lengths)[0]
     else:
         model = load_model(cfg, run, ds, name, tokenizer.get_vocab_size(), len(classes))
         probs = torch.softmax(predict_logits(model, ids, lengths, run.device, tokens_read(cfg, name))[0], 0)
