@@ -44,17 +44,17 @@ def run_subprocess(*args: str, env: dict | None = None, cwd: Path | None = None,
 def smoke_runs(tmp_path_factory):
     """`get(name) -> (run_dir, steps)`: each recipe's smoke run, made once per test session and shared
     by the contract tests and the report test. `steps` counts Checkpointer.after_step calls."""
-    from torch_cookbook.engine import checkpoint
+    from torch_cookbook.engine import faults
 
     root = tmp_path_factory.mktemp("smoke-runs")
     made: dict[str, tuple[Path, int]] = {}
 
     def get(name: str) -> tuple[Path, int]:
         if name not in made:
-            checkpoint.CALLS = 0
+            faults.CALLS = 0
             code = main(["run", name, "--profile", "smoke", "--runs-root", str(root), "--threads", "2"])
             assert code == 0, f"smoke run of {name} failed"
-            made[name] = (only_run_dir(root, name), checkpoint.CALLS)
+            made[name] = (only_run_dir(root, name), faults.CALLS)
         return made[name]
 
     get.root = root

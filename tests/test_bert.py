@@ -7,7 +7,7 @@ import random
 import pytest
 import torch
 
-from torch_cookbook.engine.errors import DataError
+from torch_cookbook.errors import DataError
 from torch_cookbook.nn.bert import (
     BertConfig,
     BertEncoder,

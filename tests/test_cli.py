@@ -82,7 +82,7 @@ def test_list_shows_every_recipe(cli):
 
 @pytest.mark.parametrize("values, expected", [([], "give at least one of"), (["adam", "adam"], "a value is repeated")])
 def test_list_choices_are_a_selection(values, expected):
-    from torch_cookbook.engine.errors import ConfigError
+    from torch_cookbook.errors import ConfigError
 
     with pytest.raises(ConfigError, match=expected):
         recipes.get("optimizers").config("smoke", {"optimizers": values})

@@ -9,12 +9,11 @@ import torch
 from torch import nn
 
 from conftest import only_run_dir, read_summary
-from torch_cookbook.engine import checkpoint
-from torch_cookbook.engine.checkpoint import STOP, Checkpointer
-from torch_cookbook.engine.errors import Interrupted
+from torch_cookbook.engine import faults
+from torch_cookbook.engine.checkpoint import STOP, Checkpointer, EpisodeCheckpointer
 from torch_cookbook.engine.loop import backward_step
+from torch_cookbook.errors import Interrupted
 from torch_cookbook.nn.rl import (
-    EpisodeCheckpointer,
     QNetwork,
     ReplayBuffer,
     episode_seed,
@@ -166,7 +165,7 @@ def smoke_run(tmp_path_factory):
     from torch_cookbook.cli import main
 
     root = tmp_path_factory.mktemp("runs")
-    checkpoint.CALLS = 0
+    faults.CALLS = 0
     assert main(["run", "dqn", "--profile", "smoke", "--runs-root", str(root), "--threads", "1"]) == 0
     return only_run_dir(root, "dqn")
 

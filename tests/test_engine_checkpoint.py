@@ -13,9 +13,9 @@ import torch
 from torch import nn
 
 from torch_cookbook.engine.checkpoint import Checkpointer, load_checkpoint, save_atomic
-from torch_cookbook.engine.errors import CheckpointError, NonFiniteError
 from torch_cookbook.engine.loop import backward_step, minibatches
 from torch_cookbook.engine.repro import seed_everything
+from torch_cookbook.errors import CheckpointError, NonFiniteError
 
 
 def make_model() -> nn.Module:

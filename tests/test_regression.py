@@ -8,8 +8,8 @@ import torch
 
 from torch_cookbook import recipes
 from torch_cookbook.data import tabular
-from torch_cookbook.engine.errors import DataError
 from torch_cookbook.engine.runs import Run
+from torch_cookbook.errors import DataError
 from torch_cookbook.recipes import regression as R
 
 

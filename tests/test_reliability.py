@@ -27,8 +27,8 @@ from torch_cookbook import recipes
 from torch_cookbook.cli import has_predict, main
 from torch_cookbook.data import fashion_mnist
 from torch_cookbook.engine.checkpoint import Checkpointer, load_checkpoint
-from torch_cookbook.engine.errors import ConfigError, DataError, NonFiniteError
 from torch_cookbook.engine.loop import autocast, backward_step, grad_scaler
+from torch_cookbook.errors import ConfigError, DataError, NonFiniteError
 
 SMOKE_BN = ["run", "batchnorm", "--profile", "smoke", "--threads", "2"]
 

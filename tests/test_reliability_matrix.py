@@ -22,7 +22,7 @@ from conftest import assert_same_metrics, only_run_dir, read_summary, run_subpro
 from torch_cookbook import recipes
 from torch_cookbook.cli import main
 from torch_cookbook.data.cache import cache_dir
-from torch_cookbook.engine import checkpoint
+from torch_cookbook.engine import faults
 
 PROFILE = os.environ.get("COOKBOOK_MATRIX_PROFILE", "smoke")
 # Smoke runs are a few dozen steps: save every 2 so most kill points resume from a real checkpoint.
@@ -46,7 +46,7 @@ def reference(tmp_path_factory):
     made: dict[str, Reference] = {}
 
     def run_once(name: str, where: Path) -> Reference:
-        checkpoint.CALLS = checkpoint.SAVES = 0
+        faults.CALLS = faults.SAVES = 0
         threads = torch.get_num_threads()
         try:
             code = main(["run", name, "--profile", PROFILE, "--runs-root", str(where), "--threads", THREADS,
@@ -54,7 +54,7 @@ def reference(tmp_path_factory):
         finally:
             torch.set_num_threads(threads)
         assert code == 0, f"uninterrupted {PROFILE} run of {name} failed"
-        return Reference(only_run_dir(where, name), checkpoint.CALLS, checkpoint.SAVES)
+        return Reference(only_run_dir(where, name), faults.CALLS, faults.SAVES)
 
     def get(name: str) -> Reference:
         if name not in made:

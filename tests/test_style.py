@@ -215,7 +215,7 @@ def test_a_fixed_weight_is_kept_with_adapt_every_0(small_transfer):
 
 
 def test_damaged_torchvision_vgg_file_is_a_one_line_data_error(tmp_path, monkeypatch):
-    from torch_cookbook.engine.errors import DataError
+    from torch_cookbook.errors import DataError
 
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
     hub = tmp_path / "checkpoints" / vgg16_hed.TORCHVISION_FILE

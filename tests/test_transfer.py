@@ -139,7 +139,7 @@ def test_bad_input_is_one_line(cli, tmp_path, args, fragment):
 
 
 def test_damaged_cached_imagenet_weights_are_a_one_line_error(tmp_path, monkeypatch):
-    from torch_cookbook.engine.errors import ConfigError
+    from torch_cookbook.errors import ConfigError
     from torch_cookbook.nn.resnet import imagenet_weights_path, load_imagenet_resnet18
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "hub"))

@@ -23,8 +23,8 @@ from typing import Any
 import torch
 
 from torch_cookbook import recipes
-from torch_cookbook.engine.errors import CookbookError
 from torch_cookbook.engine.runs import git_commit
+from torch_cookbook.errors import CookbookError
 
 
 def machine() -> dict[str, Any]:

@@ -17,7 +17,7 @@ from typing import Any
 
 from torch_cookbook import recipes
 from torch_cookbook.engine.config import PROFILES, from_dict
-from torch_cookbook.engine.errors import CookbookError, Interrupted
+from torch_cookbook.errors import CookbookError, Interrupted
 
 
 class Parser(argparse.ArgumentParser):
@@ -169,7 +169,7 @@ def check_run_flags(name: str, profile: str, flags: list[str]) -> None:
 
 def read_config_file(path: Path) -> dict[str, Any]:
     """Settings from a JSON file, flattened to dotted keys; any problem is a one-line ConfigError."""
-    from torch_cookbook.engine.errors import ConfigError
+    from torch_cookbook.errors import ConfigError
 
     try:
         values = json.loads(path.read_text())

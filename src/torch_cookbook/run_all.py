@@ -13,7 +13,7 @@ from typing import Any
 
 from torch_cookbook import recipes
 from torch_cookbook.engine.config import PROFILES
-from torch_cookbook.engine.errors import CookbookError
+from torch_cookbook.errors import CookbookError
 
 
 def run_all(argv: list[str]) -> int:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from torch_cookbook.engine.checkpoint import save_atomic
+from torch_cookbook.atomic import save_atomic
 
 
 def cache_dir() -> Path:

@@ -16,7 +16,7 @@ import datetime
 import random
 from dataclasses import dataclass
 
-from torch_cookbook.engine.errors import DataError
+from torch_cookbook.errors import DataError
 
 LOCALES = ("en_US", "en_GB", "fr_FR", "de_DE", "es_ES", "it_IT", "pt_PT", "nl_NL", "sv_SE", "pl_PL", "da_DK",
            "ro_RO", "ca_ES", "id_ID", "tr_TR", "fi_FI", "cs_CZ")

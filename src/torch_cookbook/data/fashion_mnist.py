@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from torch_cookbook.data.cache import cache_dir, load_cached, store_cached
-from torch_cookbook.engine.errors import DataError
+from torch_cookbook.errors import DataError
 
 CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -114,3 +114,14 @@ def as_float(images: torch.Tensor, normalize: bool = True) -> torch.Tensor:
     if normalize:
         x = (x - 0.2860) / 0.3530  # Fashion-MNIST train-set mean and std
     return x
+
+
+def subsets(train: int = 0, test: int = 0, normalize: bool = True,
+            data: FashionMNIST | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(x_train, y_train, x_test, y_test): the first `train` training and `test` test images (0 = all),
+    as float N×1×28×28 (`as_float`, standardised unless `normalize` is False)."""
+    data = data or load()
+    n_train = train or len(data.train_labels)
+    n_test = test or len(data.test_labels)
+    return (as_float(data.train_images[:n_train], normalize), data.train_labels[:n_train],
+            as_float(data.test_images[:n_test], normalize), data.test_labels[:n_test])

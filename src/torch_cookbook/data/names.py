@@ -20,7 +20,7 @@ import random
 import unicodedata
 from dataclasses import dataclass
 
-from torch_cookbook.engine.errors import DataError
+from torch_cookbook.errors import DataError
 
 DOMAINS = ("iso3166-1", "iso3166-3", "iso3166-2", "iso639-3", "iso639-5", "iso4217", "iso15924")
 EXPECTED_PAIRS = 13976

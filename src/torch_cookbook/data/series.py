@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from torch_cookbook.engine.errors import DataError
+from torch_cookbook.errors import DataError
 
 SERIES = ("co2", "seattle")
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from torch_cookbook.engine.errors import DataError
+from torch_cookbook.errors import DataError
 
 DIABETES_SHA256 = "e9c1f7559552854a24dc45b41c446ce5f79f96e5da081bcce24b57492720b3f7"
 CO2_SHA256 = "ee5afa98318c2069baa753b7b8a327b96b0217017cf94aa8407e914d3cbfaa35"

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from torch_cookbook.engine.errors import DataError
+from torch_cookbook.errors import DataError
 
 DATASETS = ("bbc", "drugs")
 PAD, UNK = "[PAD]", "[UNK]"

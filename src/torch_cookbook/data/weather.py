@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from torch_cookbook.engine.errors import DataError
+from torch_cookbook.errors import DataError
 
 CLASSES = ("drizzle", "fog", "rain", "snow", "sun")
 NUMERIC = ("precipitation", "temp_max", "temp_min", "wind")

@@ -9,8 +9,6 @@ pickle that would run code is refused before anything runs.
 
 from __future__ import annotations
 
-import errno
-import os
 import pickle
 import signal
 from pathlib import Path
@@ -18,44 +16,17 @@ from typing import Any
 
 import torch
 
-from torch_cookbook.engine.errors import CheckpointError, Interrupted, NonFiniteError
+from torch_cookbook import atomic
+from torch_cookbook.engine import faults
 from torch_cookbook.engine.repro import rng_state, set_rng_state
+from torch_cookbook.errors import CheckpointError, Interrupted, NonFiniteError
 
 FORMAT_VERSION = 1
-# Fault injection for the crash/resume tests: SIGKILL this process at a given step of a loop, or at
-# the N-th finished step counted over the whole process (across variants). CALLS is that count.
-_CRASH_AT_STEP = int(os.environ.get("COOKBOOK_CRASH_AT_STEP", "0"))
-_CRASH_AT_CALL = int(os.environ.get("COOKBOOK_CRASH_AT_CALL", "0"))
-_CRASH_IN_SAVE = int(os.environ.get("COOKBOOK_CRASH_IN_SAVE", "0"))  # the N-th save, after write, before rename
-CALLS = 0
-SAVES = 0
-LAST_STEP = 0  # the step last reported finished (or restored) by any Checkpointer: names the step in errors
 
 
 def save_atomic(obj: Any, path: Path) -> None:
     """torch.save to `path` via temp file + fsync + rename. On failure the old file is untouched."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        global SAVES
-        SAVES += 1
-        if _CRASH_IN_SAVE and SAVES == _CRASH_IN_SAVE:
-            os.kill(os.getpid(), signal.SIGKILL)
-        os.replace(tmp, path)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        reason = "disk full" if e.errno == errno.ENOSPC else (e.strerror or str(e))
-        kept = f"; the previous {path.name} is kept" if path.exists() else ""
-        raise CheckpointError(f"could not write checkpoint {path}: {reason}{kept}") from None
+    atomic.save_atomic(obj, path, before_replace=faults.before_replace)
 
 
 def load_checkpoint(path: Path, recipe: str | None = None, config_hash: str | None = None) -> dict:
@@ -155,10 +126,9 @@ class Checkpointer:
 
     def restore(self) -> int:
         """Load last.pt into the registered objects if it exists; return the step to continue from."""
-        global LAST_STEP
         for stale in self.directory.glob(".*.tmp-*"):  # left by a crash in the middle of a save
             stale.unlink(missing_ok=True)
-        self._last_step = LAST_STEP = 0
+        self._last_step = faults.LAST_STEP = 0
         if not self.last_path.exists():
             return 0
         ckpt = load_checkpoint(self.last_path, self.recipe, self.config_hash)
@@ -169,7 +139,7 @@ class Checkpointer:
         self.extra = ckpt.get("extra", {})
         self.best_value = ckpt.get("best_value")
         set_rng_state(ckpt["rng"])
-        self._last_step = LAST_STEP = int(ckpt["step"])
+        self._last_step = faults.LAST_STEP = int(ckpt["step"])
         return self._last_step
 
     def after_step(self, step: int, loss: torch.Tensor | float | None = None) -> None:
@@ -179,13 +149,9 @@ class Checkpointer:
         step) only checks the loss: saving there would capture a half-done step (BatchNorm statistics
         already updated, parameters not), and the resumed run would apply that forward pass twice.
         """
-        global CALLS, LAST_STEP
-        CALLS += 1
-        LAST_STEP = step
         if loss is not None:
             check_finite(loss, step)
-        if (_CRASH_AT_STEP and step == _CRASH_AT_STEP) or (_CRASH_AT_CALL and CALLS == _CRASH_AT_CALL):
-            os.kill(os.getpid(), signal.SIGKILL)
+        faults.step_finished(step)
         if step == self._last_step:
             return
         self._last_step = step
@@ -237,3 +203,37 @@ class _StopFlag:
 
 
 STOP = _StopFlag()
+
+
+class EpisodeCheckpointer:
+    """Drives a Checkpointer so that last.pt is only ever written between episodes.
+
+    `step(n, loss)` is called after every environment step: NaN guard and crash injection run there,
+    but no save (the environment's state mid-episode could not be restored). `episode_end(n)` saves when
+    at least `every` environment steps passed since the last save, and on Ctrl-C, which therefore
+    finishes the current episode before stopping.
+    """
+
+    def __init__(self, ckpt: Checkpointer) -> None:
+        self.ckpt = ckpt
+        self.every = ckpt.every  # --checkpoint_every or the recipe's default, in environment steps
+        ckpt.every = 0  # the Checkpointer itself must never save mid-episode
+        self.saved_at = 0
+
+    def restore(self) -> int:
+        self.saved_at = self.ckpt.restore()
+        return self.saved_at
+
+    def step(self, step: int, loss: torch.Tensor | float | None = None) -> None:
+        if STOP.requested:  # Ctrl-C: do not save here; episode_end saves and stops
+            if loss is not None:
+                check_finite(loss, step)
+            return
+        self.ckpt.after_step(step, loss)
+
+    def episode_end(self, step: int) -> None:
+        if STOP.requested or (self.every and step - self.saved_at >= self.every):
+            self.ckpt.save(step)
+            self.saved_at = step
+        if STOP.requested:
+            raise Interrupted("interrupted by Ctrl-C; checkpoint saved at the end of the episode")

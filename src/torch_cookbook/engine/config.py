@@ -15,7 +15,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-from torch_cookbook.engine.errors import ConfigError
+from torch_cookbook.errors import ConfigError
 
 PROFILES = ("smoke", "quick", "full")
 

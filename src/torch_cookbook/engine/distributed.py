@@ -27,7 +27,7 @@ from torch import nn
 from torch.distributed.rendezvous import rendezvous
 from torch.utils.data.distributed import DistributedSampler
 
-from torch_cookbook.engine.errors import ConfigError
+from torch_cookbook.errors import ConfigError
 
 BACKENDS = ("auto", "gloo", "nccl")
 # How long a rank waits for the others (rendezvous and every collective). A lost peer must end in an

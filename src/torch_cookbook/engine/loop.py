@@ -8,15 +8,16 @@ at any step.
 from __future__ import annotations
 
 import contextlib
+import math
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import torch
 from torch import nn
 
-from torch_cookbook.engine import checkpoint
-from torch_cookbook.engine.errors import ConfigError, NonFiniteError
+from torch_cookbook.engine import faults
+from torch_cookbook.errors import ConfigError, NonFiniteError
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -33,15 +34,15 @@ def grad_scaler(device: torch.device, amp: str) -> torch.amp.GradScaler:
     return torch.amp.GradScaler(device.type, enabled=(amp == "fp16"))
 
 
-def backward_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None = None,
-                  clip_norm: float = 0.0, parameters: Iterable[torch.Tensor] | None = None) -> bool:
-    """zero_grad → (scaled) backward → unscale → clip → step → scaler update. Returns whether it stepped.
+def apply_update(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None = None,
+                 clip_norm: float = 0.0, parameters: Iterable[torch.Tensor] | None = None,
+                 step: int | None = None) -> tuple[bool, torch.Tensor | None]:
+    """zero_grad → (scaled) backward → unscale → clip → step → scaler update; reads nothing from the device.
 
-    With fp16 the scaler skips steps whose gradients overflowed and lowers the scale: that is expected
-    and not an error, so it is only reported (one line on stderr) and False is returned. Without a
-    scaler, a non-finite gradient norm under a finite loss raises NonFiniteError before the update, so
-    the parameters and the last checkpoint stay good. Unscaling before clipping makes `clip_norm`
-    mean the true gradient norm.
+    Returns (stepped, gradient norm). With fp16 the scaler skips steps whose gradients overflowed and
+    lowers the scale: that is expected and not an error, so it is only reported (one line on stderr),
+    stepped is False and the norm is None (the scaler is the guard). Unscaling before clipping makes
+    `clip_norm` mean the true gradient norm. `step` names the step in that report.
     """
     params = list(parameters) if parameters is not None else _params(optimizer)
     optimizer.zero_grad(set_to_none=True)
@@ -54,26 +55,42 @@ def backward_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler: 
         scaler.step(optimizer)
         scaler.update()
         if scaler.get_scale() < scale:  # update() lowers the scale only after an overflow, i.e. a skipped step
-            print(f"fp16: gradients overflowed at step {checkpoint.LAST_STEP + 1}: update skipped, "
+            at = step if step is not None else faults.LAST_STEP + 1
+            print(f"fp16: gradients overflowed at step {at}: update skipped, "
                   f"loss scale lowered to {scaler.get_scale():g}", file=sys.stderr, flush=True)
-            return False
-        return True
-    loss.backward()
-    # The total norm costs one pass over the gradients (free when clipping, which computes it anyway).
-    if clip_norm > 0:
-        norm = nn.utils.clip_grad_norm_(params, clip_norm)
-    else:
-        norm = nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
+            return False, None
+        return True, None
+    norm = _backward_norm(loss, params, clip_norm)
+    optimizer.step()
+    return True, norm
+
+
+def backward_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None = None,
+                  clip_norm: float = 0.0, parameters: Iterable[torch.Tensor] | None = None) -> bool:
+    """`apply_update` that checks the gradient before the update (one device sync): for loops without a
+    Trainer. A non-finite gradient norm under a finite loss raises NonFiniteError and leaves the parameters
+    as they were. Returns whether it stepped."""
+    params = list(parameters) if parameters is not None else _params(optimizer)
+    if scaler is not None and scaler.is_enabled():
+        return apply_update(loss, optimizer, scaler, clip_norm, params)[0]
+    optimizer.zero_grad(set_to_none=True)
+    norm = _backward_norm(loss, params, clip_norm)
     if not bool(torch.isfinite(norm)) and bool(torch.isfinite(loss.detach()).all()):
-        # A non-finite loss is left to the loss guard in Checkpointer.after_step (or to a recipe that
-        # records divergence as a result); a finite loss with a non-finite gradient would poison the
-        # parameters, and the next periodic save would overwrite the last good checkpoint with them.
         raise NonFiniteError(
-            f"gradient norm became {norm.item()} at step {checkpoint.LAST_STEP + 1} with a finite loss "
+            f"gradient norm became {norm.item()} at step {faults.LAST_STEP + 1} with a finite loss "
             f"({loss.detach().float().mean().item():.4g}); stopped before the update, the last good checkpoint is kept"
         )
     optimizer.step()
     return True
+
+
+def _backward_norm(loss: torch.Tensor, params: list[torch.Tensor], clip_norm: float) -> torch.Tensor:
+    """Backward, then clip to `clip_norm`; returns the total gradient norm before clipping."""
+    loss.backward()
+    # The total norm costs one pass over the gradients (free when clipping, which computes it anyway).
+    if clip_norm > 0:
+        return nn.utils.clip_grad_norm_(params, clip_norm)
+    return nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
 
 
 def _params(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
@@ -105,6 +122,29 @@ def minibatches(n: int, batch_size: int, seed: int, start_step: int = 0,
             step += 1
 
 
+def batches(n: int, batch_size: int, seed: int, start_step: int = 0, drop_last: bool = True) -> Iterator[torch.Tensor]:
+    """The index tensors of `minibatches` alone: what `Trainer.steps` iterates over."""
+    return (idx for _step, _epoch, idx in minibatches(n, batch_size, seed, start_step, drop_last))
+
+
+def cosine_decay(steps: int) -> Callable[[int], float]:
+    """Learning-rate multiplier for `LambdaLR`: cosine decay from 1 at step 0 to 0 at `steps`."""
+    return lambda s: 0.5 * (1.0 + math.cos(math.pi * min(s, steps) / steps))
+
+
+@contextlib.contextmanager
+def eval_mode(*models: nn.Module) -> Iterator[None]:
+    """Evaluation mode (dropout off, BatchNorm on running statistics) inside, each model's own mode after."""
+    modes = [m.training for m in models]
+    for m in models:
+        m.eval()
+    try:
+        yield
+    finally:
+        for m, mode in zip(models, modes):
+            m.train(mode)
+
+
 # Time spent making minibatches (indexing in-memory tensors, copying to the device) and examples taken, in
 # this process since the last reset: summary.json reports them as the run's data-loading time and
 # training samples, so a benchmark can say what share of a run the data costs.
@@ -132,13 +172,11 @@ def take(idx: torch.Tensor, *tensors: torch.Tensor, device: torch.device) -> tup
 def predict_batches(model: nn.Module, x: torch.Tensor, device: torch.device, batch_size: int = 1000,
                     amp: str = "off") -> torch.Tensor:
     """Model outputs for all of `x`, in eval mode, in batches; returns float32 on the CPU."""
-    was_training = model.training
-    model.eval()
     outs = []
-    for i in range(0, len(x), batch_size):
-        with autocast(device, amp):
-            outs.append(model(x[i:i + batch_size].to(device)).float().cpu())
-    model.train(was_training)
+    with eval_mode(model):
+        for i in range(0, len(x), batch_size):
+            with autocast(device, amp):
+                outs.append(model(x[i:i + batch_size].to(device)).float().cpu())
     return torch.cat(outs)
 
 

@@ -8,7 +8,7 @@ import random
 import numpy as np
 import torch
 
-from torch_cookbook.engine.errors import ConfigError
+from torch_cookbook.errors import ConfigError
 
 
 def seed_everything(seed: int) -> None:
@@ -78,3 +78,8 @@ def _python_state_to_list(state: tuple) -> list:
 def _python_state_from_list(state: list) -> tuple:
     version, internal, gauss = state
     return (version, tuple(internal), gauss)
+
+
+def member_seed(seed: int, member: int) -> int:
+    """The seed of ensemble member `member` of a run seeded `seed` (member 0 is the run's own seed)."""
+    return seed + 1000 * member

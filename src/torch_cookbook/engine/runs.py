@@ -23,10 +23,10 @@ from typing import Any
 import torch
 
 from torch_cookbook.engine import loop
-from torch_cookbook.engine.checkpoint import Checkpointer
+from torch_cookbook.engine.checkpoint import Checkpointer, load_checkpoint
 from torch_cookbook.engine.config import Target, config_hash, to_dict
 from torch_cookbook.engine.distributed import is_main_process
-from torch_cookbook.engine.errors import CheckpointError
+from torch_cookbook.errors import CheckpointError
 
 
 class Run:
@@ -163,6 +163,22 @@ class Run:
         if self.is_main:
             (sub.dir / "checkpoints").mkdir(parents=True, exist_ok=True)
         return sub
+
+    def checkpoint_path(self, which: str = "last") -> Path:
+        """checkpoints/last.pt or checkpoints/best.pt of this run or variant."""
+        if which not in ("last", "best"):
+            raise ValueError(f"which={which!r}: expected 'last' or 'best'")
+        return self.dir / "checkpoints" / f"{which}.pt"
+
+    def load(self, model: torch.nn.Module | None = None, which: str = "last", name: str = "model") -> dict[str, Any]:
+        """Load this run's (or variant's) last or best checkpoint, checked to belong to this recipe and
+        config; copy its state `name` into `model` when given. Returns the checkpoint dict."""
+        ckpt = load_checkpoint(self.checkpoint_path(which), self.recipe, config_hash(self.cfg))
+        if model is not None:
+            if name not in ckpt["state"]:
+                raise CheckpointError(f"checkpoint {self.checkpoint_path(which)} has no state for {name!r}")
+            model.load_state_dict(ckpt["state"][name])
+        return ckpt
 
     @property
     def result(self) -> dict[str, Any] | None:

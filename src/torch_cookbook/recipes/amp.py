@@ -29,10 +29,10 @@ from torch import nn
 from torch_cookbook.data import fashion_mnist
 from torch_cookbook.engine.checkpoint import load_checkpoint
 from torch_cookbook.engine.config import BaseConfig, Target, config_hash, param
-from torch_cookbook.engine.errors import NonFiniteError
 from torch_cookbook.engine.loop import accuracy, autocast, minibatches, take
 from torch_cookbook.engine.progress import Progress
 from torch_cookbook.engine.runs import Run
+from torch_cookbook.errors import NonFiniteError
 
 seed_question = "Q68 Half-precision training"
 summary = ("The same MLP in fp32, pure fp16, fp16 autocast + GradScaler and bf16 autocast: accuracy, step time, "
@@ -60,7 +60,7 @@ class Config(BaseConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        from torch_cookbook.engine.errors import ConfigError
+        from torch_cookbook.errors import ConfigError
 
         if "fp32" not in self.variants:
             raise ConfigError("--variants: must include fp32, the reference every other precision is compared to")

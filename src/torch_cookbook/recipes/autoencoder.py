@@ -21,10 +21,10 @@ from torch import nn
 from torch_cookbook.data import fashion_mnist
 from torch_cookbook.engine.checkpoint import load_checkpoint
 from torch_cookbook.engine.config import BaseConfig, Target, config_hash, param
-from torch_cookbook.engine.errors import ConfigError
 from torch_cookbook.engine.loop import autocast, backward_step, grad_scaler, minibatches
 from torch_cookbook.engine.progress import Progress
 from torch_cookbook.engine.runs import Run
+from torch_cookbook.errors import ConfigError
 from torch_cookbook.nn.autoencoder import VAE, ConvAutoEncoder, SeedAutoEncoder, kl_divergence, vae_loss
 
 seed_question = "Q67 Autoencoder"

@@ -17,11 +17,10 @@ import torch
 from torch import nn
 
 from torch_cookbook.data import fashion_mnist
-from torch_cookbook.engine.checkpoint import load_checkpoint
 from torch_cookbook.engine.config import BaseConfig, Target, param
-from torch_cookbook.engine.loop import accuracy, autocast, backward_step, grad_scaler, minibatches, take
-from torch_cookbook.engine.progress import Progress
+from torch_cookbook.engine.loop import accuracy, autocast, batches, grad_scaler, take
 from torch_cookbook.engine.runs import Run
+from torch_cookbook.engine.trainer import Trainer
 
 seed_question = "Q38 Batch Normalization"
 summary = "CNN on Fashion-MNIST with/without BatchNorm at 1x and 10x learning rate: steps to 90%, stability."
@@ -81,56 +80,40 @@ def make_cnn(batchnorm: bool, width: int = 16) -> nn.Sequential:
     return nn.Sequential(*block(1, width), *block(width, 2 * width), *head)
 
 
-# ---- data ----------------------------------------------------------------------------------------
-def load_data(cfg: Config) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    data = fashion_mnist.load()
-    n_train = cfg.train_subset or len(data.train_labels)
-    n_test = cfg.eval_subset or len(data.test_labels)
-    x_train = fashion_mnist.as_float(data.train_images[:n_train])
-    x_test = fashion_mnist.as_float(data.test_images[:n_test])
-    return x_train, data.train_labels[:n_train], x_test, data.test_labels[:n_test]
-
-
 # ---- train one variant ---------------------------------------------------------------------------
 def train_variant(cfg: Config, run: Run, batchnorm: bool, lr: float, data: tuple, steps: int,
                   stop_at_target: bool = False) -> dict[str, float | None]:
     """Train one arm for `steps` steps (or until the target accuracy, if `stop_at_target`)."""
     x_train, y_train, x_test, y_test = data
     torch.manual_seed(cfg.seed)  # same initialisation stream for every variant
-    # channels_last (NHWC): oneDNN's convolutions and pooling run without a layout reorder per layer, about
-    # 1.3-1.5x faster per step on CPU here (docs/performance.md); Linear layers are unaffected.
+    # channels_last (NHWC): oneDNN's convolutions and pooling run without a layout reorder per layer.
     model = make_cnn(batchnorm, cfg.width).to(run.device, memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=cfg.momentum)
-    scaler = grad_scaler(run.device, cfg.amp)
-    ckpt = run.checkpointer(every=cfg.eval_every, model=model, optimizer=optimizer, scaler=scaler)
-    start = ckpt.restore()
-    diverged_at = ckpt.extra.get("diverged_at")
+    trainer = Trainer(run, steps, every=cfg.eval_every, description=f"{run.name} lr={lr:g}",
+                      model=model, optimizer=optimizer, scaler=grad_scaler(run.device, cfg.amp))
+    if trainer.extra.get("diverged_at") or (stop_at_target and trainer.extra.get("reached_at")):
+        trainer.stop()  # a resumed run that had already ended
 
     model.train()
-    batches = minibatches(len(x_train), cfg.batch_size, cfg.seed, start_step=start)
-    reached_at = ckpt.extra.get("reached_at")
-    with Progress(steps, f"{run.name} lr={lr:g}", start=start) as bar:
-        for step, _epoch, idx in batches:
-            if step >= steps or diverged_at is not None or (stop_at_target and reached_at is not None):
-                break
-            x, y = take(idx, x_train, y_train, device=run.device)
-            with autocast(run.device, cfg.amp):
-                loss = nn.functional.cross_entropy(model(x), y)
-            backward_step(loss, optimizer, scaler)
-            done = step + 1
-            if not torch.isfinite(loss):
-                diverged_at = ckpt.extra["diverged_at"] = done  # divergence is a result of this study, not a crash
-                run.log({"train/diverged": 1.0}, done)
-                break
-            bar.advance(1, loss=loss.item())
-            if done % cfg.eval_every == 0 or done == steps:
-                acc = accuracy(model, x_test, y_test, run.device)
-                run.log({"train/loss": loss.item(), "eval/accuracy": acc}, done)
-                if acc >= cfg.target_accuracy and reached_at is None:
-                    reached_at = ckpt.extra["reached_at"] = done
-            ckpt.after_step(done, loss)  # once per finished step: periodic save, Ctrl-C, NaN guard
-    ckpt.save(step if diverged_at is None else diverged_at)
+    for step, idx in trainer.steps(batches(len(x_train), cfg.batch_size, cfg.seed, trainer.start)):
+        x, y = take(idx, x_train, y_train, device=run.device)
+        with autocast(run.device, cfg.amp):
+            loss = nn.functional.cross_entropy(model(x), y)
+        trainer.backward(loss)
+        done = step + 1
+        if trainer.diverged():  # divergence at 10x is a result of this study, not a crash
+            trainer.extra["diverged_at"] = done
+            run.log({"train/diverged": 1.0}, done)
+            trainer.stop(accept_nonfinite=True)
+        elif done % cfg.eval_every == 0 or done == steps:
+            acc = accuracy(model, x_test, y_test, run.device)
+            run.log({"train/loss": loss.item(), "eval/accuracy": acc}, done)
+            if acc >= cfg.target_accuracy and "reached_at" not in trainer.extra:
+                trainer.extra["reached_at"] = done
+                if stop_at_target:
+                    trainer.stop()
 
+    diverged_at = trainer.extra.get("diverged_at")
     curve = run.history("eval/accuracy")
     reached = [s for s, a in curve if a >= cfg.target_accuracy]
     final = curve[-1][1] if curve and diverged_at is None else 0.0
@@ -166,7 +149,7 @@ def train_vs_eval_mode(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch
 
 # ---- the recipe ----------------------------------------------------------------------------------
 def run(cfg: Config, run: Run) -> dict[str, float | None]:
-    data = load_data(cfg)
+    data = fashion_mnist.subsets(cfg.train_subset, cfg.eval_subset)
     results = {}
     for name, (batchnorm, multiplier) in VARIANTS.items():
         sub = run.variant(name)
@@ -199,12 +182,8 @@ def run(cfg: Config, run: Run) -> dict[str, float | None]:
 
 
 def load_variant_model(cfg: Config, run: Run, name: str) -> nn.Module:
-    batchnorm = VARIANTS[name][0]
-    model = make_cnn(batchnorm, cfg.width).to(run.device)
-    from torch_cookbook.engine.config import config_hash
-
-    ckpt = load_checkpoint(run.dir / "variants" / name / "checkpoints" / "last.pt", "batchnorm", config_hash(cfg))
-    model.load_state_dict(ckpt["state"]["model"])
+    model = make_cnn(VARIANTS[name][0], cfg.width).to(run.device)
+    run.variant(name).load(model)
     return model.eval()
 
 
@@ -228,7 +207,7 @@ def plot_curves(cfg: Config, run: Run) -> None:
 
 def evaluate(cfg: Config, run: Run) -> dict[str, float]:
     """Final test accuracy of each variant, recomputed from its saved checkpoint."""
-    _, _, x_test, y_test = load_data(cfg)
+    _, _, x_test, y_test = fashion_mnist.subsets(cfg.train_subset, cfg.eval_subset)
     out = {}
     for name in VARIANTS:
         result = run.variant(name).result or {}

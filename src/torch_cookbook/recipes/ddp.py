@@ -35,10 +35,10 @@ from torch_cookbook.data import fashion_mnist
 from torch_cookbook.engine import distributed as dist
 from torch_cookbook.engine.checkpoint import load_checkpoint
 from torch_cookbook.engine.config import BaseConfig, Target, config_hash, param
-from torch_cookbook.engine.errors import ConfigError
 from torch_cookbook.engine.loop import autocast, grad_scaler, predict_batches
 from torch_cookbook.engine.progress import Progress
 from torch_cookbook.engine.runs import Run
+from torch_cookbook.errors import ConfigError
 from torch_cookbook.nn.pipeline import TwoDevicePipeline, pipeline_step_p2p, split_stages
 
 seed_question = "Q69 Distributed training"

@@ -23,19 +23,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from torch_cookbook.engine.checkpoint import load_checkpoint
+from torch_cookbook.engine.checkpoint import EpisodeCheckpointer, load_checkpoint
 from torch_cookbook.engine.config import BaseConfig, Target, config_hash, param
-from torch_cookbook.engine.errors import ConfigError
 from torch_cookbook.engine.loop import autocast, backward_step, grad_scaler
 from torch_cookbook.engine.progress import Progress
 from torch_cookbook.engine.runs import Run
+from torch_cookbook.errors import ConfigError
 from torch_cookbook.nn.rl import (
     BASELINE,
     EVAL,
     FINAL_EVAL,
     PREDICT,
     TRAIN,
-    EpisodeCheckpointer,
     QNetwork,
     ReplayBuffer,
     episode_seed,

@@ -26,7 +26,6 @@ from torch import nn
 from torch_cookbook.data import fashion_mnist
 from torch_cookbook.engine.checkpoint import load_checkpoint
 from torch_cookbook.engine.config import BaseConfig, Target, config_hash, param
-from torch_cookbook.engine.errors import ConfigError
 from torch_cookbook.engine.loop import (
     accuracy,
     autocast,
@@ -38,6 +37,7 @@ from torch_cookbook.engine.loop import (
 )
 from torch_cookbook.engine.progress import Progress
 from torch_cookbook.engine.runs import Run
+from torch_cookbook.errors import ConfigError
 
 seed_question = "Q36 Dropout"
 summary = "MLP and CNN on 2,000 Fashion-MNIST images with dropout p in {0..0.5}: train/test gap, eval mode."

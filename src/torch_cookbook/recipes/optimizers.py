@@ -25,10 +25,10 @@ from torch import nn
 from torch_cookbook.data import fashion_mnist
 from torch_cookbook.engine.checkpoint import load_checkpoint
 from torch_cookbook.engine.config import BaseConfig, Target, config_hash, param
-from torch_cookbook.engine.errors import NonFiniteError
 from torch_cookbook.engine.loop import accuracy, autocast, backward_step, grad_scaler, minibatches, take
 from torch_cookbook.engine.progress import Progress
 from torch_cookbook.engine.runs import Run
+from torch_cookbook.errors import NonFiniteError
 
 seed_question = "Q64 Optimizers"
 summary = "MLP on Fashion-MNIST with 8 optimizers × an LR sweep: accuracy, speed, state; 2-D trajectories."

@@ -18,17 +18,16 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from torch_cookbook.engine.checkpoint import load_checkpoint
+from torch_cookbook.engine.checkpoint import EpisodeCheckpointer, load_checkpoint
 from torch_cookbook.engine.config import BaseConfig, Target, config_hash, param
-from torch_cookbook.engine.errors import ConfigError
 from torch_cookbook.engine.progress import Progress
 from torch_cookbook.engine.runs import Run
+from torch_cookbook.errors import ConfigError
 from torch_cookbook.nn.rl import (
     BASELINE,
     EVAL,
     FINAL_EVAL,
     TRAIN,
-    EpisodeCheckpointer,
     episode_seed,
     make_env,
     td_target,

@@ -28,10 +28,10 @@ from torch import nn
 from torch_cookbook.data import tabular
 from torch_cookbook.engine.checkpoint import load_checkpoint
 from torch_cookbook.engine.config import BaseConfig, Target, config_hash, param
-from torch_cookbook.engine.errors import NonFiniteError
 from torch_cookbook.engine.loop import minibatches, take
 from torch_cookbook.engine.progress import Progress
 from torch_cookbook.engine.runs import Run
+from torch_cookbook.errors import NonFiniteError
 
 seed_question = "Q63 Regression models"
 summary = "Linear/polynomial/MLP regression on diabetes and CO2: losses, standardisation, vs closed form."

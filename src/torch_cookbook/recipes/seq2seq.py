@@ -26,10 +26,10 @@ import torch.nn.functional as F
 
 from torch_cookbook.engine.checkpoint import load_checkpoint
 from torch_cookbook.engine.config import BaseConfig, ConfigError, Target, config_hash, param
-from torch_cookbook.engine.errors import DataError
 from torch_cookbook.engine.loop import autocast, backward_step, epoch_order, grad_scaler
 from torch_cookbook.engine.progress import Progress
 from torch_cookbook.engine.runs import Run
+from torch_cookbook.errors import DataError
 from torch_cookbook.nn.attention import ATTENTION_KINDS
 from torch_cookbook.nn.seq2seq import (
     CharVocab,

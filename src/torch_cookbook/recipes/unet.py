@@ -275,7 +275,7 @@ def predict_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def predict(cfg: Config, run: Run, args: argparse.Namespace) -> None:
-    from torch_cookbook.engine.errors import ConfigError
+    from torch_cookbook.errors import ConfigError
 
     if args.resize < 0:
         raise ConfigError(f"--resize {args.resize}: must be 0 (keep the size) or a positive size")
