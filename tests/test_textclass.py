@@ -11,6 +11,7 @@ import torch
 
 from conftest import only_run_dir
 from torch_cookbook.data import text as textdata
+from torch_cookbook.nn.text import classification_metrics, confusion
 from torch_cookbook.recipes import textclass
 
 
@@ -74,13 +75,13 @@ def test_encode_pads_truncates_and_never_gives_length_zero(kind):
 def test_metrics_match_hand_computed_values():
     target = torch.tensor([0, 0, 0, 1, 1, 2])
     preds = torch.tensor([0, 0, 1, 1, 2, 2])
-    m = textclass.classification_metrics(preds, target, 3)
+    m = classification_metrics(preds, target, 3)
     # per class: precision 1, 1/2, 1/2; recall 2/3, 1/2, 1; F1 0.8, 0.5, 2/3
     assert m["accuracy"] == pytest.approx(4 / 6)
     assert m["macro_precision"] == pytest.approx((1 + 0.5 + 0.5) / 3)
     assert m["macro_recall"] == pytest.approx((2 / 3 + 0.5 + 1) / 3)
     assert m["macro_f1"] == pytest.approx((0.8 + 0.5 + 2 / 3) / 3)
-    assert textclass.confusion(preds, target, 3).tolist() == [[2, 1, 0], [0, 1, 1], [0, 0, 1]]
+    assert confusion(preds, target, 3).tolist() == [[2, 1, 0], [0, 1, 1], [0, 0, 1]]
 
 
 def test_best_model_is_chosen_on_validation_not_test():
@@ -401,7 +402,7 @@ def test_bow_minilm_scores_the_mean_of_bow_and_minilm_and_predicts(minilm_run, c
         p_bow = torch.softmax(bow(data.ids[data.test, :64]), 1)
         p_head = torch.softmax(head_model(features), 1)
     preds = ((p_bow + p_head) / 2).argmax(1)
-    expected = textclass.classification_metrics(preds, data.labels[data.test], 3)["macro_f1"]
+    expected = classification_metrics(preds, data.labels[data.test], 3)["macro_f1"]
     assert summary["drugs_bow_minilm_macro_f1"] == pytest.approx(expected, abs=1e-6)
     for model in ("minilm", "bow_minilm", "minilm_ft", "bow_minilm_ft"):
         code, out, err = cli("predict", "textclass", minilm_run, "It made me dizzy and sick", "--model", model)
@@ -443,7 +444,7 @@ def test_minilm_ft_fine_tunes_the_top_layer_on_a_warm_up_and_decay_schedule(mini
         p_bow = torch.softmax(bow(data.ids[data.test, :64]), 1)
         p_tuned = torch.softmax(tuned(view.ids[data.test], view.lengths[data.test]), 1)
     preds = ((p_bow + p_tuned) / 2).argmax(1)
-    expected = textclass.classification_metrics(preds, data.labels[data.test], 3)["macro_f1"]
+    expected = classification_metrics(preds, data.labels[data.test], 3)["macro_f1"]
     summary = json.loads((minilm_run / "summary.json").read_text())["metrics"]
     assert summary["drugs_bow_minilm_ft_macro_f1"] == pytest.approx(expected, abs=1e-6)
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["BagOfEmbeddings", "KimCNN", "hashed_bigrams", "token_idf"]
+__all__ = ["BagOfEmbeddings", "KimCNN", "hashed_bigrams", "token_idf", "predict_logits", "classification_metrics",
+           "per_class_f1", "confusion"]
 
 # fastText's multiplier for hashing a token sequence (src/dictionary.cc: h = h * 116049371 + id).
 BIGRAM_HASH = 116049371
@@ -139,3 +140,50 @@ class KimCNN(nn.Module):
             # Max over real positions only, so the padding length cannot change the prediction.
             pooled.append(h.masked_fill(~mask, float("-inf")).amax(2).clamp(min=0.0))
         return self.head(self.dropout(torch.cat(pooled, dim=1)))
+
+
+# ---- evaluation ------------------------------------------------------------------------------------
+@torch.inference_mode()
+def predict_logits(model: nn.Module, ids: torch.Tensor, lengths: torch.Tensor, device: torch.device,
+                   max_len: int | None = None, batch_size: int = 256) -> torch.Tensor:
+    """Logits for right-padded `ids`, each text cut to its first `max_len` tokens (None: all of them)."""
+    was_training = model.training
+    model.eval()
+    if max_len is not None:
+        ids, lengths = ids[:, :max_len], lengths.clamp(max=max_len)
+    try:
+        out = [model(ids[i:i + batch_size].to(device), lengths[i:i + batch_size]).float().cpu()
+               for i in range(0, len(ids), batch_size)]
+    finally:
+        model.train(was_training)
+    return torch.cat(out)
+
+
+def classification_metrics(preds: torch.Tensor, target: torch.Tensor, num_classes: int) -> dict[str, float]:
+    """Accuracy and macro precision/recall/F1 from torchmetrics (macro: every class counts the same)."""
+    from torchmetrics.functional.classification import (
+        multiclass_accuracy,
+        multiclass_f1_score,
+        multiclass_precision,
+        multiclass_recall,
+    )
+
+    kw = {"num_classes": num_classes}
+    return {"accuracy": multiclass_accuracy(preds, target, average="micro", **kw).item(),
+            "macro_precision": multiclass_precision(preds, target, average="macro", **kw).item(),
+            "macro_recall": multiclass_recall(preds, target, average="macro", **kw).item(),
+            "macro_f1": multiclass_f1_score(preds, target, average="macro", **kw).item()}
+
+
+def per_class_f1(preds: torch.Tensor, target: torch.Tensor, classes: tuple[str, ...]) -> dict[str, float]:
+    """F1 of each class, by class name."""
+    from torchmetrics.functional.classification import multiclass_f1_score
+
+    f1 = multiclass_f1_score(preds, target, num_classes=len(classes), average=None)
+    return {c: round(v, 4) for c, v in zip(classes, f1.tolist())}
+
+
+def confusion(preds: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
+    from torchmetrics.functional.classification import multiclass_confusion_matrix
+
+    return multiclass_confusion_matrix(preds, target, num_classes=num_classes)

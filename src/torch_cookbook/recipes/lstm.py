@@ -24,6 +24,7 @@ from torch_cookbook.data import text as textdata
 from torch_cookbook.engine.config import BaseConfig, Target, param
 from torch_cookbook.engine.runs import Run
 from torch_cookbook.nn.lstm import LSTMClassifier, LSTMForecaster
+from torch_cookbook.nn.text import classification_metrics, predict_logits
 from torch_cookbook.recipes import forecast as fc
 from torch_cookbook.recipes import textclass as tc
 
@@ -195,8 +196,8 @@ def evaluate(cfg: Config, run: Run) -> dict[str, float]:
             ckpt = load_checkpoint(run.dir / "variants" / f"text_{name}" / "checkpoints" / "best.pt", run.recipe,
                                    config_hash(cfg))
             model.load_state_dict(ckpt["state"]["model"])
-            preds = tc.predict_logits(model, data.ids[data.test], data.lengths[data.test], run.device).argmax(1)
-            m = tc.classification_metrics(preds, data.labels[data.test], len(data.classes))
+            preds = predict_logits(model, data.ids[data.test], data.lengths[data.test], run.device).argmax(1)
+            m = classification_metrics(preds, data.labels[data.test], len(data.classes))
             out[f"text_{name}_macro_f1"], out[f"text_{name}_accuracy"] = m["macro_f1"], m["accuracy"]
     if "series" in cfg.tasks:
         p = fc.prepare(fc.Config(series=[cfg.series], window_seasons=cfg.window_seasons), cfg.series)

@@ -42,7 +42,14 @@ from torch_cookbook.nn.bert import (
     load_minilm,
 )
 from torch_cookbook.nn.lstm import LSTMClassifier
-from torch_cookbook.nn.text import BagOfEmbeddings, KimCNN
+from torch_cookbook.nn.text import (
+    BagOfEmbeddings,
+    KimCNN,
+    classification_metrics,
+    confusion,
+    per_class_f1,
+    predict_logits,
+)
 
 seed_question = "Q39 text classification"
 summary = ("BBC News topics and drug-review sentiment: bag-of-embeddings, Kim CNN, BiLSTM, pretrained MiniLM"
@@ -244,44 +251,6 @@ def encoder_view(cfg: Config, data: textdata.Prepared, name: str) -> textdata.Pr
     return replace(data, ids=inputs, lengths=lengths)
 
 
-# ---- metrics ---------------------------------------------------------------------------------------
-@torch.inference_mode()
-def predict_logits(model: nn.Module, ids: torch.Tensor, lengths: torch.Tensor, device: torch.device,
-                   max_len: int | None = None, batch_size: int = 256) -> torch.Tensor:
-    """Logits for right-padded `ids`, each text cut to its first `max_len` tokens (None: all of them)."""
-    was_training = model.training
-    model.eval()
-    if max_len is not None:
-        ids, lengths = ids[:, :max_len], lengths.clamp(max=max_len)
-    out = [model(ids[i:i + batch_size].to(device), lengths[i:i + batch_size]).float().cpu()
-           for i in range(0, len(ids), batch_size)]
-    model.train(was_training)
-    return torch.cat(out)
-
-
-def classification_metrics(preds: torch.Tensor, target: torch.Tensor, num_classes: int) -> dict[str, float]:
-    """Accuracy and macro precision/recall/F1 from torchmetrics (macro: every class counts the same)."""
-    from torchmetrics.functional.classification import (
-        multiclass_accuracy,
-        multiclass_f1_score,
-        multiclass_precision,
-        multiclass_recall,
-    )
-
-    kw = {"num_classes": num_classes}
-    return {"accuracy": multiclass_accuracy(preds, target, average="micro", **kw).item(),
-            "macro_precision": multiclass_precision(preds, target, average="macro", **kw).item(),
-            "macro_recall": multiclass_recall(preds, target, average="macro", **kw).item(),
-            "macro_f1": multiclass_f1_score(preds, target, average="macro", **kw).item()}
-
-
-def per_class_f1(preds: torch.Tensor, target: torch.Tensor, classes: tuple[str, ...]) -> dict[str, float]:
-    from torchmetrics.functional.classification import multiclass_f1_score
-
-    f1 = multiclass_f1_score(preds, target, num_classes=len(classes), average=None)
-    return {c: round(v, 4) for c, v in zip(classes, f1.tolist())}
-
-
 def tfidf_predict(texts: list[str], labels: torch.Tensor, fit: torch.Tensor, predict: torch.Tensor,
                   c: float) -> torch.Tensor:
     """TF-IDF (word 1-2-grams, sublinear tf) + logistic regression fit on texts[fit]; labels for texts[predict]."""
@@ -383,12 +352,6 @@ def train_text_model(cfg: Config, run: Run, model: nn.Module, data: textdata.Pre
                   per_class_f1=per_class_f1(preds, target, data.classes),
                   confusion=confusion(preds, target, num_classes).tolist())
     return run.finish(result)
-
-
-def confusion(preds: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
-    from torchmetrics.functional.classification import multiclass_confusion_matrix
-
-    return multiclass_confusion_matrix(preds, target, num_classes=num_classes)
 
 
 # ---- the recipe --------------------------------------------------------------------------------------
