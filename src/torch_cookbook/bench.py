@@ -331,7 +331,7 @@ def default_results_dir(device: str, results_dir: Path = RESULTS_DIR) -> Path:
 
 
 def bench_main(argv: list[str]) -> int:
-    from torch_cookbook.cli import Parser
+    from torch_cookbook.launch import Parser
 
     # Everything after `--` is handed to every `cookbook run` (e.g. `-- --device cuda --hidden 4096`), validated
     # once here against each recipe's config so a bad flag fails before any seed starts.
@@ -357,7 +357,7 @@ def bench_main(argv: list[str]) -> int:
     for name in names:
         recipes.get(name)  # unknown names fail before any work
         if run_flags:
-            from torch_cookbook.cli import check_run_flags
+            from torch_cookbook.launch import check_run_flags
 
             check_run_flags(name, args.profile, run_flags)
     if args.seeds < 1:

@@ -17,7 +17,7 @@ from torch_cookbook.errors import CookbookError
 
 
 def run_all(argv: list[str]) -> int:
-    from torch_cookbook.cli import Parser, execute
+    from torch_cookbook.launch import Parser, execute
 
     parser = Parser(prog="cookbook run --all", description="Run every recipe, then write the report.")
     parser.add_argument("--all", action="store_true", required=True)

@@ -119,7 +119,7 @@ def render(paths: list[Path], out: Path, embed: bool = True, docs_base: str | No
 
 
 def report_main(argv: list[str]) -> int:
-    from torch_cookbook.cli import Parser
+    from torch_cookbook.launch import Parser
 
     parser = Parser(prog="cookbook report", description="Turn run directories into one HTML page.")
     parser.add_argument("paths", nargs="*", type=Path, help="run directories or folders of runs (default: runs/)")
