@@ -48,7 +48,7 @@ part amp_default 150 $PY -m torch_cookbook bench amp --seeds 1 --profile $PROFIL
   --runs-root "$WORK/runs" -- --device $DEV
 part amp_h4096 240 $PY -m torch_cookbook bench amp --seeds $SEEDS --profile $PROFILE --out "$R/amp_h4096/results" \
   --runs-root "$WORK/runs" -- --device $DEV --hidden $WIDE --batch_size 512
-# Session 9 measured 1.29x at batch 512 (target 2x); throughput.py's trend says batch 2048 should cross 2x.
+# On 2026-12-04 an H200 measured 1.29x at batch 512 (target 2x); throughput.py's trend says batch 2048 should cross 2x.
 part amp_h4096_b2048 180 $PY -m torch_cookbook bench amp --seeds $SEEDS --profile $PROFILE \
   --out "$R/amp_h4096_b2048/results" --runs-root "$WORK/runs" -- --device $DEV --hidden $WIDE --batch_size 2048
 # 2. Training-step throughput, eager: fp32 vs fused Adam vs bf16 vs fp16 autocast (+GradScaler).
@@ -63,7 +63,7 @@ part ddp_$BACKEND 120 $PY -m torch.distributed.run --nproc-per-node "$GPUS" -m t
 # 4. torch.compile vs eager at the launch-bound batch (each compile costs tens of seconds, so one batch size).
 part compile 150 $PY benchmarks/throughput.py --device $DEV --steps $STEPS --batches 128 \
   --models "${MODELS[@]}" --variants eager compile compile_bf16 compile_graphs --out "$R/throughput_gpu_compile.json"
-# 5. The GAN's FID budget curve far past what a CPU affords (session 9: width 64 x 32,000 steps, test FID 10.8,
+# 5. The GAN's FID budget curve far past what a CPU affords (2026-12-04: width 64 x 32,000 steps, test FID 10.8,
 #    flattening); skip it with GAN=0 when the device time is better spent elsewhere.
 [ "${GAN:-1}" = 1 ] && part gan_w64 170 $PY -m torch_cookbook run gan --profile $PROFILE --device $DEV --g_width 64 --d_width 64 \
   --steps $GAN_STEPS --dev_fid_every $GAN_EVERY --runs-root "$WORK/runs"
