@@ -43,7 +43,7 @@ def run_subprocess(*args: str, env: dict | None = None, cwd: Path | None = None,
 @pytest.fixture(scope="session")
 def smoke_runs(tmp_path_factory):
     """`get(name) -> (run_dir, steps)`: each recipe's smoke run, made once per test session and shared
-    by the contract tests and the report test. `steps` counts Checkpointer.after_step calls."""
+    by the contract tests and the report test. `steps` counts finished steps (engine.faults.CALLS)."""
     from torch_cookbook.engine import faults
 
     root = tmp_path_factory.mktemp("smoke-runs")
