@@ -10,12 +10,14 @@ import torch
 
 from conftest import only_run_dir
 from torch_cookbook.data import series as S
+from torch_cookbook.engine.repro import member_seed
+from torch_cookbook.nn.forecasting import rolling_forecast, window_features
 from torch_cookbook.recipes import forecast as fc
 
 
 @pytest.fixture(scope="module")
 def co2():
-    return fc.prepare(fc.Config(), "co2")
+    return S.prepare("co2", fc.Config().window_seasons)
 
 
 def test_co2_is_monthly_with_honest_gap_fill(co2):
@@ -105,7 +107,7 @@ class ZeroCorrection(torch.nn.Module):
 def test_lstm_forecast_with_zero_correction_is_seasonal_naive(co2, strategy):
     at = co2.origins("test")
     model = ZeroCorrection(12 if strategy == "direct" else 1)
-    pred = fc.rolling_forecast(model, co2, at, strategy, "seasonal", torch.device("cpu"))
+    pred = rolling_forecast(model, co2, at, strategy, "seasonal", torch.device("cpu"))
     expected = S.seasonal_naive_forecast(co2.s.values, at, 12, 12)
     np.testing.assert_allclose(pred, expected, rtol=1e-6)
 
@@ -129,30 +131,50 @@ def test_ensemble_forecast_is_the_mean_of_the_members(co2, strategy):
     expected = S.seasonal_naive_forecast(co2.s.values, at, 12, 12) + co2.sigma * (1.0 - 0.5 + 2.0) / 3
     np.testing.assert_allclose(pred, expected, rtol=1e-6)
     one = fc.ensemble_forecast(members[:1], co2, at, strategy, "seasonal", torch.device("cpu"))
-    np.testing.assert_array_equal(one, fc.rolling_forecast(members[0], co2, at, strategy, "seasonal",
-                                                           torch.device("cpu")))
+    np.testing.assert_array_equal(one, rolling_forecast(members[0], co2, at, strategy, "seasonal",
+                                                        torch.device("cpu")))
 
 
 def test_member_seeds_are_distinct_and_member_zero_is_the_run_seed():
-    assert [fc.member_seed(7, 0), fc.member_seed(7, 1)] == [7, 1007]
-    seeds = {fc.member_seed(s, m) for s in range(3) for m in range(5)}  # a 3-seed bench of 5-member ensembles
+    assert [member_seed(7, 0), member_seed(7, 1)] == [7, 1007]
+    seeds = {member_seed(s, m) for s in range(3) for m in range(5)}  # a 3-seed bench of 5-member ensembles
     assert len(seeds) == 15
 
 
 def test_members_differ_in_initialisation(co2):
-    a = fc.make_model(fc.Config(), co2, "direct", seed=fc.member_seed(0, 0))
-    b = fc.make_model(fc.Config(), co2, "direct", seed=fc.member_seed(0, 1))
-    again = fc.make_model(fc.Config(), co2, "direct", seed=fc.member_seed(0, 1))
+    a = fc.make_model(fc.Config(), co2, "direct", seed=member_seed(0, 0))
+    b = fc.make_model(fc.Config(), co2, "direct", seed=member_seed(0, 1))
+    again = fc.make_model(fc.Config(), co2, "direct", seed=member_seed(0, 1))
     assert not torch.equal(a.head.weight, b.head.weight)
     assert torch.equal(b.head.weight, again.head.weight)
 
 
 def test_features_are_scaled_differences(co2):
     hist = co2.hist(co2.origins("train")[:3])
-    x = fc.features(hist, co2.window, 12, co2.sigma)
+    x = window_features(hist, co2.window, 12, co2.sigma)
     assert x.shape == (3, co2.window, 2)
     assert (x[:, -1, 0] == 0).all()  # the last value relative to itself
     torch.testing.assert_close(x[:, :, 1] * co2.sigma, hist[:, 12:] - hist[:, :-12])
+
+
+def test_training_targets_are_corrections_to_the_base_forecast(co2):
+    from torch_cookbook.nn.forecasting import base_forecast, training_pairs
+
+    at = co2.origins("train", 12)
+    x, y = training_pairs(co2, 12, "seasonal")
+    assert x.shape == (len(at), co2.window, 2) and y.shape == (len(at), 12)
+    hist = co2.hist(at)
+    torch.testing.assert_close(base_forecast(hist, 12, 12, "seasonal") + co2.sigma * y, co2.targets(at, 12))
+    torch.testing.assert_close(base_forecast(hist, 12, 12, "seasonal").double().numpy(),
+                               S.seasonal_naive_forecast(co2.s.values, at, 12, 12), check_dtype=False)
+
+
+def test_validation_origins_are_thinned_evenly(co2):
+    every = co2.origins("val")
+    thinned = S.val_origins(co2, 10)
+    assert len(thinned) == 10 and thinned[0] == every[0] and thinned[-1] == every[-1]
+    assert set(thinned) <= set(every) and (np.diff(thinned) > 0).all()
+    assert (S.val_origins(co2, 0) == every).all() and (S.val_origins(co2, 10_000) == every).all()
 
 
 def test_fill_nan_interior_only():
@@ -181,8 +203,20 @@ def test_smoke_run_trains_every_member(trained):
     assert names == [fc.member_name("co2", "direct", m) for m in range(ensemble)]
     metrics = json.loads((trained / "summary.json").read_text())["metrics"]
     cfg = fc.Config(**fc.profiles["smoke"])
-    one = sum(q.numel() for q in fc.make_model(cfg, fc.prepare(cfg, "co2"), "direct").parameters())
+    one = sum(q.numel() for q in fc.make_model(cfg, S.prepare("co2", cfg.window_seasons), "direct").parameters())
     assert metrics["co2_lstm_params"] == ensemble * one  # the forecast uses every member
+
+
+def test_each_member_is_scored_from_its_best_validation_checkpoint(trained):
+    import json
+
+    for member in sorted((trained / "variants").iterdir()):
+        logged = [json.loads(line) for line in (member / "metrics.jsonl").read_text().splitlines()]
+        val = [r["eval/val_mae"] for r in logged if "eval/val_mae" in r]
+        assert len(val) == 2  # --steps 4 --eval_every 2
+        result = json.loads((member / "result.json").read_text())
+        assert result["val_mae"] == min(val)
+        assert (member / "checkpoints" / "best.pt").exists() and (member / "checkpoints" / "last.pt").exists()
 
 
 def test_predict_continues_the_series(trained, cli):

@@ -149,3 +149,21 @@ def test_a_difference_without_both_variants_is_none():
 
     assert difference({"a": 0.9, "b": 0.7}, "a", "b") == pytest.approx(0.2)
     assert difference({"a": 0.9}, "a", "b") is None
+
+
+def test_each_variant_is_scored_from_its_best_validation_checkpoint(smoke_runs):
+    import json
+
+    run_dir = smoke_runs("lstm")[0]
+    variants = sorted((run_dir / "variants").iterdir())
+    assert {v.name.split("_")[0] for v in variants} == {"text", "series"}
+    for variant in variants:
+        logged = [json.loads(line) for line in (variant / "metrics.jsonl").read_text().splitlines()]
+        result = json.loads((variant / "result.json").read_text())
+        if variant.name.startswith("text_"):
+            val = [(r["step"], r["eval/val_macro_f1"]) for r in logged if "eval/val_macro_f1" in r]
+            best_step, best = max(val, key=lambda sv: sv[1])  # the first of equal scores is kept
+            assert result["val_macro_f1"] == best and result["best_step"] == best_step
+        else:
+            assert result["val_mae"] == min(r["eval/val_mae"] for r in logged if "eval/val_mae" in r)
+        assert len(logged) == 2  # smoke: 10 steps, validated every 5

@@ -10,7 +10,8 @@ seattle  Hourly Seattle temperature normals for 2010 (NOAA), `vega_datasets.loca
 
 Everything is chronological: train < validation < test, no shuffling across time. A forecast from origin t uses
 y[0..t] only; rolling-origin evaluation makes one forecast of `horizon` steps from every origin whose targets
-lie inside the evaluated split.
+lie inside the evaluated split. `prepare` gives a series with the window a forecaster reads and the scales
+it needs (`Prepared`); `baselines` scores naive, seasonal naive and Holt-Winters on its test origins.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import hashlib
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from torch_cookbook.errors import DataError
 
@@ -130,6 +132,54 @@ def seasonal_base(history: np.ndarray, horizon: int, season: int) -> np.ndarray:
     return history[:, history.shape[1] - 1 - back]
 
 
+# ---- a series prepared for a forecaster --------------------------------------------------------------------
+@dataclass
+class Prepared:
+    """A series with its splits, the window a forecaster reads, and the scales of its inputs and errors."""
+
+    s: Series
+    window: int
+    sigma: float  # input scale: std of one-step changes on the training split only
+    scale: float  # MASE denominator: in-sample seasonal-naive MAE on the training split
+
+    @property
+    def history(self) -> int:
+        """Values each forecast reads: the window plus one season before it (for seasonal differences)."""
+        return self.window + self.s.season
+
+    def origins(self, split: str, horizon: int | None = None) -> np.ndarray:
+        """The origins whose `horizon` (default: the series') targets lie in `split` (train, val or test)."""
+        h = horizon or self.s.horizon
+        n, s = len(self.s.values), self.s
+        first, end = {"train": (0, s.val_start), "val": (s.val_start, s.test_start), "test": (s.test_start, n)}[split]
+        return origins(first, end, h, self.history)
+
+    def hist(self, at: np.ndarray) -> torch.Tensor:
+        """The `history` values up to each origin in `at`: (O, history) float32."""
+        inputs, _ = windows(self.s.values, at, self.history, 1)
+        return torch.from_numpy(inputs).float()
+
+    def targets(self, at: np.ndarray, horizon: int) -> torch.Tensor:
+        """The `horizon` values after each origin in `at`: (O, horizon) float32."""
+        _, out = windows(self.s.values, at, 1, horizon)
+        return torch.from_numpy(out).float()
+
+
+def prepare(name: str, window_seasons: int) -> Prepared:
+    """Series `name` with an input window of `window_seasons` seasons, scaled by its training split alone."""
+    s = load(name)
+    train = s.values[:s.val_start]
+    return Prepared(s, window_seasons * s.season, float(np.std(np.diff(train))), mase_scale(train, s.season))
+
+
+def val_origins(p: Prepared, max_origins: int) -> np.ndarray:
+    """The validation origins, thinned to at most `max_origins` evenly spaced ones (0 = all)."""
+    at = p.origins("val")
+    if max_origins and len(at) > max_origins:
+        at = at[np.linspace(0, len(at) - 1, max_origins).round().astype(int)]
+    return at
+
+
 # ---- baselines --------------------------------------------------------------------------------------------
 def naive_forecast(values: np.ndarray, at: np.ndarray, horizon: int) -> np.ndarray:
     return np.repeat(values[at][:, None], horizon, axis=1)
@@ -200,3 +250,27 @@ def forecast_metrics(pred: np.ndarray, actual: np.ndarray, scale: float) -> dict
     err = pred - actual
     mae = float(np.mean(np.abs(err)))
     return {"mae": mae, "rmse": float(np.sqrt(np.mean(err ** 2))), "mase": mae / scale}
+
+
+def baselines(p: Prepared) -> tuple[dict[str, dict[str, float]], dict[str, np.ndarray]]:
+    """Naive, seasonal naive and Holt-Winters on the test origins: (metrics, forecasts) by name.
+
+    Holt-Winters' damped-or-not is chosen on validation (parameters fit on train), then its parameters are
+    re-estimated on train+validation and held fixed through the test period.
+    """
+    s, y = p.s, p.s.values
+    at = p.origins("test")
+    actual = p.targets(at, s.horizon).double().numpy()
+    val_at = p.origins("val")
+    val_actual = p.targets(val_at, s.horizon).double().numpy()
+    val_mae = {}
+    for damped in (False, True):
+        fit = fit_ets(y[:s.val_start], s.season, damped)
+        val_mae[damped] = float(np.mean(np.abs(ets_forecast(fit, y, val_at, s.horizon) - val_actual)))
+    damped = val_mae[True] < val_mae[False]
+    preds = {"naive": naive_forecast(y, at, s.horizon),
+             "snaive": seasonal_naive_forecast(y, at, s.horizon, s.season),
+             "ets": ets_forecast(fit_ets(y[:s.test_start], s.season, damped), y, at, s.horizon)}
+    metrics = {name: forecast_metrics(pred, actual, p.scale) for name, pred in preds.items()}
+    metrics["ets"]["damped"] = float(damped)
+    return metrics, preds

@@ -18,7 +18,6 @@ no checkpoint is ever written after a non-finite loss or gradient.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Iterator
 from typing import Any, TypeVar
 
@@ -158,14 +157,18 @@ class Trainer:
         non-finite one. Runs before every save, so no checkpoint ever holds what such a step produced."""
         if not self._pending:
             return
-        values = [(loss.float().mean(), norm if norm is not None else torch.zeros((), device=loss.device))
-                  for _, _, loss, norm in self._pending]
-        read = torch.stack([torch.stack([a.float(), b.float().to(a.device)]) for a, b in values]).cpu().tolist()
+        rows = []
+        for _, _, loss, norm in self._pending:
+            norm = norm if norm is not None else torch.zeros((), device=loss.device)
+            # Finite or not is judged in each value's own dtype: a float64 loss of 1e39 is finite, not inf.
+            rows.append(torch.stack([loss.float().mean(), norm.float().to(loss.device),
+                                     torch.isfinite(loss).all().float(), torch.isfinite(norm).float().to(loss.device)]))
+        read = torch.stack(rows).cpu().tolist()
         pending, self._pending = self._pending, []
-        for (step, name, _, _), (loss, norm) in zip(pending, read):
-            if not math.isfinite(loss):
+        for (step, name, _, _), (loss, norm, loss_ok, norm_ok) in zip(pending, read):
+            if not loss_ok:
                 raise NonFiniteError(f"{name} became {loss} at step {step}; stopped, the last good checkpoint is kept")
-            if not math.isfinite(norm):
+            if not norm_ok:
                 raise NonFiniteError(f"gradient norm became {norm} at step {step} with a finite {name} ({loss:.4g}); "
                                      "stopped, the last good checkpoint is kept")
             self._shown[name] = loss

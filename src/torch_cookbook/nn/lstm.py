@@ -18,10 +18,10 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from torch_cookbook.nn.attention import AttentionPooling  # re-exported: one implementation, with masks
 
-__all__ = ["AttentionPooling", "LSTMClassifier", "LSTMForecaster", "final_state", "last_valid_output",
+__all__ = ["AttentionPooling", "LSTMClassifier", "LSTMForecaster", "POOLINGS", "final_state", "last_valid_output",
            "lengths_from_padding"]
 
-POOLINGS = ("last", "attention", "mean", "padded_last")
+POOLINGS = ("last", "attention", "mean", "padded_last")  # LSTMClassifier's sequence summaries
 
 
 def lengths_from_padding(tokens: torch.Tensor, pad_id: int = 0) -> torch.Tensor:
