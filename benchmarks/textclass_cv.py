@@ -7,7 +7,7 @@ setting, or of the TF-IDF baseline (--tfidf), on the same folds. Validation and 
 
 Each fold model is the recipe's bag (`textclass.seeded_model`, idf from the fold's training texts), trained
 with the recipe's settings and step (`engine.loop.backward_step`), and scored at its last step.
-docs/textclass.md, round 4, has the figures.
+docs/textclass.md ("What we tried") has the figures.
 """
 
 from __future__ import annotations

@@ -6,9 +6,9 @@ bag's probabilities with each encoder model's. Validation and test splits are ne
     python benchmarks/textclass_cv_finetune.py --seeds 0 --folds 0       # one fold: ~3.5 min
 
 The folds are textclass_cv.py's (`StratifiedKFold(5, shuffle=True, random_state=seed)`). Every fold model is
-trained as the recipe trains it (its settings, `seeded_model`, `frozen_states`, `warmup_decay_scale`) and
+trained as the recipe trains it (its settings, `seeded_model`, `view`, `warmup_decay_scale`) and
 scored at its last step. Per-fold probabilities go to --out, so a rerun only trains the folds missing there.
-docs/textclass.md, round 6, has the figures.
+docs/textclass.md ("What we tried") has the figures.
 """
 
 from __future__ import annotations
@@ -24,21 +24,22 @@ from torch import nn
 
 from torch_cookbook.data.text import Prepared
 from torch_cookbook.engine.loop import backward_step, minibatches
+from torch_cookbook.nn import sentence_encoder
 from torch_cookbook.recipes import textclass
 
 
 def train_and_predict(cfg: textclass.Config, name: str, fold: Prepared, held: torch.Tensor) -> torch.Tensor:
     """Class probabilities on `held` of model `name` trained on fold.train with the recipe's settings."""
     model = textclass.seeded_model(name, cfg, fold)
-    view = fold if name == "bow" else textclass.encoder_view(cfg, fold, name)
+    view = fold if name == "bow" else textclass.view(cfg, fold, name)
     max_len = textclass.tokens_read(cfg, name) if name == "bow" else view.ids.shape[1]
     ids, lengths = view.ids[fold.train, :max_len], view.lengths[fold.train].clamp(max=max_len)
     labels = fold.labels[fold.train]
-    if name == textclass.MINILM_FT:
+    if name == "minilm_ft":
         steps, batch_size = int(cfg.minilm_tune_epochs * len(ids) / cfg.minilm_tune_batch), cfg.minilm_tune_batch
         groups = [{"params": list(model.layers.parameters()), "lr": cfg.minilm_tune_lr},
                   {"params": list(model.head.parameters()), "lr": cfg.minilm_head_lr}]
-        optimizer = torch.optim.AdamW(groups, weight_decay=textclass.TUNE_WEIGHT_DECAY)
+        optimizer = torch.optim.AdamW(groups, weight_decay=sentence_encoder.TUNE_WEIGHT_DECAY)
     else:
         steps, batch_size = cfg.steps, cfg.batch_size
         optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
@@ -47,9 +48,9 @@ def train_and_predict(cfg: textclass.Config, name: str, fold: Prepared, held: to
     for step, _epoch, idx in minibatches(len(ids), batch_size, cfg.seed):
         if step >= steps:
             break
-        if name == textclass.MINILM_FT:
+        if name == "minilm_ft":
             for group, peak in zip(optimizer.param_groups, peak_lrs):
-                group["lr"] = peak * textclass.warmup_decay_scale(step, steps)
+                group["lr"] = peak * sentence_encoder.warmup_decay_scale(step, steps)
         width = int(lengths[idx].max())
         loss = nn.functional.cross_entropy(model(ids[idx, :width], lengths[idx]), labels[idx])
         backward_step(loss, optimizer, clip_norm=cfg.clip)
@@ -65,7 +66,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     args.out.mkdir(parents=True, exist_ok=True)
-    models = ("bow", textclass.MINILM, textclass.MINILM_FT)
+    models = ("bow", "minilm", "minilm_ft")
     totals: dict[str, int] = {}
     for seed in args.seeds:
         cfg = textclass.Config(seed=seed)
@@ -84,8 +85,8 @@ def main() -> None:
                 probs["tfidf"] = textclass.tfidf_predict(data.texts, data.labels, fit, held, cfg.tfidf_c)
                 torch.save(probs, path)
             preds = {"tfidf": probs["tfidf"], **{name: probs[name].argmax(1) for name in models},
-                     "bow_minilm": (probs["bow"] + probs[textclass.MINILM]).argmax(1),
-                     "bow_minilm_ft": (probs["bow"] + probs[textclass.MINILM_FT]).argmax(1)}
+                     "bow_minilm": (probs["bow"] + probs["minilm"]).argmax(1),
+                     "bow_minilm_ft": (probs["bow"] + probs["minilm_ft"]).argmax(1)}
             errors = {name: int((p != data.labels[held]).sum()) for name, p in preds.items()}
             for name, e in errors.items():
                 totals[name] = totals.get(name, 0) + e

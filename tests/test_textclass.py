@@ -188,7 +188,7 @@ def test_ensemble_probabilities_are_the_mean_of_the_members():
         torch.manual_seed(seed)
         members.append(BagOfEmbeddings(20, 3, 4, init="normal"))
     ids, lengths = torch.tensor([[3, 4, 5], [6, 0, 0]]), torch.tensor([3, 1])
-    probs = textclass.ensemble_probs(members, ids, lengths, torch.device("cpu"))
+    probs = textclass.class_scores(members, [(ids, lengths)] * 3, torch.device("cpu"))
     with torch.no_grad():
         each = [torch.softmax(m.eval()(ids), 1) for m in members]
     torch.testing.assert_close(probs, sum(each) / 3)
@@ -197,8 +197,19 @@ def test_ensemble_probabilities_are_the_mean_of_the_members():
 
 
 def test_ensemble_member_zero_is_the_bow_model():
-    assert textclass.member_seed(2, 0) == 2 and textclass.member_seed(2, 3) == 3002
-    assert textclass.member_variant("bbc", 0) == "bbc_bow" and textclass.member_variant("bbc", 1) == "bbc_bow_1"
+    cfg = textclass.Config(seed=2, bow_members=4)
+    assert textclass.members(cfg, "bbc", "bow_ensemble") == [
+        ("bbc_bow", "bow", 2), ("bbc_bow_1", "bow", 1002), ("bbc_bow_2", "bow", 2002), ("bbc_bow_3", "bow", 3002)]
+    # An average of a bag and an encoder model is made of the two models trained on their own.
+    assert textclass.members(cfg, "bbc", "bow_minilm_ft") == [("bbc_bow", "bow", 2), ("bbc_minilm_ft", "minilm_ft", 2)]
+    assert textclass.members(cfg, "bbc", "cnn") == [("bbc_cnn", "cnn", 2)]
+
+
+def test_every_model_offered_is_in_the_table():
+    assert set(textclass.Config.__dataclass_fields__["models"].metadata["choices"]) == set(textclass.MODELS)
+    for name, model in textclass.MODELS.items():  # an average is made of models that are built, not of averages
+        assert (model.build is None) == bool(model.parts), name
+        assert all(textclass.MODELS[part].build is not None for part in model.parts), name
 
 
 def test_lstm_reads_at_most_lstm_max_len_tokens():
@@ -218,11 +229,12 @@ def test_the_bag_reads_more_tokens_of_the_same_texts_tfidf_sees():
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
+    """A bag and an ensemble of three bags (member 0 is the bag), shared by the predict and ensemble tests."""
     from torch_cookbook.cli import main
 
     root = tmp_path_factory.mktemp("textclass")
-    code = main(["run", "textclass", "--profile", "smoke", "--models", "bow", "--steps", "4", "--eval_every", "2",
-                 "--runs-root", str(root), "--threads", "1"])
+    code = main(["run", "textclass", "--profile", "smoke", "--models", "bow", "bow_ensemble", "--bow_members", "3",
+                 "--steps", "4", "--eval_every", "2", "--runs-root", str(root), "--threads", "1"])
     assert code == 0
     return only_run_dir(root, "textclass")
 
@@ -255,28 +267,17 @@ def test_bad_config_values_are_one_line_errors(cli):
     assert code == 2 and "max_len" in err
 
 
-@pytest.fixture(scope="module")
-def ensemble_run(tmp_path_factory):
-    from torch_cookbook.cli import main
-
-    root = tmp_path_factory.mktemp("textclass_ensemble")
-    code = main(["run", "textclass", "--profile", "smoke", "--models", "bow", "bow_ensemble", "--bow_members", "3",
-                 "--steps", "4", "--eval_every", "2", "--runs-root", str(root), "--threads", "1"])
-    assert code == 0
-    return only_run_dir(root, "textclass")
-
-
-def test_ensemble_run_scores_the_mean_of_its_members_and_predicts(ensemble_run, cli):
-    summary = json.loads((ensemble_run / "summary.json").read_text())["metrics"]
+def test_ensemble_run_scores_the_mean_of_its_members_and_predicts(trained, cli):
+    summary = json.loads((trained / "summary.json").read_text())["metrics"]
     assert "drugs_bow_ensemble_macro_f1" in summary and "drugs_bow_ensemble_val_macro_f1" in summary
     # Member 0 is the bow model itself; members 1 and 2 were trained from their own seeds.
-    variants = {p.name for p in (ensemble_run / "variants").iterdir()}
+    variants = {p.name for p in (trained / "variants").iterdir()}
     assert {"drugs_bow", "drugs_bow_1", "drugs_bow_2", "drugs_bow_ensemble"} <= variants
-    result = json.loads((ensemble_run / "variants" / "drugs_bow_ensemble" / "result.json").read_text())
+    result = json.loads((trained / "variants" / "drugs_bow_ensemble" / "result.json").read_text())
     assert len(result["member_val_macro_f1"]) == 3
     assert result["member_val_macro_f1"][0] == summary["drugs_bow_val_macro_f1"]
     assert summary["drugs_bow_ensemble_params"] == 3 * summary["drugs_bow_params"]
-    code, out, err = cli("predict", "textclass", ensemble_run, "It made me dizzy", "--model", "bow_ensemble")
+    code, out, err = cli("predict", "textclass", trained, "It made me dizzy", "--model", "bow_ensemble")
     assert code == 0, err
     label_line, probs_line = out.strip().splitlines()[-2:]
     assert "bow_ensemble" in label_line
@@ -337,15 +338,16 @@ def minilm_run(tmp_path_factory):
 
 def test_minilm_features_are_the_encoders_embeddings_of_the_texts_and_cached():
     from torch_cookbook.nn.bert import embed_texts, load_minilm
+    from torch_cookbook.nn.sentence_encoder import FEATURES, encoder_inputs
 
     cfg = textclass.Config(datasets=["drugs"], vocab_size=1000, max_len=48, bow_max_len=64, minilm_max_len=32)
     data = textclass.prepare(cfg, "drugs")
-    features = textclass.minilm_features(cfg, data)
-    assert features.shape == (979, 384)
+    features, lengths = encoder_inputs(data.texts, FEATURES, 32, cache_as="drugs")
+    assert features.shape == (979, 384) and torch.equal(lengths, torch.full((979,), 384))
     encoder, tokenizer = load_minilm()
     torch.testing.assert_close(features[[0, 500]], embed_texts(encoder, tokenizer, [data.texts[0], data.texts[500]],
                                                                32), atol=1e-5, rtol=0)
-    view = textclass.encoder_view(cfg, data, "minilm")
+    view = textclass.view(cfg, data, "minilm")
     assert torch.equal(view.ids, features) and torch.equal(view.lengths, torch.full((979,), 384))
     assert torch.equal(view.labels, data.labels) and torch.equal(view.test, data.test)
 
@@ -356,7 +358,7 @@ def test_minilm_ft_reads_the_frozen_layers_states_cached_per_text():
     cfg = textclass.Config(datasets=["drugs"], vocab_size=1000, max_len=48, bow_max_len=64, minilm_max_len=32,
                            minilm_tune_layers=2)
     data = textclass.prepare(cfg, "drugs")
-    view = textclass.encoder_view(cfg, data, "minilm_ft")
+    view = textclass.view(cfg, data, "minilm_ft")
     assert view.ids.shape == (979, 32, 384) and view.ids.dtype == torch.float16
     assert int(view.lengths.max()) == 32 and int(view.lengths.min()) >= 2  # [CLS] and [SEP] at least
     encoder, tokenizer = load_minilm()
@@ -367,7 +369,7 @@ def test_minilm_ft_reads_the_frozen_layers_states_cached_per_text():
     from torch_cookbook.data.cache import cache_dir
 
     assert any(cache_dir().glob("minilm_states_drugs_*.pt"))
-    again = textclass.encoder_view(cfg, data, "minilm_ft")
+    again = textclass.view(cfg, data, "minilm_ft")
     assert torch.equal(again.ids, view.ids) and torch.equal(again.lengths, view.lengths)
 
 
@@ -380,19 +382,17 @@ def test_bow_minilm_scores_the_mean_of_bow_and_minilm_and_predicts(minilm_run, c
     assert head["params"] == 384 * 3 + 3
     # The ensemble's test metrics, recomputed by hand from the two saved models' probabilities.
     from torch_cookbook.engine.config import from_dict
-    from torch_cookbook.engine.runs import open_run_dir
+    from torch_cookbook.engine.runs import Run, open_run_dir
 
     cfg = from_dict(textclass.Config, open_run_dir(minilm_run)["config"])
     data = textclass.prepare(cfg, "drugs")
-    features = textclass.minilm_features(cfg, data)[data.test]
-
-    class _Run:
-        dir, recipe, device = minilm_run, "textclass", torch.device("cpu")
-
-    bow = textclass.load_model(cfg, _Run, "drugs", "bow", data.vocab_size, 3)
-    head_model = textclass.load_model(cfg, _Run, "drugs", "minilm", data.vocab_size, 3)
+    all_features = textclass.view(cfg, data, "minilm").ids
+    features = all_features[data.test]
+    run = Run(minilm_run, "textclass", cfg, "smoke", torch.device("cpu"))
+    bow = textclass.load_model(cfg, run, "drugs_bow", "bow", data.vocab_size, 3)
+    head_model = textclass.load_model(cfg, run, "drugs_minilm", "minilm", data.vocab_size, 3)
     # The head learned: its loss over the whole training split is below that of its initialisation.
-    train_features, train_labels = textclass.minilm_features(cfg, data)[data.train], data.labels[data.train]
+    train_features, train_labels = all_features[data.train], data.labels[data.train]
     with torch.no_grad():
         start = textclass.seeded_model("minilm", cfg, data)(train_features)
         trained = head_model(train_features)
@@ -415,16 +415,13 @@ def test_bow_minilm_scores_the_mean_of_bow_and_minilm_and_predicts(minilm_run, c
 
 def test_minilm_ft_fine_tunes_the_top_layer_on_a_warm_up_and_decay_schedule(minilm_run):
     from torch_cookbook.engine.config import from_dict
-    from torch_cookbook.engine.runs import open_run_dir
+    from torch_cookbook.engine.runs import Run, open_run_dir
 
     cfg = from_dict(textclass.Config, open_run_dir(minilm_run)["config"])
     data = textclass.prepare(cfg, "drugs")
-    view = textclass.encoder_view(cfg, data, "minilm_ft")
-
-    class _Run:
-        dir, recipe, device = minilm_run, "textclass", torch.device("cpu")
-
-    tuned = textclass.load_model(cfg, _Run, "drugs", "minilm_ft", data.vocab_size, 3)
+    view = textclass.view(cfg, data, "minilm_ft")
+    run = Run(minilm_run, "textclass", cfg, "smoke", torch.device("cpu"))
+    tuned = textclass.load_model(cfg, run, "drugs_minilm_ft", "minilm_ft", data.vocab_size, 3)
     start = textclass.seeded_model("minilm_ft", cfg, data).eval()
     # The top layer itself was trained (not only the head), and the loss on the training split fell.
     assert not torch.equal(tuned.layers[0].output.dense.weight, start.layers[0].output.dense.weight)
@@ -439,7 +436,7 @@ def test_minilm_ft_fine_tunes_the_top_layer_on_a_warm_up_and_decay_schedule(mini
     steps = int(1 * len(data.train) / 16)
     assert steps == 42 and 0 < result["best_step"] <= steps
     # The weighted mean with the bag, recomputed from the two saved models.
-    bow = textclass.load_model(cfg, _Run, "drugs", "bow", data.vocab_size, 3)
+    bow = textclass.load_model(cfg, run, "drugs_bow", "bow", data.vocab_size, 3)
     with torch.no_grad():
         p_bow = torch.softmax(bow(data.ids[data.test, :64]), 1)
         p_tuned = torch.softmax(tuned(view.ids[data.test], view.lengths[data.test]), 1)
@@ -450,11 +447,25 @@ def test_minilm_ft_fine_tunes_the_top_layer_on_a_warm_up_and_decay_schedule(mini
 
 
 def test_warmup_decay_rises_over_the_first_tenth_then_falls_to_zero():
-    scale = [textclass.warmup_decay_scale(step, 100) for step in range(100)]
+    from torch_cookbook.nn.sentence_encoder import warmup_decay_scale
+
+    scale = [warmup_decay_scale(step, 100) for step in range(100)]
     assert scale[0] == pytest.approx(0.1) and scale[4] == pytest.approx(0.5 * 0.96)
     assert max(scale) == scale[9] == pytest.approx(0.91)  # the peak lr times (100 - 9) / 100
     assert all(a > b for a, b in zip(scale[9:], scale[10:])) and scale[-1] == pytest.approx(0.01)
-    assert textclass.warmup_decay_scale(0, 1) == 1.0  # one step: no warm-up to speak of
+    assert warmup_decay_scale(0, 1) == 1.0  # one step: no warm-up to speak of
+
+
+def test_fine_tune_groups_give_the_pretrained_layers_and_the_head_their_own_learning_rates():
+    from torch_cookbook.nn.bert import BertConfig, TopLayersClassifier
+    from torch_cookbook.nn.sentence_encoder import fine_tune_groups
+
+    model = TopLayersClassifier(BertConfig(), 2, 3)
+    layers, head = fine_tune_groups(model, 2e-4, 3e-3)
+    assert (layers["lr"], head["lr"]) == (2e-4, 3e-3)
+    assert {id(p) for p in layers["params"]} == {id(p) for p in model.layers.parameters()}
+    assert {id(p) for p in head["params"]} == {id(p) for p in model.head.parameters()}
+    assert len(layers["params"]) + len(head["params"]) == len(list(model.parameters()))  # every parameter trains
 
 
 def test_minilm_ft_killed_mid_schedule_resumes_to_the_same_weights(tmp_path):

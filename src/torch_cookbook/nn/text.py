@@ -6,6 +6,7 @@ BagOfEmbeddings  fastText-style: mean of token embeddings (padding excluded) →
                  initialisation (Joulin et al. 2016) by default; optional hashed bigrams (fastText's n-gram
                  trick) with a sparse embedding table.
 KimCNN           Kim (2014): embeddings → parallel 1-D convolutions of widths 3/4/5 → max over time → linear.
+tfidf_predict    the baseline they are measured against: TF-IDF + logistic regression (scikit-learn).
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["BagOfEmbeddings", "KimCNN", "hashed_bigrams", "token_idf", "predict_logits", "classification_metrics",
-           "per_class_f1", "confusion"]
+__all__ = ["BIGRAM_HASH", "BagOfEmbeddings", "KimCNN", "hashed_bigrams", "token_idf", "predict_logits",
+           "classification_metrics", "classification_report", "per_class_f1", "confusion", "tfidf_predict"]
 
 # fastText's multiplier for hashing a token sequence (src/dictionary.cc: h = h * 116049371 + id).
 BIGRAM_HASH = 116049371
@@ -175,6 +176,17 @@ def classification_metrics(preds: torch.Tensor, target: torch.Tensor, num_classe
             "macro_f1": multiclass_f1_score(preds, target, average="macro", **kw).item()}
 
 
+def classification_report(preds: torch.Tensor, target: torch.Tensor, classes: tuple[str, ...],
+                          per_class: bool = False) -> dict:
+    """`classification_metrics`; with `per_class`, also each class's F1 (`per_class_f1`) and the confusion matrix
+    as nested lists (rows: true class, columns: predicted)."""
+    out = classification_metrics(preds, target, len(classes))
+    if per_class:
+        out.update(per_class_f1=per_class_f1(preds, target, classes),
+                   confusion=confusion(preds, target, len(classes)).tolist())
+    return out
+
+
 def per_class_f1(preds: torch.Tensor, target: torch.Tensor, classes: tuple[str, ...]) -> dict[str, float]:
     """F1 of each class, by class name."""
     from torchmetrics.functional.classification import multiclass_f1_score
@@ -187,3 +199,18 @@ def confusion(preds: torch.Tensor, target: torch.Tensor, num_classes: int) -> to
     from torchmetrics.functional.classification import multiclass_confusion_matrix
 
     return multiclass_confusion_matrix(preds, target, num_classes=num_classes)
+
+
+def tfidf_predict(texts: list[str], labels: torch.Tensor, fit: torch.Tensor, predict: torch.Tensor,
+                  c: float) -> torch.Tensor:
+    """TF-IDF (word 1-2-grams, sublinear tf) + logistic regression fit on texts[fit]; labels for texts[predict]."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from threadpoolctl import threadpool_limits
+
+    vec = TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2), min_df=2)
+    x_fit = vec.fit_transform([texts[i] for i in fit])
+    # One BLAS thread: on a small shared CPU, OpenBLAS's spinning worker threads make lbfgs many times slower.
+    with threadpool_limits(1):
+        clf = LogisticRegression(C=c, max_iter=2000).fit(x_fit, labels[fit].numpy())
+    return torch.from_numpy(clf.predict(vec.transform([texts[i] for i in predict])))
