@@ -1,4 +1,4 @@
-"""The autoencoder recipe: the seed's model exactly, the VAE's KL term against the closed form, the smoke run."""
+"""The autoencoder recipe: the seed's model exactly, the VAE's loss and closed-form KL, the smoke run."""
 
 from __future__ import annotations
 
@@ -10,17 +10,14 @@ from torch import nn
 from torch.distributions import Normal
 from torch.distributions import kl_divergence as torch_kl
 
-from conftest import only_run_dir, read_summary
-from torch_cookbook.nn.autoencoder import VAE, ConvAutoEncoder, SeedAutoEncoder, kl_divergence, vae_loss
+from conftest import read_summary
+from torch_cookbook.nn.autoencoder import VAE, ConvAutoEncoder, SeedAutoEncoder, kl_divergence
+from torch_cookbook.recipes.autoencoder import vae_loss
 
 
 @pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
-    from torch_cookbook.cli import main
-
-    root = tmp_path_factory.mktemp("runs")
-    assert main(["run", "autoencoder", "--profile", "smoke", "--runs-root", str(root), "--threads", "2"]) == 0
-    return only_run_dir(root, "autoencoder")
+def smoke_run(smoke_runs):
+    return smoke_runs("autoencoder")[0]  # the session's smoke run, shared with the contract tests (read only)
 
 
 def test_seed_model_is_the_seeds_784_128_64_12_3_mlp():

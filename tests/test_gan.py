@@ -1,4 +1,5 @@
-"""The gan recipe: DCGAN shapes, FID against a reference formula, the smoke run, predict and its bad input."""
+"""The gan recipe: DCGAN shapes, the D and G steps, FID against a reference formula, the smoke run, predict and its
+bad input."""
 
 from __future__ import annotations
 
@@ -12,16 +13,13 @@ from scipy import linalg
 from conftest import only_run_dir, read_summary
 from torch_cookbook.nn.fmnist_features import FashionClassifier, FeatureExtractor
 from torch_cookbook.nn.gan import Discriminator, Generator, dcgan_init
+from torch_cookbook.recipes import gan
 from torch_cookbook.recipes.gan import fids
 
 
 @pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
-    from torch_cookbook.cli import main
-
-    root = tmp_path_factory.mktemp("runs")
-    assert main(["run", "gan", "--profile", "smoke", "--runs-root", str(root), "--threads", "2"]) == 0
-    return only_run_dir(root, "gan")
+def smoke_run(smoke_runs):
+    return smoke_runs("gan")[0]  # the session's smoke run, shared with the contract tests (these only read it)
 
 
 def test_generator_and_discriminator_shapes():
@@ -42,6 +40,38 @@ def test_non_saturating_loss_has_the_larger_gradient_where_g_is_bad():
     minimax = torch.log1p(-torch.sigmoid(logit)).sum()  # G minimises log(1 - D(G(z)))
     (grad_mm,) = torch.autograd.grad(minimax, logit)
     assert grad_ns.abs().item() > 100 * grad_mm.abs().item()
+
+
+def params(model: torch.nn.Module) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in model.parameters()]
+
+
+def same(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
+    return all(torch.equal(x, y) for x, y in zip(a, b))
+
+
+def test_d_step_moves_only_d_and_g_step_moves_only_g(tmp_path):
+    from torch_cookbook.engine.runs import Run
+    from torch_cookbook.engine.trainer import Trainer
+
+    cfg = gan.Config(**gan.profiles["smoke"])
+    g, d = gan.build_models(cfg, torch.device("cpu"))
+    opt_g, opt_d = torch.optim.Adam(g.parameters(), lr=1e-2), torch.optim.Adam(d.parameters(), lr=1e-2)
+    trainer = Trainer(Run(tmp_path, "gan", cfg, "smoke", torch.device("cpu")), 1, g=g, d=d, opt_g=opt_g, opt_d=opt_d)
+    real = torch.rand(8, 1, 28, 28) * 2 - 1
+    fake = g(torch.randn(8, cfg.latent_dim))
+    g0, d0 = params(g), params(d)
+
+    d_loss, d_real, d_fake = gan.d_step(trainer, d, opt_d, None, real, fake, "off")
+    assert same(params(g), g0) and all(p.grad is None for p in g.parameters())  # the fakes were detached
+    assert not same(params(d), d0)
+    expected = torch.nn.functional.binary_cross_entropy_with_logits
+    assert d_loss.item() == pytest.approx((expected(d_real, torch.ones(8)) + expected(d_fake, torch.zeros(8))).item())
+
+    d1 = params(d)
+    gan.g_step(trainer, d, opt_g, None, fake, "off")
+    assert same(params(d), d1)  # G's loss reaches D's gradients, but only G's optimizer steps
+    assert not same(params(g), g0)
 
 
 def _reference_fid(a: np.ndarray, b: np.ndarray) -> float:

@@ -22,6 +22,16 @@ def test_gram_matrix_matches_a_hand_computed_example():
     assert torch.allclose(gram_matrix(batch)[1], 4 * expected)
 
 
+def test_style_loss_is_the_mean_of_per_layer_gram_distances_over_their_start_values():
+    torch.manual_seed(0)
+    features = {"a": torch.rand(1, 2, 3, 3), "b": torch.rand(1, 4, 2, 2)}
+    targets = {"a": torch.rand(1, 2, 2), "b": torch.rand(1, 4, 4)}
+    start = {"a": 2.0, "b": 0.5}
+    by_hand = [((gram_matrix(features[n]) - targets[n]) ** 2).sum() / start[n] for n in ("a", "b")]
+    got = style.style_loss(features, targets, start, ["a", "b"])
+    assert got.item() == pytest.approx(((by_hand[0] + by_hand[1]) / 2).item())
+
+
 def test_total_variation_of_a_constant_image_is_zero_and_of_a_step_is_known():
     assert total_variation(torch.ones(1, 3, 5, 5)).item() == 0
     step = torch.zeros(1, 1, 2, 2)
@@ -78,15 +88,12 @@ def test_a_few_lbfgs_steps_reduce_the_style_loss():
     assert start["content_ratio"] == pytest.approx(0.0, abs=1e-6)
     canvas = style.Canvas(content)
     optimizer = style.make_optimizer(cfg, canvas)
-
-    def closure():
-        optimizer.zero_grad()
-        loss, _ = objective(canvas.image)
-        loss.backward()
-        return loss
-
-    for _ in range(5):
-        optimizer.step(closure)
+    for step in range(5):
+        _, evaluated, parts = style.pixel_step(optimizer, canvas, objective, torch.device("cpu"), "off")
+        assert 0 <= canvas.image.min() and canvas.image.max() <= 1  # projected back onto valid pixels
+        if step == 0:  # each step reports the losses of the image it started from
+            assert torch.equal(evaluated, content.unsqueeze(0))
+            assert parts["style_loss"] == pytest.approx(start["style_loss"], rel=1e-6)
     assert style.measure(objective, canvas.image.detach())["style_loss"] < 0.8
 
 
@@ -111,7 +118,7 @@ def small_transfer(tmp_path_factory):
 def _remeasure(cfg, run):
     content, style_img = style.load_pair("chelsea", "immunohistochemistry", cfg.size)
     objective = style.StyleObjective(style.load_vgg(cfg, torch.device("cpu")), content, style_img, cfg)
-    image = style.saved_image(cfg, run)
+    image = style.saved_image(run)
     return image, style.measure(objective, image.unsqueeze(0))
 
 

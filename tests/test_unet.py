@@ -5,10 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import only_run_dir
 from torch_cookbook.data import fashion_mnist, images, segmentation
 from torch_cookbook.nn.unet import UNet, dice_loss
-from torch_cookbook.recipes.unet import class_weights, otsu_fg_dice, predict_masks, segmentation_metrics
+from torch_cookbook.recipes.unet import (
+    class_weights,
+    otsu_fg_dice,
+    predict_masks,
+    segmentation_loss,
+    segmentation_metrics,
+)
 
 
 @pytest.mark.parametrize("size", [(32, 32), (33, 33), (45, 38), (16, 17)])
@@ -33,6 +38,17 @@ def test_dice_loss_is_zero_for_a_confident_correct_prediction_and_matches_the_fo
     # class 0: |P∩T| = 0.5, |P| + |T| = 2 + 1; class 1: 1.5, 2 + 3  (eps = 1)
     expected = 1 - ((2 * 0.5 + 1) / (3 + 1) + (2 * 1.5 + 1) / (5 + 1)) / 2
     assert dice_loss(logits, target).item() == pytest.approx(expected)
+
+
+def test_training_loss_is_weighted_cross_entropy_plus_weighted_dice():
+    torch.manual_seed(0)
+    logits, masks = torch.randn(2, 11, 6, 5), torch.randint(0, 11, (2, 6, 5))
+    weight = torch.rand(11) + 0.5
+    loss, ce = segmentation_loss(logits, masks, weight, dice_weight=0.5)
+    expected_ce = torch.nn.functional.cross_entropy(logits, masks, weight=weight)
+    assert ce.item() == pytest.approx(expected_ce.item())
+    assert loss.item() == pytest.approx(expected_ce.item() + 0.5 * dice_loss(logits, masks).item())
+    assert segmentation_loss(logits, masks, weight, dice_weight=0.0)[0].item() == pytest.approx(expected_ce.item())
 
 
 def test_metrics_match_a_confusion_matrix_by_hand():
@@ -78,12 +94,8 @@ def test_otsu_finds_a_bright_square_on_a_dark_background():
 
 # ---- predict and bad input -----------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
-    from torch_cookbook.cli import main
-
-    root = tmp_path_factory.mktemp("runs")
-    assert main(["run", "unet", "--profile", "smoke", "--runs-root", str(root), "--threads", "1"]) == 0
-    return only_run_dir(root, "unet")
+def smoke_run(smoke_runs):
+    return smoke_runs("unet")[0]  # the session's smoke run, shared with the contract tests (read only)
 
 
 def test_predict_writes_a_segmentation_of_a_bundled_photo(smoke_run, cli, tmp_path):

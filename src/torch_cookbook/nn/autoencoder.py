@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["SeedAutoEncoder", "ConvAutoEncoder", "VAE", "kl_divergence", "vae_loss"]
+__all__ = ["SeedAutoEncoder", "ConvAutoEncoder", "VAE", "kl_divergence"]
 
 
 class SeedAutoEncoder(nn.Module):
@@ -111,14 +111,3 @@ def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """KL(N(mu, exp(logvar)) || N(0, I)) per example, in closed form: -½ Σ (1 + logvar - mu² - exp(logvar))."""
     return -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(dim=1)
 
-
-def vae_loss(logits: torch.Tensor, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor,
-             beta: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(loss, reconstruction, KL), each the mean over the batch of per-image sums (nats per image).
-
-    The reconstruction term is the Bernoulli negative log-likelihood summed over pixels. Averaging
-    over pixels instead (as `mse_loss` does by default) would weight the KL term 784 times too much.
-    """
-    recon = nn.functional.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1).mean()
-    kl = kl_divergence(mu, logvar).mean()
-    return recon + beta * kl, recon, kl

@@ -5,6 +5,8 @@ training. This recipe trains it exactly as given, beside three better-suited mod
 one run: a convolutional AE, the same conv AE trained to denoise (noisy input, clean target), and a VAE
 (reparameterisation, closed-form KL, samples from the prior). It reports test reconstruction MSE per
 model, k-NN (k=5) accuracy on the latent codes, and PCA with 3 components as the classical baseline.
+
+Docs: docs/autoencoder.md
 """
 
 from __future__ import annotations
@@ -19,13 +21,12 @@ import torch
 from torch import nn
 
 from torch_cookbook.data import fashion_mnist
-from torch_cookbook.engine.checkpoint import load_checkpoint
-from torch_cookbook.engine.config import BaseConfig, Target, config_hash, param
-from torch_cookbook.engine.loop import autocast, backward_step, grad_scaler, minibatches
-from torch_cookbook.engine.progress import Progress
+from torch_cookbook.engine.config import BaseConfig, Target, param
+from torch_cookbook.engine.loop import autocast, batches, eval_mode, grad_scaler
 from torch_cookbook.engine.runs import Run
+from torch_cookbook.engine.trainer import Trainer
 from torch_cookbook.errors import ConfigError
-from torch_cookbook.nn.autoencoder import VAE, ConvAutoEncoder, SeedAutoEncoder, kl_divergence, vae_loss
+from torch_cookbook.nn.autoencoder import VAE, ConvAutoEncoder, SeedAutoEncoder, kl_divergence
 
 seed_question = "Q67 Autoencoder"
 summary = "Seed MLP AE (3-D code) vs conv AE, denoising AE and VAE on Fashion-MNIST: test MSE, k-NN on codes."
@@ -70,19 +71,33 @@ targets = [
 MODELS = ("mlp", "conv", "denoising", "vae")  # the variants, trained in this order
 
 
-# ---- data ----------------------------------------------------------------------------------------
-def load_data(cfg: Config) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Pixels in [0, 1] (the seed's sigmoid output can only reach that range), labels for k-NN."""
-    data = fashion_mnist.load()
-    n_train = cfg.train_subset or len(data.train_labels)
-    n_test = cfg.eval_subset or len(data.test_labels)
-    x_train = fashion_mnist.as_float(data.train_images[:n_train], normalize=False)
-    x_test = fashion_mnist.as_float(data.test_images[:n_test], normalize=False)
-    return x_train, data.train_labels[:n_train], x_test, data.test_labels[:n_test]
+# ---- the technique: what each model minimises ------------------------------------------------------
+def vae_loss(logits: torch.Tensor, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor,
+             beta: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The VAE's negative ELBO: (loss, reconstruction, KL), each the mean over the batch of per-image sums (nats).
+
+    The reconstruction term is the Bernoulli negative log-likelihood of the pixels given the decoder's logits,
+    summed over pixels: averaging over pixels instead (as `mse_loss` does by default) would weight the KL term
+    784 times too much. The KL of q(z|x) = N(mu, exp(logvar)) from the prior N(0, I) is in closed form.
+    """
+    recon = nn.functional.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1).mean()
+    kl = kl_divergence(mu, logvar).mean()
+    return recon + beta * kl, recon, kl
+
+
+def training_loss(name: str, model: nn.Module, inputs: torch.Tensor,
+                  clean: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(loss, KL or None): the negative ELBO for the VAE, else the MSE of the reconstruction of `inputs`
+    against the clean images (the denoising AE's inputs are noisy, its targets are not)."""
+    if name == "vae":
+        logits, mu, logvar = model(inputs)  # z = mu + sigma * eps inside: the reparameterisation
+        loss, _, kl = vae_loss(logits.float(), clean, mu.float(), logvar.float())
+        return loss, kl
+    return nn.functional.mse_loss(reconstruct(model, inputs).float(), clean), None
 
 
 def add_noise(x: torch.Tensor, std: float, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Gaussian pixel noise, clipped back to valid pixels."""
+    """Gaussian pixel noise, clipped back to valid pixels: the denoising AE's corruption."""
     return (x + std * torch.randn(x.shape, generator=generator)).clamp(0, 1)
 
 
@@ -98,61 +113,67 @@ def build(name: str, cfg: Config) -> nn.Module:
 def reconstruct(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """The model's deterministic reconstruction of x (N, 1, 28, 28) in [0, 1]."""
     if isinstance(model, SeedAutoEncoder):
-        return model(x.flatten(1)).view_as(x)
+        return model(x.flatten(1)).view_as(x)  # the seed's MLP takes flat (N, 784) images
     if isinstance(model, VAE):
         return model.reconstruct(x)
     return model(x)
 
 
-# ---- train one model -----------------------------------------------------------------------------
+# ---- train ---------------------------------------------------------------------------------------
+def run(cfg: Config, run: Run) -> dict[str, float | None]:
+    data = fashion_mnist.subsets(cfg.train_subset, cfg.eval_subset, normalize=False)  # [0, 1], like the sigmoid
+    if len(data[0]) < cfg.batch_size:
+        raise ConfigError(f"--batch_size {cfg.batch_size}: larger than the {len(data[0])} training images")
+    for name in MODELS:
+        sub = run.variant(name)
+        if sub.result is None:
+            train_variant(cfg, sub, name, data)
+
+    models = {name: load_model(cfg, run, name) for name in MODELS}
+    metrics = measure(cfg, models, data, run.device)
+    plot_reconstructions(cfg, run, models, data[2])
+    plot_latent_space(cfg, run, models["mlp"], data[2], data[3])
+    metrics["vae_samples_saved"] = float(plot_vae_samples(cfg, run, models["vae"]))
+    plot_curves(run)
+    return metrics
+
+
 def train_variant(cfg: Config, run: Run, name: str, data: tuple) -> dict[str, float]:
     x_train, _, x_test, _ = data
     device = run.device
     steps = (cfg.mlp_steps or cfg.steps) if name == "mlp" else cfg.steps
     model = build(name, cfg).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    scaler = grad_scaler(device, cfg.amp)
-    ckpt = run.checkpointer(every=cfg.eval_every, model=model, optimizer=optimizer, scaler=scaler)
-    start = ckpt.restore()
+    trainer = Trainer(run, steps, every=cfg.eval_every, description=f"autoencoder {name}", model=model,
+                      optimizer=optimizer, scaler=grad_scaler(device, cfg.amp))
 
     model.train()
-    with Progress(steps, f"autoencoder {name}", start=start) as bar:
-        for step, _epoch, idx in minibatches(len(x_train), cfg.batch_size, cfg.seed, start_step=start):
-            if step >= steps:
-                break
-            clean = x_train[idx]
-            # The denoising AE sees a fresh noisy copy each step and must reproduce the clean image.
-            inputs = add_noise(clean, cfg.noise_std) if name == "denoising" else clean
-            clean, inputs = clean.to(device), inputs.to(device)
-            with autocast(device, cfg.amp):
-                if name == "vae":
-                    logits, mu, logvar = model(inputs)
-                    loss, _, kl = vae_loss(logits.float(), clean, mu.float(), logvar.float())
-                else:
-                    loss = nn.functional.mse_loss(reconstruct(model, inputs).float(), clean)
-            backward_step(loss, optimizer, scaler)
-            done = step + 1
-            bar.advance(1, loss=loss.item())
-            if done % cfg.eval_every == 0 or done == steps:
-                record = {"train/loss": loss.item(), "eval/mse": test_mse(model, x_test[:2000], device)}
-                if name == "vae":
-                    record["train/kl"] = kl.item()
-                run.log(record, done)
-            ckpt.after_step(done, loss.detach())
-    ckpt.save(steps)
+    for step, idx in trainer.steps(batches(len(x_train), cfg.batch_size, cfg.seed, trainer.start)):
+        clean = x_train[idx]
+        # The denoising AE sees a fresh noisy copy each step and must reproduce the clean image.
+        inputs = add_noise(clean, cfg.noise_std) if name == "denoising" else clean
+        clean, inputs = clean.to(device), inputs.to(device)
+        with autocast(device, cfg.amp):
+            loss, kl = training_loss(name, model, inputs, clean)
+        trainer.backward(loss)
+        done = step + 1
+        if done % cfg.eval_every == 0 or done == steps:
+            record = {"train/loss": loss.item(), "eval/mse": test_mse(model, x_test[:2000], device)}
+            if kl is not None:
+                record["train/kl"] = kl.item()
+            run.log(record, done)
     return run.finish({"test_mse": test_mse(model, x_test, device), "steps": steps})
 
 
+# ---- evaluate ------------------------------------------------------------------------------------
 @torch.no_grad()
 def test_mse(model: nn.Module, x: torch.Tensor, device: torch.device, batch: int = 1000) -> float:
     """Mean squared error per pixel over x, reconstructions in eval mode (VAE: from the posterior mean)."""
-    was_training = model.training
-    model.eval()
     total = 0.0
-    for i in range(0, len(x), batch):
-        xb = x[i:i + batch].to(device)
-        total += (reconstruct(model, xb).float() - xb).pow(2).sum().item()
-    model.train(was_training)
+    with eval_mode(model):
+        for i in range(0, len(x), batch):
+            xb = x[i:i + batch].to(device)
+            total += (reconstruct(model, xb).float() - xb).pow(2).sum().item()
     return total / x.numel()
 
 
@@ -168,25 +189,6 @@ def knn_accuracy(train_codes: torch.Tensor, y_train: torch.Tensor, test_codes: t
 
     knn = KNeighborsClassifier(n_neighbors=k).fit(train_codes.numpy(), y_train.numpy())
     return float((knn.predict(test_codes.numpy()) == y_test.numpy()).mean())
-
-
-# ---- the recipe ----------------------------------------------------------------------------------
-def run(cfg: Config, run: Run) -> dict[str, float | None]:
-    data = load_data(cfg)
-    if len(data[0]) < cfg.batch_size:
-        raise ConfigError(f"--batch_size {cfg.batch_size}: larger than the {len(data[0])} training images")
-    for name in MODELS:
-        sub = run.variant(name)
-        if sub.result is None:
-            train_variant(cfg, sub, name, data)
-
-    models = {name: load_model(cfg, run, name) for name in MODELS}
-    metrics = measure(cfg, models, data, run.device)
-    plot_reconstructions(cfg, run, models, data[2])
-    plot_latent_space(cfg, run, models["mlp"], data[2], data[3])
-    metrics["vae_samples_saved"] = float(plot_vae_samples(cfg, run, models["vae"]))
-    plot_curves(run)
-    return metrics
 
 
 def measure(cfg: Config, models: dict[str, nn.Module], data: tuple, device: torch.device) -> dict[str, float]:
@@ -232,16 +234,14 @@ def mse_against(model: nn.Module, inputs: torch.Tensor, target: torch.Tensor, de
 
 
 def load_model(cfg: Config, run: Run, name: str) -> nn.Module:
-    path = run.dir / "variants" / name / "checkpoints" / "last.pt"
-    ckpt = load_checkpoint(path, "autoencoder", config_hash(cfg))
     model = build(name, cfg)
-    model.load_state_dict(ckpt["state"]["model"])
+    run.variant(name).load(model)
     return model.to(run.device).eval()
 
 
 def evaluate(cfg: Config, run: Run) -> dict[str, float]:
     """Every measured number, recomputed from the four saved checkpoints."""
-    data = load_data(cfg)
+    data = fashion_mnist.subsets(cfg.train_subset, cfg.eval_subset, normalize=False)
     return measure(cfg, {name: load_model(cfg, run, name) for name in MODELS}, data, run.device)
 
 

