@@ -29,14 +29,13 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from torch_cookbook.bench import machine
-from torch_cookbook.recipes.amp import make_mlp as amp_mlp
+from torch_cookbook.nn.mlp import make_mlp
 from torch_cookbook.recipes.batchnorm import make_cnn
-from torch_cookbook.recipes.optimizers import make_mlp as optimizers_mlp
 
 MODELS: dict[str, Callable[[], nn.Module]] = {
-    "optimizers MLP 784-256-10": lambda: optimizers_mlp(256),
-    "amp MLP 784-128-128-10": lambda: amp_mlp(128),
-    "amp MLP 784-4096-4096-10": lambda: amp_mlp(4096),  # the amp recipe with --hidden 4096: matmul-bound on a GPU
+    "optimizers MLP 784-256-10": lambda: make_mlp((784, 256, 10), flatten=False),
+    "amp MLP 784-128-128-10": lambda: make_mlp((784, 128, 128, 10)),
+    "amp MLP 784-4096-4096-10": lambda: make_mlp((784, 4096, 4096, 10)),  # amp --hidden 4096: matmul-bound on a GPU
     "batchnorm CNN (width 16), no BN": lambda: make_cnn(False, 16),
     "batchnorm CNN (width 16), BN": lambda: make_cnn(True, 16),
 }

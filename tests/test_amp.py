@@ -12,10 +12,19 @@ import pytest
 import torch
 
 from conftest import only_run_dir, read_summary
+from torch_cookbook import recipes
+from torch_cookbook.data import fashion_mnist
 from torch_cookbook.engine.loop import autocast, grad_scaler
-from torch_cookbook.recipes.amp import fp16_underflow, make_mlp, saved_for_backward_mb, unsupported_reason
+from torch_cookbook.engine.runs import Run
+from torch_cookbook.nn.mlp import make_mlp
+from torch_cookbook.recipes.amp import fp16_underflow, saved_for_backward_mb, train_variant, unsupported_reason
 
 CPU = torch.device("cpu")
+
+
+def mlp(hidden: int) -> torch.nn.Sequential:
+    """The recipe's model: 784 → hidden → hidden → 10 on images."""
+    return make_mlp((28 * 28, hidden, hidden, 10))
 
 
 def test_a_smoke_recipe_trains_with_amp_bf16_on_cpu(cli, tmp_path):
@@ -45,7 +54,7 @@ def test_engine_autocast_really_computes_in_bf16():
 
 def test_sixteen_bit_halves_what_backward_keeps():
     torch.manual_seed(0)
-    model = make_mlp(64)
+    model = mlp(64)
     x, y = torch.rand(32, 1, 28, 28), torch.randint(0, 10, (32,))
     fp32 = saved_for_backward_mb(model, x, y, "off", False, CPU)
     bf16 = saved_for_backward_mb(model, x, y, "bf16", False, CPU)
@@ -56,7 +65,7 @@ def test_sixteen_bit_halves_what_backward_keeps():
 def test_pure_fp16_gradients_underflow_and_loss_scaling_rescues_them():
     """A model whose first-layer gradients are ~1e-8: fp16 flushes them to zero; a loss scale of 1024 keeps them."""
     torch.manual_seed(0)
-    model = make_mlp(16)
+    model = mlp(16)
     with torch.no_grad():  # tiny later weights → tiny gradients for the first layer (chain rule)
         model[3].weight.mul_(1e-3)
         model[5].weight.mul_(1e-3)
@@ -66,6 +75,19 @@ def test_pure_fp16_gradients_underflow_and_loss_scaling_rescues_them():
     assert m["grad/underflow_unscaled"] > 0.5
     assert m["grad/underflow_scaled"] < 0.05
     assert m["grad/lost_update"] > 0.5  # and the surviving updates are too small to change fp16 weights
+
+
+def test_an_overflowing_precision_is_a_result_and_keeps_its_last_finite_weights(tmp_path):
+    """Pure fp16 at a far too large learning rate: the overflow is recorded (accuracy 0), not raised, and
+    the check comes before the update, so the saved weights are the last finite ones."""
+    cfg = recipes.get("amp").config("smoke", {"lr": 20.0, "threads": 1})
+    run = Run.create("amp", cfg, "smoke", CPU, root=tmp_path)
+    sub = run.variant("fp16_pure")
+    result = train_variant(cfg, sub, "fp16_pure", fashion_mnist.subsets(cfg.train_subset, cfg.eval_subset))
+    assert result["diverged_at"] is not None and 0 < result["diverged_at"] < cfg.steps
+    assert result["accuracy"] == 0.0
+    weights = sub.load()["state"]["model"]
+    assert all(torch.isfinite(w).all() for w in weights.values())
 
 
 def test_every_precision_runs_here_or_says_why():

@@ -15,8 +15,8 @@ import torch
 
 from conftest import REPO, only_run_dir, read_summary
 from torch_cookbook.engine import distributed as dist
+from torch_cookbook.nn.mlp import make_mlp
 from torch_cookbook.nn.pipeline import TwoDevicePipeline, split_stages
-from torch_cookbook.recipes.ddp import make_mlp
 
 LOOPBACK = {**os.environ, "PYTHONUNBUFFERED": "1", "GLOO_SOCKET_IFNAME": "lo", "COOKBOOK_DIST_TIMEOUT": "60"}
 
@@ -67,8 +67,8 @@ def test_batch_must_split_evenly_over_ranks():
 
 def test_two_device_pipeline_matches_the_unsplit_model():
     torch.manual_seed(0)
-    model = make_mlp(16)
-    reference = make_mlp(16)
+    model = make_mlp((28 * 28, 16, 16, 10))  # the recipe's model at hidden 16
+    reference = make_mlp((28 * 28, 16, 16, 10))
     reference.load_state_dict(model.state_dict())
     x, y = torch.rand(12, 1, 28, 28), torch.randint(0, 10, (12,))
     pipe = TwoDevicePipeline(*split_stages(model, 3), devices=("cpu", "cpu"), chunks=4)
@@ -107,7 +107,7 @@ def test_two_processes_end_with_the_same_parameters_as_one(one_process, two_proc
     p1 = torch.load(one_process / "checkpoints" / "last.pt", weights_only=True)["state"]["model"]
     p2 = torch.load(run2 / "checkpoints" / "last.pt", weights_only=True)["state"]["model"]
     assert p1.keys() == p2.keys() and not any(k.startswith("module.") for k in p2)  # unwrapped for checkpoints
-    init = make_mlp(64)
+    init = make_mlp((28 * 28, 64, 64, 10))  # the smoke profile's model, freshly initialised
     for k in p1:
         torch.testing.assert_close(p2[k], p1[k], rtol=0, atol=1e-5)
     assert (p1["1.weight"] - init.state_dict()["1.weight"]).abs().max() > 1e-3  # training did move them

@@ -13,11 +13,17 @@ import math
 import pytest
 import torch
 
+from torch_cookbook import recipes
+from torch_cookbook.engine.loop import batches, cosine_decay
+from torch_cookbook.engine.runs import Run
+from torch_cookbook.nn.mlp import make_mlp
 from torch_cookbook.recipes.optimizers import (
     OPTIMIZERS,
     PROBLEMS,
+    load_data,
     make_optimizer,
     state_floats_per_parameter,
+    train,
     trajectory,
 )
 
@@ -169,8 +175,35 @@ def test_bad_input_is_one_line_with_exit_code_2(cli, tmp_path, args, fragment):
 
 
 def test_cosine_schedule_ends_at_zero():
-    from torch_cookbook.recipes.optimizers import cosine
-
-    f = cosine(100)
+    f = cosine_decay(100)  # the schedule every optimizer trains with
     assert f(0) == 1.0 and f(100) == pytest.approx(0.0, abs=1e-12) and f(50) == pytest.approx(0.5)
     assert math.isclose(f(200), f(100))
+
+
+def test_a_diverging_learning_rate_is_a_sweep_result_at_its_first_non_finite_step(tmp_path):
+    """diverged_at is the 0-based step whose loss or gradient first turns non-finite (the steps that went
+    well), found here by the same training written out by hand; the sweep point scores 0, not a crash."""
+    cfg = recipes.get("optimizers").config("smoke", {"threads": 1})
+    run = Run.create("optimizers", cfg, "smoke", torch.device("cpu"), root=tmp_path)
+    data = load_data(cfg)
+    lr = 1e4
+    result = train(cfg, run.variant("sweep_sgd_x100000"), "sgd", lr, cfg.sweep_steps, data, final=False)
+
+    torch.manual_seed(cfg.seed)
+    model = make_mlp((28 * 28, cfg.hidden, 10), flatten=False)
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_decay(cfg.sweep_steps))
+    expected = None
+    for step, idx in zip(range(cfg.sweep_steps), batches(len(data["y_train"]), cfg.batch_size, cfg.seed)):
+        loss = torch.nn.functional.cross_entropy(model(data["x_train"][idx]), data["y_train"][idx])
+        optimizer.zero_grad()
+        loss.backward()
+        norm = torch.nn.utils.get_total_norm([p.grad for p in model.parameters()])
+        if not (torch.isfinite(loss) and torch.isfinite(norm)):
+            expected = step
+            break
+        optimizer.step()
+        schedule.step()
+    assert expected is not None, "lr 1e4 should diverge within the sweep"
+    assert result["diverged_at"] == expected
+    assert result["val_accuracy"] == 0.0

@@ -150,11 +150,6 @@ def wrap_ddp(model: nn.Module, device: torch.device) -> nn.Module:
     return nn.parallel.DistributedDataParallel(model, device_ids=ids)
 
 
-def unwrap(model: nn.Module) -> nn.Module:
-    """The plain module inside DDP: save its state_dict, so checkpoints have no `module.` prefix."""
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
-
-
 # ---- data ----------------------------------------------------------------------------------------
 def check_divisible(batch_size: int, size: int | None = None, flag: str = "--batch_size",
                     parts: str = "the world size") -> int:

@@ -1,21 +1,18 @@
 """Half-precision training: fp32, pure fp16 (`.half()`), fp16 autocast + GradScaler, bf16 autocast.
 
-Seed Q68 suggests converting the model and the inputs to 16-bit. That is the fragile way: fp16 has
-a tiny range (smallest normal 6e-5, smallest subnormal 6e-8) and 11 bits of precision, so small
-gradients flush to zero and small updates vanish when added to fp16 weights. What works instead:
-`torch.autocast` runs the matmuls in 16 bit but keeps fp32 master weights, and for fp16 a
-`GradScaler` multiplies the loss before backward so the gradients stay representable, then divides
-them again (skipping the step and lowering the scale when they overflow). bf16 has fp32's range, so
-it needs no scaler. This recipe trains the same MLP all four ways and measures accuracy, step time,
-memory saved for backward, how many gradient values underflow in pure fp16, and the loss scale.
-
-`--amp` does not apply here: the recipe runs every precision itself (see VARIANTS).
+Seed Q68 suggests converting the model and the inputs to 16-bit. That is the fragile way: fp16 has a
+tiny range and 11 bits of precision, so small gradients flush to zero and small updates vanish when
+added to fp16 weights. What works instead: `torch.autocast` runs the matmuls in 16 bit but keeps fp32
+master weights, and for fp16 a `GradScaler` multiplies the loss before backward so the gradients stay
+representable, then divides them again (skipping the step and lowering the scale when they overflow).
+bf16 has fp32's range, so it needs no scaler. The same MLP is trained all four ways; accuracy, step
+time, memory saved for backward, gradient underflow in pure fp16 and the loss scale are measured.
+`--amp` does not apply here: the recipe runs every precision itself (VARIANTS). docs/amp.md has results.
 """
 
 from __future__ import annotations
 
 import copy
-import math
 import time
 from dataclasses import dataclass
 
@@ -27,12 +24,12 @@ import torch
 from torch import nn
 
 from torch_cookbook.data import fashion_mnist
-from torch_cookbook.engine.checkpoint import load_checkpoint
-from torch_cookbook.engine.config import BaseConfig, Target, config_hash, param
-from torch_cookbook.engine.loop import accuracy, autocast, minibatches, take
-from torch_cookbook.engine.progress import Progress
+from torch_cookbook.engine.config import BaseConfig, Target, param
+from torch_cookbook.engine.loop import accuracy, autocast, batches, cosine_decay, take
 from torch_cookbook.engine.runs import Run
-from torch_cookbook.errors import NonFiniteError
+from torch_cookbook.engine.trainer import Trainer
+from torch_cookbook.errors import ConfigError
+from torch_cookbook.nn.mlp import make_mlp
 
 seed_question = "Q68 Half-precision training"
 summary = ("The same MLP in fp32, pure fp16, fp16 autocast + GradScaler and bf16 autocast: accuracy, step time, "
@@ -60,8 +57,6 @@ class Config(BaseConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        from torch_cookbook.errors import ConfigError
-
         if "fp32" not in self.variants:
             raise ConfigError("--variants: must include fp32, the reference every other precision is compared to")
 
@@ -87,20 +82,7 @@ VARIANTS = {
 }
 
 
-# ---- model and data ------------------------------------------------------------------------------
-def make_mlp(hidden: int) -> nn.Sequential:
-    return nn.Sequential(nn.Flatten(), nn.Linear(784, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
-                         nn.Linear(hidden, 10))
-
-
-def load_data(cfg: Config) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    data = fashion_mnist.load()
-    n_train = cfg.train_subset or len(data.train_labels)
-    n_test = cfg.eval_subset or len(data.test_labels)
-    return (fashion_mnist.as_float(data.train_images[:n_train]), data.train_labels[:n_train],
-            fashion_mnist.as_float(data.test_images[:n_test]), data.test_labels[:n_test])
-
-
+# ---- the forward pass in 16 bit ------------------------------------------------------------------
 def forward_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, amp: str, half: bool,
                  device: torch.device) -> torch.Tensor:
     if half:
@@ -110,7 +92,86 @@ def forward_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, amp: str, h
     return nn.functional.cross_entropy(logits.float(), y)  # the loss itself in fp32 (autocast does the same)
 
 
-# ---- what goes wrong in pure fp16 ----------------------------------------------------------------------
+# ---- train one variant: autocast and the GradScaler in the loop ----------------------------------
+def train_variant(cfg: Config, run: Run, name: str, data: tuple) -> dict[str, float | None]:
+    x_train, y_train, x_test, y_test = data
+    amp, half, use_scaler = VARIANTS[name]
+    device = run.device
+    torch.manual_seed(cfg.seed)  # the same initial weights for every variant
+    model = make_mlp((28 * 28, cfg.hidden, cfg.hidden, 10)).to(device)
+    if half:
+        model = model.half()  # weights, momentum buffers and updates in fp16: no fp32 master copy
+    optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_decay(cfg.steps))
+    scaler = torch.amp.GradScaler(device.type, init_scale=cfg.init_scale, growth_interval=cfg.growth_interval,
+                                  enabled=use_scaler)
+    trainer = Trainer(run, cfg.steps, every=cfg.eval_every, model=model, optimizer=optimizer, scheduler=schedule,
+                      scaler=scaler)
+    if trainer.extra.get("diverged_at") is not None:
+        trainer.stop()  # resumed after this precision had diverged: nothing left to train
+    skipped = trainer.extra.get("skipped_steps", 0)
+    step_time, timed = trainer.extra.get("step_time", 0.0), trainer.extra.get("timed", 0)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+    model.train()
+    for step, idx in trainer.steps(batches(len(x_train), cfg.batch_size, cfg.seed, trainer.start)):
+        x, y = take(idx, x_train, y_train, device=device)
+        t0 = time.perf_counter()
+        loss = forward_loss(model, x, y, amp, half, device)  # autocast: matmuls in 16 bit, weights fp32
+        trainer.record(loss)
+        # A loss that overflows (pure fp16 can) is a result here, not a crash. It is read every step, before
+        # the update, so diverged_at (0-based) counts the finite steps and the checkpoint keeps their weights.
+        if trainer.diverged():
+            trainer.extra["diverged_at"] = step
+            trainer.stop(accept_nonfinite=True)
+            continue
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()  # fp16 autocast: loss x scale, so small gradients stay above 6e-8
+        before = scaler.get_scale() if use_scaler else 0.0
+        scaler.step(optimizer)  # unscales; skips the step if any gradient is inf/NaN
+        scaler.update()  # overflow: scale / 2; growth_interval clean steps: scale x 2
+        schedule.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)  # the step time below is the GPU's time, not the launch time
+        step_time += time.perf_counter() - t0
+        timed += 1
+        done = step + 1
+        record: dict[str, float] = {}
+        if use_scaler:
+            skipped += int(scaler.get_scale() < before)  # update() lowers the scale only after a skipped step
+            if done % cfg.scale_log_every == 0:
+                record["amp/loss_scale"] = scaler.get_scale()
+        if done % cfg.eval_every == 0 or done == cfg.steps:
+            record["train/loss"] = loss.item()
+            record["eval/accuracy"] = accuracy(copy.deepcopy(model).float(), x_test, y_test, device)
+            if half:
+                record.update(fp16_underflow(model, x, y, cfg.probe_scale, schedule.get_last_lr()[0], device))
+        if record:
+            run.log(record, done)
+        trainer.extra.update(skipped_steps=skipped, step_time=step_time, timed=timed)
+
+    diverged_at = trainer.extra.get("diverged_at")
+    final = accuracy(copy.deepcopy(model).float(), x_test, y_test, device) if diverged_at is None else 0.0
+    result: dict[str, float | None] = {
+        "accuracy": final, "diverged_at": diverged_at,
+        "step_ms": 1000 * step_time / timed if timed else None,
+        "saved_for_backward_mb": saved_for_backward_mb(model, x_train[:cfg.batch_size].to(device),
+                                                       y_train[:cfg.batch_size].to(device), amp, half, device),
+        "peak_memory_mb": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
+    }
+    if use_scaler:
+        result.update(skipped_steps=skipped, final_loss_scale=scaler.get_scale())
+    if half:
+        last = run.history("grad/underflow_unscaled")
+        for key in ("grad/underflow_unscaled", "grad/underflow_scaled", "grad/lost_update"):
+            values = [v for _, v in run.history(key)]
+            result[key.split("/")[1] + "_mean"] = sum(values) / len(values) if values else None
+        result["measurements"] = len(last)
+    return run.finish(result)
+
+
+# ---- what goes wrong in pure fp16 ----------------------------------------------------------------
 def flat_grads(model: nn.Module) -> torch.Tensor:
     return torch.cat([p.grad.detach().float().flatten() for p in model.parameters()])
 
@@ -158,105 +219,9 @@ def saved_for_backward_mb(model: nn.Module, x: torch.Tensor, y: torch.Tensor, am
     return total / 2**20
 
 
-def unsupported_reason(name: str, device: torch.device, hidden: int) -> str | None:
-    """Try one tiny step in this precision; return why it cannot run here, or None."""
-    amp, half, _ = VARIANTS[name]
-    try:
-        model = make_mlp(hidden).to(device)
-        if half:
-            model = model.half()
-        forward_loss(model, torch.rand(2, 1, 28, 28, device=device), torch.tensor([0, 1], device=device), amp,
-                     half, device).backward()
-    except (RuntimeError, NotImplementedError) as e:
-        return f"{name} is not supported on {device.type}: {str(e).splitlines()[0][:120]}"
-    return None
-
-
-# ---- train one variant ---------------------------------------------------------------------------
-def train_variant(cfg: Config, run: Run, name: str, data: tuple) -> dict[str, float | None]:
-    x_train, y_train, x_test, y_test = data
-    amp, half, use_scaler = VARIANTS[name]
-    device = run.device
-    torch.manual_seed(cfg.seed)  # the same initial weights for every variant
-    model = make_mlp(cfg.hidden).to(device)
-    if half:
-        model = model.half()  # weights, momentum buffers and updates in fp16: no fp32 master copy
-    optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * s / cfg.steps)))
-    scaler = torch.amp.GradScaler(device.type, init_scale=cfg.init_scale, growth_interval=cfg.growth_interval,
-                                  enabled=use_scaler)
-    ckpt = run.checkpointer(every=cfg.eval_every, model=model, optimizer=optimizer, scheduler=schedule,
-                            scaler=scaler)
-    start = ckpt.restore()
-    skipped = ckpt.extra.get("skipped_steps", 0)
-    diverged_at = ckpt.extra.get("diverged_at")
-    step_time, timed = ckpt.extra.get("step_time", 0.0), ckpt.extra.get("timed", 0)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-
-    model.train()
-    with Progress(cfg.steps, name, start=start) as bar:
-        for step, _epoch, idx in minibatches(len(x_train), cfg.batch_size, cfg.seed, start_step=start):
-            if step >= cfg.steps or diverged_at is not None:
-                break
-            x, y = take(idx, x_train, y_train, device=device)
-            t0 = time.perf_counter()
-            loss = forward_loss(model, x, y, amp, half, device)  # autocast: matmuls in 16 bit, weights fp32
-            try:
-                ckpt.after_step(step, loss)  # NaN guard before the update
-            except NonFiniteError:
-                diverged_at = ckpt.extra["diverged_at"] = step
-                break
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()  # fp16 autocast: loss x scale, so small gradients stay above 6e-8
-            before = scaler.get_scale() if use_scaler else 0.0
-            scaler.step(optimizer)  # unscales; skips the step if any gradient is inf/NaN
-            scaler.update()  # overflow: scale / 2; growth_interval clean steps: scale x 2
-            schedule.step()
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            step_time += time.perf_counter() - t0
-            timed += 1
-            done = step + 1
-            record: dict[str, float] = {}
-            if use_scaler:
-                skipped += int(scaler.get_scale() < before)
-                if done % cfg.scale_log_every == 0:
-                    record["amp/loss_scale"] = scaler.get_scale()
-            if done % cfg.eval_every == 0 or done == cfg.steps:
-                record["train/loss"] = loss.item()
-                record["eval/accuracy"] = accuracy(copy.deepcopy(model).float(), x_test, y_test, device)
-                if half:
-                    record.update(fp16_underflow(model, x, y, cfg.probe_scale, schedule.get_last_lr()[0], device))
-            if record:
-                run.log(record, done)
-            bar.advance(1, loss=loss.item())
-            ckpt.extra.update(skipped_steps=skipped, step_time=step_time, timed=timed)
-            ckpt.after_step(done)
-    ckpt.save(cfg.steps if diverged_at is None else diverged_at)
-
-    final = accuracy(copy.deepcopy(model).float(), x_test, y_test, device) if diverged_at is None else 0.0
-    result: dict[str, float | None] = {
-        "accuracy": final, "diverged_at": diverged_at,
-        "step_ms": 1000 * step_time / timed if timed else None,
-        "saved_for_backward_mb": saved_for_backward_mb(model, x_train[:cfg.batch_size].to(device),
-                                                       y_train[:cfg.batch_size].to(device), amp, half, device),
-        "peak_memory_mb": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
-    }
-    if use_scaler:
-        result.update(skipped_steps=skipped, final_loss_scale=scaler.get_scale())
-    if half:
-        last = run.history("grad/underflow_unscaled")
-        for key in ("grad/underflow_unscaled", "grad/underflow_scaled", "grad/lost_update"):
-            values = [v for _, v in run.history(key)]
-            result[key.split("/")[1] + "_mean"] = sum(values) / len(values) if values else None
-        result["measurements"] = len(last)
-    return run.finish(result)
-
-
 # ---- the recipe ----------------------------------------------------------------------------------
 def run(cfg: Config, run: Run) -> dict[str, float | None]:
-    data = load_data(cfg)
+    data = fashion_mnist.subsets(cfg.train_subset, cfg.eval_subset)
     results: dict[str, dict | None] = {}
     for name in VARIANTS:
         if name not in cfg.variants:
@@ -272,6 +237,7 @@ def run(cfg: Config, run: Run) -> dict[str, float | None]:
     return summarise(results, run.device)
 
 
+# ---- evaluation ----------------------------------------------------------------------------------
 def summarise(results: dict[str, dict | None], device: torch.device) -> dict[str, float | None]:
     metrics: dict[str, float | None] = {}
     fp32 = results["fp32"]
@@ -311,6 +277,44 @@ def summarise(results: dict[str, dict | None], device: torch.device) -> dict[str
     return metrics
 
 
+def evaluate(cfg: Config, run: Run) -> dict[str, float | None]:
+    """Each variant's test accuracy (fp32 evaluation of its trained weights), from its checkpoint."""
+    _, _, x_test, y_test = fashion_mnist.subsets(cfg.train_subset, cfg.eval_subset)
+    out: dict[str, float | None] = {}
+    for name in VARIANTS:
+        if name not in cfg.variants:
+            continue
+        result = run.variant(name).result
+        if result is None:
+            out[f"{name}_accuracy"] = None
+            continue
+        if result["diverged_at"] is not None:
+            out[f"{name}_accuracy"] = 0.0
+            continue
+        model = make_mlp((28 * 28, cfg.hidden, cfg.hidden, 10)).to(run.device)
+        if VARIANTS[name][1]:
+            model = model.half()
+        run.variant(name).load(model)
+        out[f"{name}_accuracy"] = accuracy(model.float(), x_test, y_test, run.device)
+    return out
+
+
+# ---- which precisions this device runs -----------------------------------------------------------
+def unsupported_reason(name: str, device: torch.device, hidden: int) -> str | None:
+    """Try one tiny step in this precision; return why it cannot run here, or None."""
+    amp, half, _ = VARIANTS[name]
+    try:
+        model = make_mlp((28 * 28, hidden, hidden, 10)).to(device)
+        if half:
+            model = model.half()
+        forward_loss(model, torch.rand(2, 1, 28, 28, device=device), torch.tensor([0, 1], device=device), amp,
+                     half, device).backward()
+    except (RuntimeError, NotImplementedError) as e:
+        return f"{name} is not supported on {device.type}: {str(e).splitlines()[0][:120]}"
+    return None
+
+
+# ---- plots ---------------------------------------------------------------------------------------
 def plot_overview(cfg: Config, run: Run) -> None:
     if not run.is_main:
         return
@@ -338,26 +342,3 @@ def plot_overview(cfg: Config, run: Run) -> None:
     fig.tight_layout()
     fig.savefig(run.plot_path("overview"), dpi=90)
     plt.close(fig)
-
-
-def evaluate(cfg: Config, run: Run) -> dict[str, float | None]:
-    """Each variant's test accuracy (fp32 evaluation of its trained weights), from its checkpoint."""
-    _, _, x_test, y_test = load_data(cfg)
-    out: dict[str, float | None] = {}
-    for name in VARIANTS:
-        if name not in cfg.variants:
-            continue
-        result = run.variant(name).result
-        if result is None:
-            out[f"{name}_accuracy"] = None
-            continue
-        if result["diverged_at"] is not None:
-            out[f"{name}_accuracy"] = 0.0
-            continue
-        model = make_mlp(cfg.hidden).to(run.device)
-        if VARIANTS[name][1]:
-            model = model.half()
-        ckpt = load_checkpoint(run.dir / "variants" / name / "checkpoints" / "last.pt", "amp", config_hash(cfg))
-        model.load_state_dict(ckpt["state"]["model"])
-        out[f"{name}_accuracy"] = accuracy(model.float(), x_test, y_test, run.device)
-    return out

@@ -1,24 +1,20 @@
 """Distributed training: DistributedDataParallel under torchrun, and model parallelism beside it.
 
 Seed Q69 says DistributedDataParallel offers both data and model parallelism. It offers one: data
-parallelism. Every process holds a full copy of the model, sees its own shard of each batch, and
-DDP averages the gradients across processes during backward, so every copy takes the same step.
-Model parallelism (splitting the *layers* across devices) is a different mechanism; `nn/pipeline.py`
-implements it and this recipe checks it computes what the unsplit model computes.
+parallelism. Every process holds a full copy of the model, sees its own shard of each batch, and DDP
+averages the gradients across processes during backward, so every copy takes the same step. Model
+parallelism (splitting the *layers* across devices) is a different mechanism: `nn/pipeline.py`.
+The recipe trains an MLP on Fashion-MNIST with a global batch split over the ranks, then checks that
+(1) W processes with batch B/W each end with the parameters of one process with batch B, and (2) the
+two-stage pipeline matches the unsplit model's outputs and gradients. Launching: docs/ddp.md.
 
-    cookbook run ddp --profile smoke                                     # one process (DDP is skipped)
     torchrun --nproc-per-node 2 -m torch_cookbook run ddp --threads 1    # two processes, gloo on CPU
-
-The recipe trains an MLP on Fashion-MNIST with a global batch that is split over the ranks, then
-measures: (1) DDP with W processes and batch B/W each ends with the same parameters as one process
-with batch B, (2) the two-stage pipeline matches the unsplit model's outputs and gradients.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
-import math
 import os
 import signal
 import time
@@ -33,12 +29,12 @@ from torch import nn
 
 from torch_cookbook.data import fashion_mnist
 from torch_cookbook.engine import distributed as dist
-from torch_cookbook.engine.checkpoint import load_checkpoint
-from torch_cookbook.engine.config import BaseConfig, Target, config_hash, param
-from torch_cookbook.engine.loop import autocast, grad_scaler, predict_batches
-from torch_cookbook.engine.progress import Progress
+from torch_cookbook.engine.config import BaseConfig, Target, param
+from torch_cookbook.engine.loop import autocast, cosine_decay, grad_scaler, predict_batches
 from torch_cookbook.engine.runs import Run
+from torch_cookbook.engine.trainer import Trainer
 from torch_cookbook.errors import ConfigError
+from torch_cookbook.nn.mlp import make_mlp
 from torch_cookbook.nn.pipeline import TwoDevicePipeline, pipeline_step_p2p, split_stages
 
 seed_question = "Q69 Distributed training"
@@ -88,27 +84,13 @@ targets = [
 ]
 
 
-# ---- model ---------------------------------------------------------------------------------------
-def make_mlp(hidden: int) -> nn.Sequential:
-    """784 → hidden → hidden → 10. No BatchNorm: per-rank batch statistics would break the equivalence
-    (under DDP a BN model needs nn.SyncBatchNorm.convert_sync_batchnorm to see the global batch)."""
-    return nn.Sequential(nn.Flatten(), nn.Linear(784, hidden), nn.ReLU(),
-                         nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 10))
+# The model: make_mlp((784, hidden, hidden, 10)) = Flatten, Linear, ReLU, Linear, ReLU, Linear. No BatchNorm:
+# per-rank batch statistics would break the equivalence (under DDP a BN model needs
+# nn.SyncBatchNorm.convert_sync_batchnorm to see the global batch).
+SPLIT_AT = 3  # the pipeline's stage 0 = Flatten, Linear, ReLU; stage 1 = Linear, ReLU, Linear
 
 
-SPLIT_AT = 3  # stage 0 = Flatten, Linear, ReLU; stage 1 = Linear, ReLU, Linear
-
-
-# ---- data ----------------------------------------------------------------------------------------
-def load_data(cfg: Config) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    data = fashion_mnist.load()
-    n_train = cfg.train_subset or len(data.train_labels)
-    n_test = cfg.eval_subset or len(data.test_labels)
-    return (fashion_mnist.as_float(data.train_images[:n_train]), data.train_labels[:n_train],
-            fashion_mnist.as_float(data.test_images[:n_test]), data.test_labels[:n_test])
-
-
-# ---- one optimizer step, data parallel ---------------------------------------------------------------
+# ---- one optimizer step in data parallel: accumulation and DDP's all-reduce ----------------------
 def optimizer_step(ddp_model: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
                    x: torch.Tensor, y: torch.Tensor, accum: int, device: torch.device, amp: str) -> torch.Tensor:
     """This rank's share (x, y) of the global batch, in `accum` micro-batches, then one update.
@@ -132,61 +114,40 @@ def optimizer_step(ddp_model: nn.Module, optimizer: torch.optim.Optimizer, scale
     return total
 
 
-def local_batch(x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, device: torch.device,
-                ) -> tuple[torch.Tensor, torch.Tensor]:
-    return x[idx].to(device, non_blocking=True), y[idx].to(device, non_blocking=True)
-
-
-@torch.inference_mode()
-def sharded_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device) -> float:
-    """Each rank scores its slice of the test set; the correct counts are summed over ranks."""
-    part = dist.shard_range(len(x))
-    logits = predict_batches(model, x[part], device)
-    counts = torch.tensor([(logits.argmax(1) == y[part]).sum().item(), len(y[part])], dtype=torch.float64)
-    counts = dist.all_reduce_sum(counts)
-    return (counts[0] / counts[1]).item()
-
-
-# ---- training ------------------------------------------------------------------------------------
+# ---- training: the optimizer step under the loop scaffold ----------------------------------------
 def train(cfg: Config, run: Run, data: tuple) -> dict[str, float]:
     x_train, y_train, x_test, y_test = data
     world = dist.world_size()
     dist.check_divisible(cfg.batch_size, world * cfg.accum_steps, "--batch_size")
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank (DDP also broadcasts rank 0's)
-    model = make_mlp(cfg.hidden).to(run.device)
+    model = make_mlp((28 * 28, cfg.hidden, cfg.hidden, 10)).to(run.device)
     ddp_model = dist.wrap_ddp(model, run.device)
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * s / cfg.steps)))
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_decay(cfg.steps))
     scaler = grad_scaler(run.device, cfg.amp)
     # Checkpoints hold the plain module (no `module.` prefix): rank 0 writes them, every rank reads them.
-    ckpt = run.checkpointer(every=cfg.eval_every, model=model, optimizer=optimizer, scheduler=schedule,
-                            scaler=scaler)
-    start = ckpt.restore()
+    trainer = Trainer(run, cfg.steps, every=cfg.eval_every, description=f"ddp x{world}", model=model,
+                      optimizer=optimizer, scheduler=schedule, scaler=scaler)
     kill_rank, kill_step = _fault_injection()
 
     model.train()
     train_time, timed_steps = 0.0, 0
-    batches = dist.sharded_minibatches(len(x_train), cfg.batch_size, cfg.seed, start_step=start)
-    with Progress(cfg.steps, f"ddp x{world}", start=start) as bar:
-        for step, _epoch, idx in batches:
-            if step >= cfg.steps:
-                break
-            if step == kill_step and dist.rank() == kill_rank:
-                os.kill(os.getpid(), signal.SIGKILL)  # the elastic demo: lose a worker mid-training
-            t0 = time.perf_counter()
-            x, y = local_batch(x_train, y_train, idx, run.device)
-            loss = optimizer_step(ddp_model, optimizer, scaler, x, y, cfg.accum_steps, run.device, cfg.amp)
-            schedule.step()
-            train_time += time.perf_counter() - t0
-            timed_steps += 1
-            done = step + 1
-            bar.advance(1, loss=loss.item())
-            if done % cfg.eval_every == 0 or done == cfg.steps:
-                logged = dist.all_reduce_mean({"train/loss": loss.item()})  # the global batch's loss
-                logged["eval/accuracy"] = sharded_accuracy(model, x_test, y_test, run.device)
-                run.log(logged, done)
-            ckpt.after_step(done, loss)
-    ckpt.save(cfg.steps)
+    shards = dist.sharded_minibatches(len(x_train), cfg.batch_size, cfg.seed, start_step=trainer.start)
+    for step, (_, _, idx) in trainer.steps(shards):
+        if step == kill_step and dist.rank() == kill_rank:
+            os.kill(os.getpid(), signal.SIGKILL)  # the elastic demo: lose a worker mid-training
+        t0 = time.perf_counter()
+        x, y = local_batch(x_train, y_train, idx, run.device)  # this rank's B/W examples of the global batch
+        loss = optimizer_step(ddp_model, optimizer, scaler, x, y, cfg.accum_steps, run.device, cfg.amp)
+        schedule.step()
+        train_time += time.perf_counter() - t0
+        timed_steps += 1
+        trainer.record(loss)
+        done = step + 1
+        if done % cfg.eval_every == 0 or done == cfg.steps:
+            logged = dist.all_reduce_mean({"train/loss": loss.item()})  # the global batch's loss
+            logged["eval/accuracy"] = sharded_accuracy(model, x_test, y_test, run.device)
+            run.log(logged, done)
 
     final = sharded_accuracy(model, x_test, y_test, run.device)
     steps_per_s = timed_steps / train_time if train_time > 0 else None
@@ -195,16 +156,7 @@ def train(cfg: Config, run: Run, data: tuple) -> dict[str, float]:
             "train_samples_per_s": None if steps_per_s is None else steps_per_s * cfg.batch_size}
 
 
-def _fault_injection() -> tuple[int, int]:
-    """COOKBOOK_DDP_KILL=RANK:STEP SIGKILLs that rank at that step, on torchrun's first attempt only."""
-    spec = os.environ.get("COOKBOOK_DDP_KILL", "")
-    if not spec or dist.restart_count() > 0:
-        return -1, -1
-    rank_, step = spec.split(":")
-    return int(rank_), int(step)
-
-
-# ---- the checks: data-parallel equivalence and model-parallel pipeline ----------------------------------
+# ---- the checks: data-parallel equivalence and model-parallel pipeline ---------------------------
 def params_after(cfg: Config, x: torch.Tensor, y: torch.Tensor, data_parallel: bool) -> torch.Tensor:
     """Train a fresh model for `check_steps` steps; return its parameters as one flat vector.
 
@@ -214,7 +166,7 @@ def params_after(cfg: Config, x: torch.Tensor, y: torch.Tensor, data_parallel: b
     device = torch.device("cpu")
     size, rank_ = (dist.world_size(), dist.rank()) if data_parallel else (1, 0)
     torch.manual_seed(cfg.seed)
-    model = make_mlp(cfg.hidden)
+    model = make_mlp((28 * 28, cfg.hidden, cfg.hidden, 10))
     ddp_model = dist.wrap_ddp(model, device) if data_parallel else model
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
     scaler = grad_scaler(device, "off")
@@ -230,7 +182,7 @@ def pipeline_p2p_diff(cfg: Config, x: torch.Tensor, y: torch.Tensor) -> float:
     """Ranks 0 and 1 run the two stages with send/recv; the largest difference to the unsplit model
     (outputs, loss, every gradient), reduced over ranks with MAX."""
     torch.manual_seed(cfg.seed)
-    model = make_mlp(cfg.hidden)
+    model = make_mlp((28 * 28, cfg.hidden, cfg.hidden, 10))
     reference = copy.deepcopy(model)
     xb, yb = x[:cfg.batch_size], y[:cfg.batch_size]
     ref_out = reference(xb)
@@ -282,7 +234,7 @@ def run_checks(cfg: Config, run: Run, x: torch.Tensor, y: torch.Tensor) -> dict[
     # The same split in one process, over two devices (two GPUs when present, else CPU twice).
     devices = ("cuda:0", "cuda:1") if torch.cuda.device_count() >= 2 else ("cpu", "cpu")
     torch.manual_seed(cfg.seed)
-    model = make_mlp(cfg.hidden)
+    model = make_mlp((28 * 28, cfg.hidden, cfg.hidden, 10))
     reference = copy.deepcopy(model)
     xb, yb = x[:cfg.batch_size], y[:cfg.batch_size]
     nn.functional.cross_entropy(reference(xb), yb).backward()
@@ -303,13 +255,48 @@ def check_launch(cfg: Config) -> None:
 
 def run(cfg: Config, run: Run) -> dict[str, float | None]:
     check_launch(cfg)
-    data = load_data(cfg)
+    data = fashion_mnist.subsets(cfg.train_subset, cfg.eval_subset)
     metrics = train(cfg, run, data)
     metrics.update(run_checks(cfg, run, data[0], data[1]))
     plot_curves(cfg, run)
     return metrics
 
 
+# ---- evaluation ----------------------------------------------------------------------------------
+@torch.inference_mode()
+def sharded_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device) -> float:
+    """Each rank scores its slice of the test set; the correct counts are summed over ranks."""
+    part = dist.shard_range(len(x))
+    logits = predict_batches(model, x[part], device)
+    counts = torch.tensor([(logits.argmax(1) == y[part]).sum().item(), len(y[part])], dtype=torch.float64)
+    counts = dist.all_reduce_sum(counts)
+    return (counts[0] / counts[1]).item()
+
+
+def evaluate(cfg: Config, run: Run) -> dict[str, float]:
+    """Test accuracy recomputed from the saved checkpoint (one process, the whole test set)."""
+    _, _, x_test, y_test = fashion_mnist.subsets(cfg.train_subset, cfg.eval_subset)
+    model = make_mlp((28 * 28, cfg.hidden, cfg.hidden, 10)).to(run.device)
+    run.load(model)
+    return {"test_accuracy": sharded_accuracy(model, x_test, y_test, run.device)}
+
+
+# ---- this rank's batch and the elastic demo's lost worker ----------------------------------------
+def local_batch(x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, device: torch.device,
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    return x[idx].to(device, non_blocking=True), y[idx].to(device, non_blocking=True)
+
+
+def _fault_injection() -> tuple[int, int]:
+    """COOKBOOK_DDP_KILL=RANK:STEP SIGKILLs that rank at that step, on torchrun's first attempt only."""
+    spec = os.environ.get("COOKBOOK_DDP_KILL", "")
+    if not spec or dist.restart_count() > 0:
+        return -1, -1
+    rank_, step = spec.split(":")
+    return int(rank_), int(step)
+
+
+# ---- plots ---------------------------------------------------------------------------------------
 def plot_curves(cfg: Config, run: Run) -> None:
     if not run.is_main:
         return
@@ -325,12 +312,3 @@ def plot_curves(cfg: Config, run: Run) -> None:
     fig.tight_layout()
     fig.savefig(run.plot_path("learning_curves"), dpi=100)
     plt.close(fig)
-
-
-def evaluate(cfg: Config, run: Run) -> dict[str, float]:
-    """Test accuracy recomputed from the saved checkpoint (one process, the whole test set)."""
-    _, _, x_test, y_test = load_data(cfg)
-    model = make_mlp(cfg.hidden).to(run.device)
-    ckpt = load_checkpoint(run.dir / "checkpoints" / "last.pt", "ddp", config_hash(cfg))
-    model.load_state_dict(ckpt["state"]["model"])
-    return {"test_accuracy": sharded_accuracy(model, x_test, y_test, run.device)}

@@ -1,19 +1,16 @@
-"""Dropout study: how much does dropout close the gap between training and test accuracy?
+"""Dropout: how much does it close the gap between training and test accuracy? (docs/dropout.md)
 
-Seed Q36 says dropout reduces overfitting. This recipe measures it where overfitting is guaranteed: an
-MLP and a small CNN trained long on only 2,000 Fashion-MNIST images, with dropout p in {0, 0.1, 0.3, 0.5}
-(MLP) and element-wise Dropout vs channel-wise Dropout2d (CNN). It reports train accuracy, test accuracy
-and their gap per setting, picks the best p on a validation split, and shows what `model.eval()` does:
-eval mode switches dropout off (deterministic outputs), train mode drops units and scales the kept ones
-by 1/(1-p), and forgetting `model.eval()` (as the seed does) costs test accuracy.
-
-The best p is chosen by validation cross-entropy on 20,000 held-out training images (never on the test
-set): the MLP's validation accuracies differ by less than their noise, its validation losses do not.
+Measured where overfitting is guaranteed: an MLP and a small CNN trained long on 2,000 Fashion-MNIST
+images, with dropout p in {0, 0.1, 0.3, 0.5} after the MLP's hidden activations, and element-wise Dropout
+vs channel-wise Dropout2d after the CNN's conv blocks. Each setting reports train and test accuracy and
+their gap. The best p is chosen on a held-out validation split by cross-entropy, never on the test set:
+the MLP's validation accuracies differ by less than their noise, its validation losses do not. It also
+shows what `model.eval()` does: eval mode switches dropout off, train mode drops units and scales the
+kept ones by 1/(1-p), and forgetting `model.eval()` (as the seed does) costs test accuracy.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import matplotlib
@@ -24,19 +21,10 @@ import torch
 from torch import nn
 
 from torch_cookbook.data import fashion_mnist
-from torch_cookbook.engine.checkpoint import load_checkpoint
-from torch_cookbook.engine.config import BaseConfig, Target, config_hash, param
-from torch_cookbook.engine.loop import (
-    accuracy,
-    autocast,
-    backward_step,
-    grad_scaler,
-    minibatches,
-    predict_batches,
-    take,
-)
-from torch_cookbook.engine.progress import Progress
+from torch_cookbook.engine.config import BaseConfig, Target, param
+from torch_cookbook.engine.loop import accuracy, autocast, batches, cosine_decay, grad_scaler, predict_batches, take
 from torch_cookbook.engine.runs import Run
+from torch_cookbook.engine.trainer import Trainer
 from torch_cookbook.errors import ConfigError
 
 seed_question = "Q36 Dropout"
@@ -90,7 +78,7 @@ targets = [
 ]
 
 
-# ---- models --------------------------------------------------------------------------------------
+# ---- where dropout goes ------------------------------------------------------------------------------
 def make_mlp(p: float, hidden: int = 512, activation: type[nn.Module] = nn.ReLU,
              dropout_first: bool = False) -> nn.Sequential:
     """784 → hidden → hidden → 10 with dropout after each hidden activation.
@@ -123,37 +111,7 @@ def make_cnn(p: float, channelwise: bool, width: int = 16) -> nn.Sequential:
     )
 
 
-def variant_name(prefix: str, p: float) -> str:
-    """mlp_p00, mlp_p50, cnn_dropout2d_p30: p in whole percent."""
-    return f"{prefix}_p{round(p * 100):02d}"
-
-
-def variants(cfg: Config) -> dict[str, tuple[str, float, bool]]:
-    """name: (architecture, p, channel-wise): every MLP p; the CNN without dropout, with Dropout, with Dropout2d."""
-    out = {variant_name("mlp", p): ("mlp", p, False) for p in cfg.ps}
-    if cfg.include_cnn:
-        out.update({"cnn_p00": ("cnn", 0.0, False), variant_name("cnn_dropout", cfg.cnn_p): ("cnn", cfg.cnn_p, False),
-                    variant_name("cnn_dropout2d", cfg.cnn_p): ("cnn", cfg.cnn_p, True)})
-    return out
-
-
-def build(cfg: Config, arch: str, p: float, channelwise: bool) -> nn.Module:
-    return make_mlp(p, cfg.hidden) if arch == "mlp" else make_cnn(p, channelwise, cfg.width)
-
-
-# ---- data ----------------------------------------------------------------------------------------
-def load_data(cfg: Config) -> dict[str, torch.Tensor]:
-    """A seed-chosen small training subset, a disjoint validation set, and the test set."""
-    data = fashion_mnist.load()
-    order = torch.randperm(len(data.train_labels), generator=torch.Generator().manual_seed(cfg.seed))
-    train, val = order[:cfg.train_size], order[cfg.train_size:cfg.train_size + cfg.val_size]
-    n_test = cfg.eval_subset or len(data.test_labels)
-    x = fashion_mnist.as_float(data.train_images)
-    return {"x_train": x[train], "y_train": data.train_labels[train], "x_val": x[val], "y_val": data.train_labels[val],
-            "x_test": fashion_mnist.as_float(data.test_images[:n_test]), "y_test": data.test_labels[:n_test]}
-
-
-# ---- train one variant ---------------------------------------------------------------------------
+# ---- train one variant: dropout on while training, off while evaluating ----------------------------------
 def train_variant(cfg: Config, run: Run, arch: str, p: float, channelwise: bool, data: dict) -> dict[str, float]:
     x_train, y_train = data["x_train"], data["y_train"]
     x_curve, y_curve = data["x_test"][:cfg.curve_subset], data["y_test"][:cfg.curve_subset]
@@ -163,43 +121,24 @@ def train_variant(cfg: Config, run: Run, arch: str, p: float, channelwise: bool,
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     # Cosine decay to 0: dropout makes the last steps noisy; a decayed rate lets every variant settle, so the
     # comparison is between converged models and not between points on a noisy curve.
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: 0.5 * (1.0 + math.cos(math.pi * min(s, steps) / steps)))
-    scaler = grad_scaler(run.device, cfg.amp)
-    ckpt = run.checkpointer(every=cfg.eval_every, model=model, optimizer=optimizer, schedule=schedule,
-                            scaler=scaler)
-    start = ckpt.restore()  # restores the RNG too, so the dropout masks after a resume are the same
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_decay(steps))
+    # Resuming restores the RNG too, so the dropout masks after a resume are the ones an uninterrupted run draws.
+    trainer = Trainer(run, steps, every=cfg.eval_every, model=model, optimizer=optimizer, schedule=schedule,
+                      scaler=grad_scaler(run.device, cfg.amp))
 
-    with Progress(steps, f"{run.name}", start=start) as bar:
-        for step, _epoch, idx in minibatches(len(x_train), cfg.batch_size, cfg.seed, start_step=start):
-            if step >= steps:
-                break
-            model.train()  # dropout on: accuracy() below switches to eval mode and back
-            x, y = take(idx, x_train, y_train, device=run.device)
-            with autocast(run.device, cfg.amp):
-                loss = nn.functional.cross_entropy(model(x), y)
-            backward_step(loss, optimizer, scaler)
-            schedule.step()
-            done = step + 1
-            bar.advance(1, loss=loss.item())
-            if done % cfg.eval_every == 0 or done == steps:
-                run.log({"train/loss": loss.item(),
-                         "eval/train_accuracy": accuracy(model, x_train, y_train, run.device),
-                         "eval/test_accuracy": accuracy(model, x_curve, y_curve, run.device)}, done)
-            ckpt.after_step(done, loss)
-    ckpt.save(steps)
+    for step, idx in trainer.steps(batches(len(x_train), cfg.batch_size, cfg.seed, trainer.start)):
+        model.train()  # dropout on: accuracy() below switches to eval mode and back
+        x, y = take(idx, x_train, y_train, device=run.device)
+        with autocast(run.device, cfg.amp):
+            loss = nn.functional.cross_entropy(model(x), y)
+        trainer.backward(loss)
+        schedule.step()
+        done = step + 1
+        if done % cfg.eval_every == 0 or done == steps:
+            run.log({"train/loss": loss.item(),
+                     "eval/train_accuracy": accuracy(model, x_train, y_train, run.device),
+                     "eval/test_accuracy": accuracy(model, x_curve, y_curve, run.device)}, done)
     return run.finish({"p": p, **final_metrics(model, data, run.device)})
-
-
-def final_metrics(model: nn.Module, data: dict, device: torch.device) -> dict[str, float]:
-    """Accuracy and cross-entropy in eval mode (dropout off) on train, validation and test; gap = train - test."""
-    out = {}
-    for split in ("train", "val", "test"):
-        logits, y = predict_batches(model, data[f"x_{split}"], device), data[f"y_{split}"]
-        out[f"{split}_accuracy"] = (logits.argmax(1) == y).float().mean().item()
-        out[f"{split}_loss"] = nn.functional.cross_entropy(logits, y).item()
-    out["gap"] = out["train_accuracy"] - out["test_accuracy"]
-    return out
 
 
 # ---- what model.eval() changes -------------------------------------------------------------------
@@ -238,6 +177,18 @@ def run(cfg: Config, run: Run) -> dict[str, float | None]:
     if run.is_main:
         plot_curves(cfg, run, results)
     return metrics
+
+
+# ---- evaluation: the gap, and the best p chosen on validation --------------------------------------------
+def final_metrics(model: nn.Module, data: dict, device: torch.device) -> dict[str, float]:
+    """Accuracy and cross-entropy in eval mode (dropout off) on train, validation and test; gap = train - test."""
+    out = {}
+    for split in ("train", "val", "test"):
+        logits, y = predict_batches(model, data[f"x_{split}"], device), data[f"y_{split}"]
+        out[f"{split}_accuracy"] = (logits.argmax(1) == y).float().mean().item()
+        out[f"{split}_loss"] = nn.functional.cross_entropy(logits, y).item()
+    out["gap"] = out["train_accuracy"] - out["test_accuracy"]
+    return out
 
 
 def choose_best(validation: dict[str, dict[str, float]], by: str) -> str:
@@ -279,14 +230,52 @@ def collect_metrics(cfg: Config, results: dict) -> dict[str, float | None]:
     return metrics
 
 
+def evaluate(cfg: Config, run: Run) -> dict[str, float | None]:
+    """Train/test accuracy, gap and the best-p comparison, recomputed from each variant's checkpoint."""
+    data = load_data(cfg)
+    results = {}
+    for name, (_, p, _) in variants(cfg).items():
+        results[name] = {"p": p, **final_metrics(load_variant_model(cfg, run, name), data, run.device)}
+    return collect_metrics(cfg, results)
+
+
+# ---- variants, data, checkpoints -----------------------------------------------------------------
+def variant_name(prefix: str, p: float) -> str:
+    """mlp_p00, mlp_p50, cnn_dropout2d_p30: p in whole percent."""
+    return f"{prefix}_p{round(p * 100):02d}"
+
+
+def variants(cfg: Config) -> dict[str, tuple[str, float, bool]]:
+    """name: (architecture, p, channel-wise): every MLP p; the CNN without dropout, with Dropout, with Dropout2d."""
+    out = {variant_name("mlp", p): ("mlp", p, False) for p in cfg.ps}
+    if cfg.include_cnn:
+        out.update({"cnn_p00": ("cnn", 0.0, False), variant_name("cnn_dropout", cfg.cnn_p): ("cnn", cfg.cnn_p, False),
+                    variant_name("cnn_dropout2d", cfg.cnn_p): ("cnn", cfg.cnn_p, True)})
+    return out
+
+
+def build(cfg: Config, arch: str, p: float, channelwise: bool) -> nn.Module:
+    return make_mlp(p, cfg.hidden) if arch == "mlp" else make_cnn(p, channelwise, cfg.width)
+
+
+def load_data(cfg: Config) -> dict[str, torch.Tensor]:
+    """A seed-chosen small training subset, a disjoint validation set, and the test set."""
+    data = fashion_mnist.load()
+    order = torch.randperm(len(data.train_labels), generator=torch.Generator().manual_seed(cfg.seed))
+    train, val = order[:cfg.train_size], order[cfg.train_size:cfg.train_size + cfg.val_size]
+    n_test = cfg.eval_subset or len(data.test_labels)
+    x = fashion_mnist.as_float(data.train_images)
+    return {"x_train": x[train], "y_train": data.train_labels[train], "x_val": x[val], "y_val": data.train_labels[val],
+            "x_test": fashion_mnist.as_float(data.test_images[:n_test]), "y_test": data.test_labels[:n_test]}
+
+
 def load_variant_model(cfg: Config, run: Run, name: str) -> nn.Module:
-    arch, p, channelwise = variants(cfg)[name]
-    model = build(cfg, arch, p, channelwise)
-    path = run.dir / "variants" / name / "checkpoints" / "last.pt"
-    model.load_state_dict(load_checkpoint(path, "dropout", config_hash(cfg))["state"]["model"])
+    model = build(cfg, *variants(cfg)[name])
+    run.variant(name).load(model)
     return model.eval()
 
 
+# ---- plots ---------------------------------------------------------------------------------------
 def plot_curves(cfg: Config, run: Run, results: dict) -> None:
     names = list(results)
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
@@ -309,12 +298,3 @@ def plot_curves(cfg: Config, run: Run, results: dict) -> None:
     fig.tight_layout()
     fig.savefig(run.plot_path("dropout_curves"), dpi=100)
     plt.close(fig)
-
-
-def evaluate(cfg: Config, run: Run) -> dict[str, float | None]:
-    """Train/test accuracy, gap and the best-p comparison, recomputed from each variant's checkpoint."""
-    data = load_data(cfg)
-    results = {}
-    for name, (_, p, _) in variants(cfg).items():
-        results[name] = {"p": p, **final_metrics(load_variant_model(cfg, run, name), data, run.device)}
-    return collect_metrics(cfg, results)

@@ -1,17 +1,16 @@
 """Eight optimizers, one model, one budget: SGD, momentum, Nesterov, Adagrad, Adadelta, RMSprop, Adam, AdamW.
 
 Seed Q64 lists PyTorch's optimizers in prose. This recipe trains the same MLP on Fashion-MNIST with each
-of them under the same step budget and learning-rate schedule. Protocol, the same for all eight:
+of them under the same step budget and learning-rate schedule, by one protocol for all eight:
 1. sweep: three learning rates per optimizer, each trained for a short budget and scored on a validation
    split held out from the training images (never on the test set);
 2. final: the best learning rate of each sweep trained for the full budget, scored on the test set.
 It also draws each optimizer's path on the Rosenbrock function and on an ill-conditioned quadratic, and
-measures how much state each keeps per parameter.
+measures how much state each keeps per parameter. Results and the update rules: docs/optimizers.md.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 
@@ -23,12 +22,11 @@ import torch
 from torch import nn
 
 from torch_cookbook.data import fashion_mnist
-from torch_cookbook.engine.checkpoint import load_checkpoint
-from torch_cookbook.engine.config import BaseConfig, Target, config_hash, param
-from torch_cookbook.engine.loop import accuracy, autocast, backward_step, grad_scaler, minibatches, take
-from torch_cookbook.engine.progress import Progress
+from torch_cookbook.engine.config import BaseConfig, Target, param
+from torch_cookbook.engine.loop import accuracy, autocast, batches, cosine_decay, grad_scaler, take
 from torch_cookbook.engine.runs import Run
-from torch_cookbook.errors import NonFiniteError
+from torch_cookbook.engine.trainer import Trainer
+from torch_cookbook.nn.mlp import make_mlp
 
 seed_question = "Q64 Optimizers"
 summary = "MLP on Fashion-MNIST with 8 optimizers × an LR sweep: accuracy, speed, state; 2-D trajectories."
@@ -72,12 +70,7 @@ targets = [
 ]
 
 
-# ---- model and optimizers ------------------------------------------------------------------------
-def make_mlp(hidden: int) -> nn.Sequential:
-    """784 → hidden → 10 on flattened images: small enough to train 32 times in minutes on a CPU."""
-    return nn.Sequential(nn.Linear(28 * 28, hidden), nn.ReLU(), nn.Linear(hidden, 10))
-
-
+# ---- the optimizers ------------------------------------------------------------------------------
 def make_optimizer(name: str, params, lr: float, momentum: float = 0.9,
                    weight_decay: float = 0.01) -> torch.optim.Optimizer:
     """PyTorch's defaults except where noted; these are the settings the update-math tests check."""
@@ -108,71 +101,47 @@ def state_floats_per_parameter(optimizer: torch.optim.Optimizer) -> float:
     return n_state / n_params
 
 
-def cosine(steps: int):
-    """Learning-rate multiplier: cosine decay from 1 to 0 over `steps` (the same schedule for everyone)."""
-    return lambda s: 0.5 * (1.0 + math.cos(math.pi * min(s, steps) / steps))
-
-
-# ---- data ----------------------------------------------------------------------------------------
-def load_data(cfg: Config) -> dict[str, torch.Tensor]:
-    """Flattened, standardised images as tensors: train / val (held out by seed) / test."""
-    data = fashion_mnist.load()
-    order = torch.randperm(len(data.train_labels), generator=torch.Generator().manual_seed(cfg.seed))
-    val, train = order[:cfg.val_size], order[cfg.val_size:]
-    if cfg.train_subset:
-        train = train[:cfg.train_subset]
-    n_test = cfg.eval_subset or len(data.test_labels)
-    x_all = fashion_mnist.as_float(data.train_images).flatten(1)
-    return {"x_train": x_all[train], "y_train": data.train_labels[train],
-            "x_val": x_all[val], "y_val": data.train_labels[val],
-            "x_test": fashion_mnist.as_float(data.test_images[:n_test]).flatten(1), "y_test": data.test_labels[:n_test]}
-
-
 # ---- train one (optimizer, learning rate) --------------------------------------------------------
 def train(cfg: Config, run: Run, name: str, lr: float, steps: int, data: dict, final: bool) -> dict:
     """Sweep points are scored on validation at the end; final runs log test accuracy every eval_every."""
     x_train, y_train = data["x_train"], data["y_train"]
     torch.manual_seed(cfg.seed)  # the same initial weights for every optimizer
-    model = make_mlp(cfg.hidden).to(run.device)
+    # 784 → hidden → 10 on flattened images: small enough to train 32 times (8 optimizers x 4 runs) on a CPU.
+    model = make_mlp((28 * 28, cfg.hidden, 10), flatten=False).to(run.device)
     optimizer = make_optimizer(name, model.parameters(), lr, cfg.momentum, cfg.weight_decay)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine(steps))
-    scaler = grad_scaler(run.device, cfg.amp)
-    ckpt = run.checkpointer(every=cfg.eval_every, model=model, optimizer=optimizer, schedule=schedule,
-                            scaler=scaler)
-    start = ckpt.restore()
-    diverged_at = ckpt.extra.get("diverged_at")
-    train_time = ckpt.extra.get("train_time_s", 0.0)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_decay(steps))  # the same for everyone
+    trainer = Trainer(run, steps, every=cfg.eval_every, description=f"{run.name} lr={lr:g}", model=model,
+                      optimizer=optimizer, schedule=schedule, scaler=grad_scaler(run.device, cfg.amp))
+    if trainer.extra.get("diverged_at") is not None:
+        trainer.stop()  # resumed after this learning rate had diverged: nothing left to train
+    train_time = trainer.extra.get("train_time_s", 0.0)
 
     model.train()
     t0 = time.perf_counter()
-    with Progress(steps, f"{run.name} lr={lr:g}", start=start) as bar:
-        for step, _epoch, idx in minibatches(len(x_train), cfg.batch_size, cfg.seed, start_step=start):
-            if step >= steps or diverged_at is not None:
-                break
-            x, y = take(idx, x_train, y_train, device=run.device)
-            with autocast(run.device, cfg.amp):
-                loss = nn.functional.cross_entropy(model(x), y)
-            try:
-                ckpt.after_step(step, loss)  # NaN guard before the update
-                backward_step(loss, optimizer, scaler)  # raises too on a non-finite gradient of a finite loss
-            except NonFiniteError:
-                diverged_at = step  # too large a learning rate is a sweep result, not a crash
-                ckpt.extra["diverged_at"] = step
-                break
-            schedule.step()
-            done = step + 1
-            bar.advance(1, loss=loss.item())
-            if final and (done % cfg.eval_every == 0 or done == steps):
-                ckpt.extra["train_time_s"] = train_time + time.perf_counter() - t0
-                acc = accuracy(model, data["x_test"], data["y_test"], run.device)
-                run.log({"train/loss": loss.item(), "eval/accuracy": acc}, done)
-            elif done % cfg.eval_every == 0 or done == steps:
-                run.log({"train/loss": loss.item()}, done)
-            ckpt.after_step(done)
+    for step, idx in trainer.steps(batches(len(x_train), cfg.batch_size, cfg.seed, trainer.start)):
+        x, y = take(idx, x_train, y_train, device=run.device)
+        with autocast(run.device, cfg.amp):
+            loss = nn.functional.cross_entropy(model(x), y)
+        trainer.backward(loss)
+        # Too large a learning rate is a sweep result, not a crash. Checked every step (one host read), so
+        # diverged_at is the 0-based step whose loss or gradient was not finite: the steps that went well.
+        if trainer.diverged():
+            trainer.extra["diverged_at"] = step
+            trainer.stop(accept_nonfinite=True)
+            continue
+        schedule.step()
+        done = step + 1
+        if done % cfg.eval_every == 0 or done == steps:
+            record = {"train/loss": loss.item()}
+            if final:
+                trainer.extra["train_time_s"] = train_time + time.perf_counter() - t0
+                record["eval/accuracy"] = accuracy(model, data["x_test"], data["y_test"], run.device)
+            run.log(record, done)
     train_time += time.perf_counter() - t0
-    ckpt.extra["train_time_s"] = train_time
-    ckpt.save(steps if diverged_at is None else diverged_at)
+    trainer.extra["train_time_s"] = train_time
+    trainer.save()
 
+    diverged_at = trainer.extra.get("diverged_at")
     result = {"lr": lr, "diverged_at": diverged_at, "state_per_param": state_floats_per_parameter(optimizer),
               "train_time_s": train_time}
     if diverged_at is not None:
@@ -221,10 +190,6 @@ def trajectory(problem: str, name: str, steps: int, momentum: float = 0.9) -> to
 
 
 # ---- the recipe ----------------------------------------------------------------------------------
-def sweep_lrs(cfg: Config, name: str) -> list[float]:
-    return [BASE_LR[name] * s for s in cfg.lr_scales]
-
-
 def run(cfg: Config, run: Run) -> dict[str, float | None]:
     data = load_data(cfg)
     sweep, final = {}, {}
@@ -257,6 +222,41 @@ def run(cfg: Config, run: Run) -> dict[str, float | None]:
     return metrics
 
 
+def evaluate(cfg: Config, run: Run) -> dict[str, float]:
+    """Each optimizer's final test accuracy, recomputed from its saved checkpoint."""
+    data = load_data(cfg)
+    out = {}
+    for name in cfg.optimizers:
+        sub = run.variant(f"final_{name}")
+        if (sub.result or {}).get("diverged_at") is not None:
+            out[f"{name}_test_accuracy"] = 0.0
+            continue
+        model = make_mlp((28 * 28, cfg.hidden, 10), flatten=False).to(run.device)
+        sub.load(model)
+        out[f"{name}_test_accuracy"] = accuracy(model, data["x_test"], data["y_test"], run.device)
+    return out
+
+
+# ---- sweep and data ------------------------------------------------------------------------------
+def sweep_lrs(cfg: Config, name: str) -> list[float]:
+    return [BASE_LR[name] * s for s in cfg.lr_scales]
+
+
+def load_data(cfg: Config) -> dict[str, torch.Tensor]:
+    """Flattened, standardised images as tensors: train / val (held out by seed) / test."""
+    data = fashion_mnist.load()
+    order = torch.randperm(len(data.train_labels), generator=torch.Generator().manual_seed(cfg.seed))
+    val, train = order[:cfg.val_size], order[cfg.val_size:]
+    if cfg.train_subset:
+        train = train[:cfg.train_subset]
+    n_test = cfg.eval_subset or len(data.test_labels)
+    x_all = fashion_mnist.as_float(data.train_images).flatten(1)
+    return {"x_train": x_all[train], "y_train": data.train_labels[train],
+            "x_val": x_all[val], "y_val": data.train_labels[val],
+            "x_test": fashion_mnist.as_float(data.test_images[:n_test]).flatten(1), "y_test": data.test_labels[:n_test]}
+
+
+# ---- plots ---------------------------------------------------------------------------------------
 def plot_sweep_and_curves(cfg: Config, run: Run, sweep: dict, final: dict) -> None:
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
     for i, (name, points) in enumerate(sweep.items()):
@@ -295,19 +295,3 @@ def plot_trajectories(cfg: Config, run: Run, paths: dict) -> None:
     fig.tight_layout()
     fig.savefig(run.plot_path("trajectories"), dpi=100)
     plt.close(fig)
-
-
-def evaluate(cfg: Config, run: Run) -> dict[str, float]:
-    """Each optimizer's final test accuracy, recomputed from its saved checkpoint."""
-    data = load_data(cfg)
-    out = {}
-    for name in cfg.optimizers:
-        result = run.variant(f"final_{name}").result or {}
-        if result.get("diverged_at") is not None:
-            out[f"{name}_test_accuracy"] = 0.0
-            continue
-        model = make_mlp(cfg.hidden).to(run.device)
-        path = run.dir / "variants" / f"final_{name}" / "checkpoints" / "last.pt"
-        model.load_state_dict(load_checkpoint(path, "optimizers", config_hash(cfg))["state"]["model"])
-        out[f"{name}_test_accuracy"] = accuracy(model, data["x_test"], data["y_test"], run.device)
-    return out

@@ -1,20 +1,17 @@
-"""Regression in PyTorch on real data, checked against closed-form solutions.
+"""Regression in PyTorch on real data, checked against closed-form solutions (docs/regression.md).
 
 Seed Q63 lists the steps (prepare data, build a model, pick a loss and an optimizer, train, predict) in
-prose. This recipe does them on two real data sets that ship offline and measures what each choice does:
+prose. This recipe does them on two data sets that ship offline and measures what each choice does:
 - diabetes (442 patients × 10 variables in their original units): a linear model trained by SGD with
-  MSE, MAE (L1) and Huber losses, the same model on raw (unstandardised) inputs at the same and at a
-  much smaller learning rate, and an MLP; all against scikit-learn's closed-form `LinearRegression`
-  and `Ridge` on the same split;
-- CO2 at Mauna Loa 1960-1989 (360 monthly means): polynomial regression, degree chosen on a validation
-  split, against numpy's least-squares polynomial fit.
-Targets are standardised with the training mean and std for every torch model (so one learning rate
-and one Huber delta fit all arms); every reported error is in the original units.
+  MSE, MAE and Huber losses, on standardised and on raw inputs, and an MLP; all against scikit-learn's
+  closed-form `LinearRegression` and `Ridge` on the same split;
+- the CO2 trend at Mauna Loa: polynomial regression, degree chosen on a validation split, against
+  numpy's least-squares polynomial fit.
+Every torch model sees a standardised target; every reported error is in the original units.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import matplotlib
@@ -26,12 +23,10 @@ import torch
 from torch import nn
 
 from torch_cookbook.data import tabular
-from torch_cookbook.engine.checkpoint import load_checkpoint
-from torch_cookbook.engine.config import BaseConfig, Target, config_hash, param
-from torch_cookbook.engine.loop import minibatches, take
-from torch_cookbook.engine.progress import Progress
+from torch_cookbook.engine.config import BaseConfig, Target, param
+from torch_cookbook.engine.loop import batches, cosine_decay, take
 from torch_cookbook.engine.runs import Run
-from torch_cookbook.errors import NonFiniteError
+from torch_cookbook.engine.trainer import Trainer
 
 seed_question = "Q63 Regression models"
 summary = "Linear/polynomial/MLP regression on diabetes and CO2: losses, standardisation, vs closed form."
@@ -82,7 +77,7 @@ ARMS = {
 }
 
 
-# ---- models and losses ---------------------------------------------------------------------------
+# ---- the models, the losses, and the closed form they are checked against ------------------------
 def make_model(kind: str, n_in: int, hidden: int = 32) -> nn.Module:
     """float64 throughout: the data are tiny and the closed-form comparison is meant to be exact."""
     if kind == "linear":
@@ -91,11 +86,6 @@ def make_model(kind: str, n_in: int, hidden: int = 32) -> nn.Module:
         model = nn.Sequential(nn.Linear(n_in, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
                               nn.Linear(hidden, 1))
     return model.double()
-
-
-def cosine(steps: int):
-    """Learning-rate multiplier: cosine decay from 1 to 0 over `steps`."""
-    return lambda s: 0.5 * (1.0 + math.cos(math.pi * min(s, steps) / steps))
 
 
 def make_loss(name: str, delta: float = 1.0) -> nn.Module:
@@ -107,32 +97,6 @@ def polynomial_features(t: torch.Tensor, degree: int) -> torch.Tensor:
     return torch.stack([t ** k for k in range(1, degree + 1)], dim=1)
 
 
-def regression_metrics(pred: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
-    err = pred - y
-    mse = err.pow(2).mean().item()
-    return {"mse": mse, "mae": err.abs().mean().item(), "r2": 1.0 - mse / (y - y.mean()).pow(2).mean().item()}
-
-
-# ---- data ----------------------------------------------------------------------------------------
-@dataclass
-class Prepared:
-    """One data set with its training-split standardisers: x_scale for inputs, y_scale for the target."""
-
-    split: tabular.Split
-    x_scale: tabular.Standardizer
-    y_scale: tabular.Standardizer
-
-    def inputs(self, which: str, standardise: bool) -> torch.Tensor:
-        x = getattr(self.split, f"x_{which}")
-        return self.x_scale(x) if standardise else x
-
-
-def load_diabetes(cfg: Config) -> Prepared:
-    split = tabular.diabetes(cfg.seed, cfg.val_fraction, cfg.test_fraction)
-    return Prepared(split, tabular.Standardizer(split.x_train), tabular.Standardizer(split.y_train))
-
-
-# ---- baselines: closed-form least squares --------------------------------------------------------
 def closed_form(x_train: torch.Tensor, y_train: torch.Tensor, alpha: float = 0.0) -> tuple[np.ndarray, float]:
     """scikit-learn's LinearRegression (alpha = 0) or Ridge: (coefficients, intercept)."""
     from sklearn.linear_model import LinearRegression, Ridge
@@ -142,17 +106,7 @@ def closed_form(x_train: torch.Tensor, y_train: torch.Tensor, alpha: float = 0.0
     return model.coef_.copy(), float(model.intercept_)
 
 
-def baselines(cfg: Config, data: Prepared) -> dict[str, float]:
-    out = {}
-    x_train, x_test = data.inputs("train", True), data.inputs("test", True)
-    for name, alpha in (("closed_form", 0.0), ("ridge", cfg.ridge_alpha)):
-        coef, intercept = closed_form(x_train, data.split.y_train, alpha)
-        pred = x_test @ torch.from_numpy(coef) + intercept
-        out.update({f"{name}_test_{k}": v for k, v in regression_metrics(pred, data.split.y_test).items()})
-    return out
-
-
-# ---- train one diabetes arm ----------------------------------------------------------------------
+# ---- train one diabetes arm: a loss and an optimizer ---------------------------------------------
 def train_arm(cfg: Config, run: Run, arm: str, data: Prepared) -> dict[str, float | None]:
     kind, loss_name, standardise, lr_key = ARMS[arm]
     x_train = data.inputs("train", standardise).to(run.device)
@@ -168,89 +122,54 @@ def train_arm(cfg: Config, run: Run, arm: str, data: Prepared) -> dict[str, floa
     else:
         optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=cfg.mlp_weight_decay)
     # Cosine decay to zero: a constant step size leaves MAE (and minibatch SGD) bouncing around the optimum.
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine(steps))
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_decay(steps))
     criterion = make_loss(loss_name, cfg.huber_delta)
-    ckpt = run.checkpointer(every=max(cfg.eval_every, steps // 5), model=model, optimizer=optimizer,
-                            schedule=schedule)
-    start = ckpt.restore()
-    diverged_at = ckpt.extra.get("diverged_at")
+    trainer = Trainer(run, steps, every=max(cfg.eval_every, steps // 5), description=f"{arm} lr={lr:g}",
+                      model=model, optimizer=optimizer, schedule=schedule)
+    if trainer.extra.get("diverged_at") is not None:
+        trainer.stop()  # resumed after this arm had diverged: nothing left to train
 
-    batch = cfg.batch_size or len(x_train)
+    batch = min(cfg.batch_size or len(x_train), len(x_train))
     model.train()
-    with Progress(steps, f"{arm} lr={lr:g}", start=start) as bar:
-        for step, _epoch, idx in minibatches(len(x_train), min(batch, len(x_train)), cfg.seed, start_step=start):
-            if step >= steps or diverged_at is not None:
-                break
-            xb, yb = take(idx, x_train, y_train, device=x_train.device)
-            loss = criterion(model(xb).squeeze(1), yb)
-            try:
-                ckpt.after_step(step, loss)  # NaN/inf guard before the update
-            except NonFiniteError:
-                diverged_at = step  # divergence is a result here, not a crash
-                ckpt.extra["diverged_at"] = step
-                run.log({"train/diverged": 1.0}, step)
-                break
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            done = step + 1
-            bar.advance(1, loss=loss.item())
-            if done % cfg.eval_every == 0 or done == steps or done == 1:
-                with torch.no_grad():  # MSE of the standardised target on all of train and val
-                    train_mse = (model(x_train).squeeze(1) - y_train).pow(2).mean().item()
-                    val_mse = (model(x_val).squeeze(1) - y_val).pow(2).mean().item()
-                run.log({"train/mse": train_mse, "eval/val_mse": val_mse}, done)
-                if kind == "mlp":  # early stopping: the MLP overfits 265 rows long before its last step
-                    ckpt.save_best(done, val_mse, higher_is_better=False)
-            ckpt.after_step(done)
-    ckpt.save(steps if diverged_at is None else diverged_at)
+    for step, idx in trainer.steps(batches(len(x_train), batch, cfg.seed, trainer.start)):
+        xb, yb = take(idx, x_train, y_train, device=x_train.device)
+        loss = criterion(model(xb).squeeze(1), yb)
+        trainer.record(loss)
+        # Divergence is a result here (raw inputs at the standardised arm's rate), not a crash. The loss is
+        # read every step, before the update, so diverged_at (0-based) counts the steps that stayed finite.
+        if trainer.diverged():
+            trainer.extra["diverged_at"] = step
+            run.log({"train/diverged": 1.0}, step)
+            trainer.stop(accept_nonfinite=True)
+            continue
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        done = step + 1
+        if done % cfg.eval_every == 0 or done == steps or done == 1:
+            with torch.no_grad():  # MSE of the standardised target on all of train and val
+                train_mse = (model(x_train).squeeze(1) - y_train).pow(2).mean().item()
+                val_mse = (model(x_val).squeeze(1) - y_val).pow(2).mean().item()
+            run.log({"train/mse": train_mse, "eval/val_mse": val_mse}, done)
+            if kind == "mlp":  # early stopping: the MLP overfits 265 rows long before its last step
+                trainer.save_best(val_mse, higher_is_better=False)
+    diverged_at = trainer.extra.get("diverged_at")
     if kind == "mlp" and diverged_at is None:
-        model = load_arm_model(cfg, run.parent, arm)
-    result: dict[str, float | None] = {"diverged_at": diverged_at, "lr": lr}
-    result.update(test_metrics(model, data, standardise, diverged_at is not None))
-    return run.finish(result)
-
-
-@torch.no_grad()
-def predict_original_units(model: nn.Module, data: Prepared, which: str, standardise: bool) -> torch.Tensor:
-    model.eval()
-    return data.y_scale.inverse(model(data.inputs(which, standardise)).squeeze(1))
-
-
-def test_metrics(model: nn.Module, data: Prepared, standardise: bool, diverged: bool) -> dict[str, float | None]:
-    if diverged:
-        return {"test_mse": None, "test_mae": None, "test_r2": None}
-    m = regression_metrics(predict_original_units(model.cpu(), data, "test", standardise), data.split.y_test)
-    return {f"test_{k}": v for k, v in m.items()}
+        trainer.load_best(model)
+    return run.finish({"diverged_at": diverged_at, "lr": lr,
+                       **test_metrics(model, data, standardise, diverged_at is not None)})
 
 
 # ---- polynomial regression on the CO2 trend ------------------------------------------------------
-@dataclass
-class PolyData:
-    split: tabular.Split
-    t_scale: tabular.Standardizer
-    y_scale: tabular.Standardizer
-
-    def features(self, which: str, degree: int) -> torch.Tensor:
-        t = self.t_scale(getattr(self.split, f"x_{which}"))[:, 0]
-        return polynomial_features(t, degree)
-
-
-def load_co2(cfg: Config) -> PolyData:
-    split = tabular.co2_trend(cfg.seed, cfg.val_fraction, cfg.test_fraction)
-    return PolyData(split, tabular.Standardizer(split.x_train), tabular.Standardizer(split.y_train))
-
-
-def fit_polynomial(cfg: Config, run: Run, degree: int, data: PolyData) -> dict[str, float]:
+def fit_polynomial(cfg: Config, run: Run, degree: int, data: Prepared) -> dict[str, float]:
     """Least squares on t..t^degree by L-BFGS: plain SGD crawls on these highly correlated powers."""
-    x, y = data.features("train", degree), data.y_scale(data.split.y_train)
+    x, y = polynomial_features(data.inputs("train")[:, 0], degree), data.y_scale(data.split.y_train)
     torch.manual_seed(cfg.seed)
     model = make_model("linear", degree)
     optimizer = torch.optim.LBFGS(model.parameters(), lr=1.0, max_iter=20, history_size=20,
                                   line_search_fn="strong_wolfe", tolerance_grad=1e-12, tolerance_change=1e-15)
-    ckpt = run.checkpointer(every=10, model=model, optimizer=optimizer)
-    start = ckpt.restore()
+    trainer = Trainer(run, cfg.poly_steps, every=10, model=model, optimizer=optimizer)
 
     def closure() -> torch.Tensor:
         optimizer.zero_grad(set_to_none=True)
@@ -258,31 +177,16 @@ def fit_polynomial(cfg: Config, run: Run, degree: int, data: PolyData) -> dict[s
         loss.backward()
         return loss
 
-    for step in range(start, cfg.poly_steps):
-        loss = optimizer.step(closure)
+    for step in trainer.steps():
+        loss = optimizer.step(closure)  # up to max_iter inner iterations, each reading the loss on the host
+        trainer.record(loss)
         run.log({"train/mse": loss.item()}, step + 1)
-        ckpt.after_step(step + 1, loss)
-    ckpt.save(cfg.poly_steps)
     return run.finish({"degree": degree, **poly_metrics(model, data, degree)})
 
 
-@torch.no_grad()
-def poly_predict(model: nn.Module, data: PolyData, which: str, degree: int) -> torch.Tensor:
-    return data.y_scale.inverse(model(data.features(which, degree)).squeeze(1))
-
-
-def poly_metrics(model: nn.Module, data: PolyData, degree: int) -> dict[str, float]:
-    out = {}
-    for which in ("val", "test"):
-        m = regression_metrics(poly_predict(model, data, which, degree), getattr(data.split, f"y_{which}"))
-        out.update({f"{which}_{k}": v for k, v in m.items()})
-    return out
-
-
-def poly_closed_form(data: PolyData, degree: int) -> dict[str, float]:
+def poly_closed_form(data: Prepared, degree: int) -> dict[str, float]:
     """numpy's least-squares polynomial of the same degree on the same standardised time axis."""
-    t_train = data.t_scale(data.split.x_train)[:, 0].numpy()
-    t_test = data.t_scale(data.split.x_test)[:, 0].numpy()
+    t_train, t_test = data.inputs("train")[:, 0].numpy(), data.inputs("test")[:, 0].numpy()
     poly = np.polynomial.Polynomial.fit(t_train, data.split.y_train.numpy(), degree)
     m = regression_metrics(torch.from_numpy(poly(t_test)), data.split.y_test)
     return {f"poly_closed_form_test_{k}": v for k, v in m.items()}
@@ -311,7 +215,50 @@ def run(cfg: Config, run: Run) -> dict[str, float | None]:
     return metrics
 
 
-def collect_metrics(cfg: Config, data: Prepared, co2: PolyData, results: dict, poly: dict,
+# ---- evaluation ----------------------------------------------------------------------------------
+def regression_metrics(pred: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+    err = pred - y
+    mse = err.pow(2).mean().item()
+    return {"mse": mse, "mae": err.abs().mean().item(), "r2": 1.0 - mse / (y - y.mean()).pow(2).mean().item()}
+
+
+@torch.no_grad()
+def predict_original_units(model: nn.Module, data: Prepared, which: str, standardise: bool) -> torch.Tensor:
+    model.eval()
+    return data.y_scale.inverse(model(data.inputs(which, standardise)).squeeze(1))
+
+
+def test_metrics(model: nn.Module, data: Prepared, standardise: bool, diverged: bool) -> dict[str, float | None]:
+    if diverged:
+        return {"test_mse": None, "test_mae": None, "test_r2": None}
+    m = regression_metrics(predict_original_units(model.cpu(), data, "test", standardise), data.split.y_test)
+    return {f"test_{k}": v for k, v in m.items()}
+
+
+def baselines(cfg: Config, data: Prepared) -> dict[str, float]:
+    out = {}
+    x_train, x_test = data.inputs("train", True), data.inputs("test", True)
+    for name, alpha in (("closed_form", 0.0), ("ridge", cfg.ridge_alpha)):
+        coef, intercept = closed_form(x_train, data.split.y_train, alpha)
+        pred = x_test @ torch.from_numpy(coef) + intercept
+        out.update({f"{name}_test_{k}": v for k, v in regression_metrics(pred, data.split.y_test).items()})
+    return out
+
+
+@torch.no_grad()
+def poly_predict(model: nn.Module, data: Prepared, which: str, degree: int) -> torch.Tensor:
+    return data.y_scale.inverse(model(polynomial_features(data.inputs(which)[:, 0], degree)).squeeze(1))
+
+
+def poly_metrics(model: nn.Module, data: Prepared, degree: int) -> dict[str, float]:
+    out = {}
+    for which in ("val", "test"):
+        m = regression_metrics(poly_predict(model, data, which, degree), getattr(data.split, f"y_{which}"))
+        out.update({f"{which}_{k}": v for k, v in m.items()})
+    return out
+
+
+def collect_metrics(cfg: Config, data: Prepared, co2: Prepared, results: dict, poly: dict,
                     best_degree: int) -> dict[str, float | None]:
     metrics: dict[str, float | None] = baselines(cfg, data)
     for arm, r in results.items():
@@ -325,6 +272,59 @@ def collect_metrics(cfg: Config, data: Prepared, co2: PolyData, results: dict, p
         metrics[f"poly_{k}"] = poly[best_degree][k]
     metrics.update(poly_closed_form(co2, best_degree))
     return metrics
+
+
+def evaluate(cfg: Config, run: Run) -> dict[str, float | None]:
+    """Every test metric recomputed from the saved checkpoints (diverged arms stay None)."""
+    data, co2 = load_diabetes(cfg), load_co2(cfg)
+    results = {}
+    for arm in ARMS:
+        diverged = (run.variant(arm).result or {}).get("diverged_at") is not None
+        model = make_model(ARMS[arm][0], 10, cfg.mlp_hidden) if diverged else load_arm_model(cfg, run, arm)
+        results[arm] = {"diverged_at": 0 if diverged else None, **test_metrics(model, data, ARMS[arm][2], diverged)}
+    poly = {d: poly_metrics(load_poly_model(run, d), co2, d) for d in range(1, cfg.max_degree + 1)}
+    best_degree = min(poly, key=lambda d: poly[d]["val_mse"])
+    return collect_metrics(cfg, data, co2, results, poly, best_degree)
+
+
+# ---- data and checkpoints ------------------------------------------------------------------------
+@dataclass
+class Prepared:
+    """One data set with standardisers fitted on its training split only: x_scale for inputs, y_scale for the target."""
+
+    split: tabular.Split
+    x_scale: tabular.Standardizer
+    y_scale: tabular.Standardizer
+
+    def inputs(self, which: str, standardise: bool = True) -> torch.Tensor:
+        x = getattr(self.split, f"x_{which}")
+        return self.x_scale(x) if standardise else x
+
+
+def prepare(split: tabular.Split) -> Prepared:
+    return Prepared(split, tabular.Standardizer(split.x_train), tabular.Standardizer(split.y_train))
+
+
+def load_diabetes(cfg: Config) -> Prepared:
+    return prepare(tabular.diabetes(cfg.seed, cfg.val_fraction, cfg.test_fraction))
+
+
+def load_co2(cfg: Config) -> Prepared:
+    """The CO2 trend: one input, time in years, whose standardised powers are the polynomial's features."""
+    return prepare(tabular.co2_trend(cfg.seed, cfg.val_fraction, cfg.test_fraction))
+
+
+def load_arm_model(cfg: Config, run: Run, arm: str) -> nn.Module:
+    """Linear arms: the last step; MLP arms: the step with the lowest validation MSE (best.pt)."""
+    model = make_model(ARMS[arm][0], 10, cfg.mlp_hidden)
+    run.variant(arm).load(model, which="best" if ARMS[arm][0] == "mlp" else "last")
+    return model.eval()
+
+
+def load_poly_model(run: Run, degree: int) -> nn.Module:
+    model = make_model("linear", degree)
+    run.variant(f"poly_d{degree}").load(model)
+    return model.eval()
 
 
 # ---- plots ---------------------------------------------------------------------------------------
@@ -346,7 +346,7 @@ def plot_standardisation(cfg: Config, run: Run) -> None:
     ax.axhline(1.0, color="grey", linewidth=0.8, label="predicting the mean")
     ax.set(xlabel="SGD step", ylabel="train MSE (standardised target)", xscale="log", yscale="log",
            title="Diabetes, linear model: why standardise the inputs")
-    ax.set_ylim(0.3, 1e4)  # the diverging arm reaches 1e200 within a few dozen steps; cut it off
+    ax.set_ylim(0.3, 1e4)  # the diverging arm grows until it overflows; cut it off
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(run.plot_path("standardisation"), dpi=100)
@@ -375,11 +375,11 @@ def plot_diabetes_fits(cfg: Config, run: Run, data: Prepared) -> None:
     plt.close(fig)
 
 
-def plot_polynomials(cfg: Config, run: Run, co2: PolyData, poly: dict, best_degree: int) -> None:
+def plot_polynomials(cfg: Config, run: Run, co2: Prepared, poly: dict, best_degree: int) -> None:
     years, ppm = tabular.co2_series()
     t_all = torch.from_numpy(years)[:, None]
-    features = polynomial_features(co2.t_scale(t_all)[:, 0], best_degree)
-    model = load_model(cfg, run, f"poly_d{best_degree}", make_model("linear", best_degree))
+    features = polynomial_features(co2.x_scale(t_all)[:, 0], best_degree)
+    model = load_poly_model(run, best_degree)
     with torch.no_grad():
         fit = co2.y_scale.inverse(model(features).squeeze(1)).numpy()
     fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
@@ -398,30 +398,3 @@ def plot_polynomials(cfg: Config, run: Run, co2: PolyData, poly: dict, best_degr
     fig.tight_layout()
     fig.savefig(run.plot_path("polynomial_fits"), dpi=100)
     plt.close(fig)
-
-
-# ---- checkpoints → models ------------------------------------------------------------------------
-def load_model(cfg: Config, run: Run, variant: str, model: nn.Module, which: str = "last") -> nn.Module:
-    path = run.dir / "variants" / variant / "checkpoints" / f"{which}.pt"
-    model.load_state_dict(load_checkpoint(path, "regression", config_hash(cfg))["state"]["model"])
-    return model.eval()
-
-
-def load_arm_model(cfg: Config, run: Run, arm: str) -> nn.Module:
-    """Linear arms: the last step; MLP arms: the step with the lowest validation MSE (best.pt)."""
-    kind = ARMS[arm][0]
-    return load_model(cfg, run, arm, make_model(kind, 10, cfg.mlp_hidden), "best" if kind == "mlp" else "last")
-
-
-def evaluate(cfg: Config, run: Run) -> dict[str, float | None]:
-    """Every test metric recomputed from the saved checkpoints (diverged arms stay None)."""
-    data, co2 = load_diabetes(cfg), load_co2(cfg)
-    results = {}
-    for arm in ARMS:
-        diverged = (run.variant(arm).result or {}).get("diverged_at") is not None
-        model = make_model(ARMS[arm][0], 10, cfg.mlp_hidden) if diverged else load_arm_model(cfg, run, arm)
-        results[arm] = {"diverged_at": 0 if diverged else None, **test_metrics(model, data, ARMS[arm][2], diverged)}
-    poly = {d: poly_metrics(load_model(cfg, run, f"poly_d{d}", make_model("linear", d)), co2, d)
-            for d in range(1, cfg.max_degree + 1)}
-    best_degree = min(poly, key=lambda d: poly[d]["val_mse"])
-    return collect_metrics(cfg, data, co2, results, poly, best_degree)
