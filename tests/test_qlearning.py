@@ -7,7 +7,7 @@ import pytest
 
 from conftest import only_run_dir, read_summary
 from torch_cookbook.nn.rl import make_env
-from torch_cookbook.recipes.qlearning import Config, QTable, terminal_states, value_iteration
+from torch_cookbook.recipes.qlearning import Config, QTable, q_update, terminal_states, value_iteration
 
 
 def frozenlake(slippery: bool):
@@ -41,6 +41,16 @@ def test_q_table_state_dict_round_trip():
     other = QTable(4, 2)
     other.load_state_dict(table.state_dict())
     assert np.array_equal(other.values, table.values) and other.greedy(3) == 1
+
+
+def test_q_update_moves_alpha_towards_the_td_target_and_bootstraps_unless_terminated():
+    q = np.zeros((3, 2))
+    q[1] = [2.0, 4.0]  # max_a' Q(s'=1, a') = 4
+    q_update(q, 0, 1, reward=1.0, next_state=1, terminated=0.0, alpha=0.5, gamma=0.9)  # truncated or running on
+    assert q[0, 1] == pytest.approx(0.5 * (1.0 + 0.9 * 4.0))
+    q_update(q, 2, 0, reward=1.0, next_state=1, terminated=1.0, alpha=0.5, gamma=0.9)  # s' terminal: no bootstrap
+    assert q[2, 0] == pytest.approx(0.5)
+    assert q[0, 0] == 0 and q[2, 1] == 0 and list(q[1]) == [2.0, 4.0]  # only Q(s, a) moves
 
 
 def test_q_learning_converges_to_value_iteration_on_the_deterministic_lake(cli, tmp_path):

@@ -76,16 +76,17 @@ def test_each_method_trains_at_its_own_learning_rate():
 
 def test_lpft_trains_the_head_alone_first_then_everything(cli, tmp_path, monkeypatch):
     from conftest import only_run_dir
+    from torch_cookbook.engine import trainer
     from torch_cookbook.engine.checkpoint import load_checkpoint
 
     sizes = []  # parameters in the optimizer of every training step, in order
-    real_step = transfer.backward_step
+    real_update = trainer.apply_update
 
     def spy(loss, optimizer, *args, **kwargs):
         sizes.append(sum(p.numel() for g in optimizer.param_groups for p in g["params"]))
-        return real_step(loss, optimizer, *args, **kwargs)
+        return real_update(loss, optimizer, *args, **kwargs)
 
-    monkeypatch.setattr(transfer, "backward_step", spy)
+    monkeypatch.setattr(trainer, "apply_update", spy)  # every Trainer.backward goes through it
     code, _, err = cli("run", "transfer", "--profile", "smoke", "--steps", "5", "--lpft_probe_steps", "3",
                        "--runs-root", tmp_path, "--threads", "1")
     assert code == 0, err

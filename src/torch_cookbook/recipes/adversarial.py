@@ -1,14 +1,16 @@
 """Adversarial training on Fashion-MNIST: standard vs FGSM with random start ("fast") vs PGD training.
 
 Seed Q65 lists four steps (model, loss, an adversarial-example generator, train on clean and adversarial
-inputs) without code. This recipe writes them out: FGSM and PGD (L∞) from `torch_cookbook.nn.attacks`,
-three models trained the same number of steps, each measured on clean test images and under a PGD-20
-attack at ε = 0.1, plus an accuracy-vs-ε curve and a picture of clean vs adversarial examples.
+inputs) without code. This recipe writes them out: an L∞ attack (`pgd_attack`, FGSM with a random start)
+crafts each training batch's adversarial half, `training_loss` mixes it with the clean half, and three
+models trained the same number of steps are measured on clean test images and under a PGD-20 attack at
+ε = 0.1, with an accuracy-vs-ε curve and a picture of clean vs adversarial examples.
+
+Docs: docs/adversarial.md
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import matplotlib
@@ -20,11 +22,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from torch_cookbook.data import fashion_mnist
-from torch_cookbook.engine.checkpoint import load_checkpoint
-from torch_cookbook.engine.config import BaseConfig, ConfigError, Target, config_hash, param
-from torch_cookbook.engine.loop import accuracy, autocast, backward_step, grad_scaler, minibatches, take
-from torch_cookbook.engine.progress import Progress
+from torch_cookbook.engine.config import BaseConfig, ConfigError, Target, param
+from torch_cookbook.engine.loop import accuracy, autocast, batches, cosine_decay, grad_scaler, take
 from torch_cookbook.engine.runs import Run
+from torch_cookbook.engine.trainer import Trainer
 from torch_cookbook.nn.attacks import ATTACKS, fgsm, pgd_linf
 
 seed_question = "Q65 Adversarial training"
@@ -41,7 +42,7 @@ class Config(BaseConfig):
                        low=0, high=1, low_open=True)
     train_eps: float = param(0.0, "L∞ budget of the training attacks (0 = same as --eps); evaluation always "
                              "uses --eps", low=0, high=1)
-    # 0.5 was chosen on validation, not on the test set (docs/adversarial.md).
+    # The default was chosen on validation, never on the test set (docs/adversarial.md).
     adv_weight: float = param(0.5, "weight w of the adversarial term in the fgsm_rs/pgd training loss "
                               "(1 - w) CE(clean) + w CE(adversarial); 1 = attacked only (Madry et al.)",
                               low=0, high=1)
@@ -92,54 +93,25 @@ targets = [
 VARIANTS = ("standard", "fgsm_rs", "pgd")
 
 
-# ---- model ---------------------------------------------------------------------------------------
-class SmallCNN(nn.Module):
-    """Two strided convs and an MLP head. Normalisation is inside the model so that the attacks and ε
-    work in pixel units on images in [0, 1]. Strided convs instead of pooling keep it cheap on a CPU."""
+# ---- the technique: attacks, and the adversarial training loss -------------------------------------
+def pgd_attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+    """PGD in L∞ (Madry et al. 2018): from a uniform random point in the ε-ball, `steps` times
+    x_adv ← project_ε(x_adv + α · sign(∇ₓ CE(model(x_adv), y))), then clamp to [0, 1].
 
-    def __init__(self, width: int = 32) -> None:
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(1, width, 5, stride=2, padding=2), nn.ReLU(),          # 28 -> 14
-            nn.Conv2d(width, 2 * width, 3, stride=2, padding=1), nn.ReLU(),  # 14 -> 7
-        )
-        self.head = nn.Sequential(nn.Flatten(), nn.Linear(2 * width * 7 * 7, 128), nn.ReLU(), nn.Linear(128, 10))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = (x - 0.2860) / 0.3530  # Fashion-MNIST train mean/std
-        return self.head(self.features(x))
+    α = 2.5 ε / steps lets the attack cross the ball and come back within its budget. The loop itself is
+    `torch_cookbook.nn.attacks.pgd_linf`, which takes the gradient with respect to the input only."""
+    return pgd_linf(model, x, y, eps, alpha=2.5 * eps / steps, steps=steps, generator=generator)
 
 
-# ---- data ----------------------------------------------------------------------------------------
-def load_data(cfg: Config) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(train images, labels, evaluation images, labels), images in [0, 1] (not standardised: ε is a pixel
-    budget). With `val_size` the evaluation set is the last `val_size` of the training images, and the
-    model trains on the rest: hyper-parameters are chosen there, never on the test set."""
-    data = fashion_mnist.load()
-    n_train = cfg.train_subset or len(data.train_labels)
-    x_train = fashion_mnist.as_float(data.train_images[:n_train], normalize=False)
-    y_train = data.train_labels[:n_train]
-    if cfg.val_size:
-        cut = n_train - cfg.val_size
-        return x_train[:cut], y_train[:cut], x_train[cut:], y_train[cut:]
-    n_test = cfg.test_subset or len(data.test_labels)
-    x_test = fashion_mnist.as_float(data.test_images[:n_test], normalize=False)
-    return x_train, y_train, x_test, data.test_labels[:n_test]
-
-
-def metric_name(cfg: Config, name: str) -> str:
-    """Validation runs report val_* metrics, so they can never be mistaken for (or checked as) test results."""
-    return f"val_{name}" if cfg.val_size else name
-
-
-# ---- attacks used in training and evaluation ------------------------------------------------------
 def adversarial_batch(variant: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: Config) -> torch.Tensor:
-    """The attacked inputs for this batch, at the training ε. Random starts use the global torch RNG, whose
+    """The attacked inputs for this batch, at the training ε: one FGSM step of `fgsm_alpha` ε from a random
+    start (Wong et al. 2020) or PGD with `train_pgd_steps`. Random starts use the global torch RNG, whose
     state the checkpoint saves, so a resumed run draws the same noise."""
     eps = cfg.attack_eps
     if variant == "fgsm_rs":
         return fgsm(model, x, y, eps, random_start=True, alpha=cfg.fgsm_alpha * eps)
-    return pgd_linf(model, x, y, eps, alpha=2.5 * eps / cfg.train_pgd_steps, steps=cfg.train_pgd_steps)
+    return pgd_attack(model, x, y, eps, cfg.train_pgd_steps)
 
 
 def training_loss(variant: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: Config) -> torch.Tensor:
@@ -162,74 +134,21 @@ def training_loss(variant: str, model: nn.Module, x: torch.Tensor, y: torch.Tens
         return (1 - w) * F.cross_entropy(logits[:len(x)], y) + w * F.cross_entropy(logits[len(x):], y)
 
 
-def robust_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, cfg: Config,
-                    device: torch.device, batch_size: int = 500) -> float:
-    """Accuracy on adversarial examples made by the evaluation attack against this model (eval mode).
+class SmallCNN(nn.Module):
+    """Two strided convs and an MLP head. Normalisation is inside the model so that the attacks and ε
+    work in pixel units on images in [0, 1]. Strided convs instead of pooling keep it cheap on a CPU."""
 
-    The PGD random start comes from a generator seeded by the run's seed, so `cookbook eval` and a
-    resumed run measure the same number."""
-    model.eval()
-    gen = torch.Generator(device=device).manual_seed(cfg.seed + 12345)
-    correct = 0
-    for i in range(0, len(x), batch_size):
-        xb, yb = x[i:i + batch_size].to(device), y[i:i + batch_size].to(device)
-        if cfg.attack == "fgsm":
-            x_adv = fgsm(model, xb, yb, eps)
-        else:
-            x_adv = pgd_linf(model, xb, yb, eps, alpha=2.5 * eps / cfg.eval_attack_steps,
-                             steps=cfg.eval_attack_steps, generator=gen)
-        with torch.inference_mode():
-            correct += (model(x_adv).argmax(1) == yb).sum().item()
-    return correct / len(x)
+    def __init__(self, width: int = 32) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(1, width, 5, stride=2, padding=2), nn.ReLU(),          # 28 -> 14
+            nn.Conv2d(width, 2 * width, 3, stride=2, padding=1), nn.ReLU(),  # 14 -> 7
+        )
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(2 * width * 7 * 7, 128), nn.ReLU(), nn.Linear(128, 10))
 
-
-# ---- train one variant ---------------------------------------------------------------------------
-def train_variant(cfg: Config, run: Run, variant: str, data: tuple) -> dict[str, float | None]:
-    x_train, y_train, x_test, y_test = data
-    torch.manual_seed(cfg.seed)  # same initialisation for every variant
-    model = SmallCNN(cfg.width).to(run.device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    # cosine decay: adversarial training is known to overfit late in training at a high learning rate
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * s / cfg.steps)))
-    scaler = grad_scaler(run.device, cfg.amp)
-    ckpt = run.checkpointer(every=cfg.eval_every, model=model, optimizer=optimizer, scheduler=scheduler,
-                            scaler=scaler)
-    start = ckpt.restore()
-
-    batches = minibatches(len(x_train), cfg.batch_size, cfg.seed, start_step=start)
-    with Progress(cfg.steps, f"{run.name}", start=start) as bar:
-        for step, _epoch, idx in batches:
-            if step >= cfg.steps:
-                break
-            x, y = take(idx, x_train, y_train, device=run.device)
-            loss = training_loss(variant, model, x, y, cfg)
-            backward_step(loss, optimizer, scaler)
-            scheduler.step()
-            done = step + 1
-            bar.advance(1, loss=loss.item())
-            if done % cfg.eval_every == 0 or done == cfg.steps:
-                clean = accuracy(model, x_test, y_test, run.device)
-                run.log({"train/loss": loss.item(), f"eval/{metric_name(cfg, 'clean_accuracy')}": clean}, done)
-            ckpt.after_step(done, loss)
-    ckpt.save(cfg.steps)
-
-    return run.finish(measure(cfg, model, x_test, y_test, run.device))
-
-
-def measure(cfg: Config, model: nn.Module, x_test: torch.Tensor, y_test: torch.Tensor,
-            device: torch.device) -> dict[str, float]:
-    """Clean accuracy on the whole evaluation set (test, or validation with `val_size`), robust accuracy on
-    its first `eval_subset` images."""
-    n = cfg.eval_subset
-    return {"clean_accuracy": accuracy(model, x_test, y_test, device),
-            "robust_accuracy": robust_accuracy(model, x_test[:n], y_test[:n], cfg.eps, cfg, device)}
-
-
-def load_variant_model(cfg: Config, run: Run, name: str) -> nn.Module:
-    model = SmallCNN(cfg.width).to(run.device)
-    ckpt = load_checkpoint(run.dir / "variants" / name / "checkpoints" / "last.pt", "adversarial", config_hash(cfg))
-    model.load_state_dict(ckpt["state"]["model"])
-    return model.eval()
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = (x - 0.2860) / 0.3530  # Fashion-MNIST train mean/std
+        return self.head(self.features(x))
 
 
 # ---- the recipe ----------------------------------------------------------------------------------
@@ -257,12 +176,100 @@ def run(cfg: Config, run: Run) -> dict[str, float | None]:
     return metrics
 
 
+def train_variant(cfg: Config, run: Run, variant: str, data: tuple) -> dict[str, float | None]:
+    x_train, y_train, x_test, y_test = data
+    torch.manual_seed(cfg.seed)  # same initialisation for every variant
+    model = SmallCNN(cfg.width).to(run.device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    # cosine decay: adversarial training is known to overfit late in training at a high learning rate
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_decay(cfg.steps))
+    trainer = Trainer(run, cfg.steps, every=cfg.eval_every, description=run.name, model=model,
+                      optimizer=optimizer, scheduler=scheduler, scaler=grad_scaler(run.device, cfg.amp))
+
+    for step, idx in trainer.steps(batches(len(x_train), cfg.batch_size, cfg.seed, trainer.start)):
+        x, y = take(idx, x_train, y_train, device=run.device)
+        loss = training_loss(variant, model, x, y, cfg)  # the attack runs inside, on this batch
+        trainer.backward(loss)
+        scheduler.step()
+        done = step + 1
+        if done % cfg.eval_every == 0 or done == cfg.steps:
+            clean = accuracy(model, x_test, y_test, run.device)
+            run.log({"train/loss": loss.item(), f"eval/{metric_name(cfg, 'clean_accuracy')}": clean}, done)
+
+    return run.finish(measure(cfg, model, x_test, y_test, run.device))
+
+
+# ---- evaluation ----------------------------------------------------------------------------------
+def robust_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, cfg: Config,
+                    device: torch.device, batch_size: int = 500) -> float:
+    """Accuracy on adversarial examples made by the evaluation attack against this model (eval mode).
+
+    The PGD random start comes from a generator seeded by the run's seed, so `cookbook eval` and a
+    resumed run measure the same number."""
+    model.eval()
+    gen = torch.Generator(device=device).manual_seed(cfg.seed + 12345)
+    correct = 0
+    for i in range(0, len(x), batch_size):
+        xb, yb = x[i:i + batch_size].to(device), y[i:i + batch_size].to(device)
+        if cfg.attack == "fgsm":
+            x_adv = fgsm(model, xb, yb, eps)
+        else:
+            x_adv = pgd_attack(model, xb, yb, eps, cfg.eval_attack_steps, generator=gen)
+        with torch.inference_mode():
+            correct += (model(x_adv).argmax(1) == yb).sum().item()
+    return correct / len(x)
+
+
+def measure(cfg: Config, model: nn.Module, x_test: torch.Tensor, y_test: torch.Tensor,
+            device: torch.device) -> dict[str, float]:
+    """Clean accuracy on the whole evaluation set (test, or validation with `val_size`), robust accuracy on
+    its first `eval_subset` images."""
+    n = cfg.eval_subset
+    return {"clean_accuracy": accuracy(model, x_test, y_test, device),
+            "robust_accuracy": robust_accuracy(model, x_test[:n], y_test[:n], cfg.eps, cfg, device)}
+
+
 def accuracy_vs_eps(cfg: Config, models: dict[str, nn.Module], x: torch.Tensor, y: torch.Tensor,
                     device: torch.device) -> dict[str, list[tuple[float, float]]]:
     return {name: [(eps, robust_accuracy(model, x, y, eps, cfg, device)) for eps in cfg.curve_eps]
             for name, model in models.items()}
 
 
+def load_variant_model(cfg: Config, run: Run, name: str) -> nn.Module:
+    model = SmallCNN(cfg.width).to(run.device)
+    run.variant(name).load(model)
+    return model.eval()
+
+
+def evaluate(cfg: Config, run: Run) -> dict[str, float]:
+    """Clean and robust accuracy of each variant, recomputed from its saved checkpoint."""
+    _, _, x_test, y_test = load_data(cfg)
+    out = {}
+    for name in VARIANTS:
+        m = measure(cfg, load_variant_model(cfg, run, name), x_test, y_test, run.device)
+        out[metric_name(cfg, f"{name}_clean_accuracy")] = m["clean_accuracy"]
+        out[metric_name(cfg, f"{name}_robust_accuracy")] = m["robust_accuracy"]
+    return out
+
+
+# ---- data ----------------------------------------------------------------------------------------
+def load_data(cfg: Config) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(train images, labels, evaluation images, labels), images in [0, 1] (not standardised: ε is a pixel
+    budget). With `val_size` the evaluation set is the last `val_size` of the training images, and the
+    model trains on the rest: hyper-parameters are chosen there, never on the test set."""
+    x_train, y_train, x_test, y_test = fashion_mnist.subsets(cfg.train_subset, cfg.test_subset, normalize=False)
+    if cfg.val_size:
+        cut = len(x_train) - cfg.val_size
+        return x_train[:cut], y_train[:cut], x_train[cut:], y_train[cut:]
+    return x_train, y_train, x_test, y_test
+
+
+def metric_name(cfg: Config, name: str) -> str:
+    """Validation runs report val_* metrics, so they can never be mistaken for (or checked as) test results."""
+    return f"val_{name}" if cfg.val_size else name
+
+
+# ---- plots ---------------------------------------------------------------------------------------
 def plot_curve(cfg: Config, run: Run, curve: dict[str, list[tuple[float, float]]]) -> None:
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     for name, points in curve.items():
@@ -285,8 +292,7 @@ def plot_examples(cfg: Config, run: Run, models: dict[str, nn.Module], x: torch.
     for r, (label, images, model) in enumerate(rows):
         if images is None:
             gen = torch.Generator(device=run.device).manual_seed(cfg.seed)
-            images = pgd_linf(model, x.to(run.device), y.to(run.device), cfg.eps, alpha=2.5 * cfg.eps / 20,
-                              steps=20, generator=gen).cpu()
+            images = pgd_attack(model, x.to(run.device), y.to(run.device), cfg.eps, 20, generator=gen).cpu()
         with torch.inference_mode():
             pred = model(images.to(run.device)).argmax(1).cpu()
         for c in range(len(x)):
@@ -301,14 +307,3 @@ def plot_examples(cfg: Config, run: Run, models: dict[str, nn.Module], x: torch.
     fig.tight_layout()
     fig.savefig(run.plot_path("examples"), dpi=90)
     plt.close(fig)
-
-
-def evaluate(cfg: Config, run: Run) -> dict[str, float]:
-    """Clean and robust accuracy of each variant, recomputed from its saved checkpoint."""
-    _, _, x_test, y_test = load_data(cfg)
-    out = {}
-    for name in VARIANTS:
-        m = measure(cfg, load_variant_model(cfg, run, name), x_test, y_test, run.device)
-        out[metric_name(cfg, f"{name}_clean_accuracy")] = m["clean_accuracy"]
-        out[metric_name(cfg, f"{name}_robust_accuracy")] = m["robust_accuracy"]
-    return out

@@ -2,9 +2,12 @@
 
 Seed Q37 describes "Q-learning with a neural network" in five steps and no code. Done naively (learn
 from each transition as it arrives, bootstrap from the network being trained, treat the time limit as
-death) it does not learn CartPole reliably. This recipe adds what makes it work, one line each in the
-loop below: a replay buffer, a slowly-moving target network, an exploration schedule, the Huber loss
-with gradient clipping, Double DQN, and bootstrapping through truncation (not termination).
+death) it does not learn CartPole reliably. This recipe adds what makes it work: `dqn_loss` regresses
+Q(s, a) on a TD target from a slowly-moving target network (Double DQN, bootstrapping through truncation
+but not termination), with the Huber loss and gradient clipping; `run()` explores ε-greedily and learns
+from minibatches of a replay buffer, checkpointing between episodes.
+
+Docs: docs/dqn.md
 """
 
 from __future__ import annotations
@@ -23,8 +26,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from torch_cookbook.engine.checkpoint import EpisodeCheckpointer, load_checkpoint
-from torch_cookbook.engine.config import BaseConfig, Target, config_hash, param
+from torch_cookbook.engine.checkpoint import EpisodeCheckpointer
+from torch_cookbook.engine.config import BaseConfig, Target, param
 from torch_cookbook.engine.loop import autocast, backward_step, grad_scaler
 from torch_cookbook.engine.progress import Progress
 from torch_cookbook.engine.runs import Run
@@ -42,7 +45,6 @@ from torch_cookbook.nn.rl import (
     make_env,
     next_state_value,
     polyak_update,
-    td_target,
 )
 
 seed_question = "Q37 Reinforcement learning"
@@ -53,9 +55,8 @@ EXPLORE, ACTIONS = 10, 11  # seed streams of training episodes: the ε coin flip
 
 @dataclass
 class Config(BaseConfig):
-    # One thread by default: 64-unit Q-networks and one environment step per update, where a second thread
-    # made the full profile slower (28.6 s wall at one thread, 32.5 s at two, for twice the CPU;
-    # docs/performance.md).
+    # One thread by default: a second thread only adds synchronisation to a 64-unit network that steps once per
+    # environment step (docs/performance.md).
     threads: int = param(1, "torch intra-op threads; 0 = one per core (at most 4)", low=0, high=256)
     env_id: str = param("CartPole-v1", "gymnasium environment: vector observations, discrete actions")
     total_steps: int = param(100_000, "environment steps of training", low=1)
@@ -98,25 +99,22 @@ targets = [
     Target("cpu_time_s", "<=", 600.0),  # within 10 minutes of CPU time for the 100k environment steps
 ]
 
-_CHECKED: dict[str, tuple[int, int]] = {}
 
+# ---- the technique: the TD target and the loss -------------------------------------------------------
+def dqn_loss(q: nn.Module, target: nn.Module, batch: dict[str, torch.Tensor], gamma: float,
+             double: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Huber loss between Q(s, a) and the TD target y = r + γ·(1 − terminated)·V(s'); also the mean max-Q.
 
-# ---- environment ---------------------------------------------------------------------------------
-def check_env(env_id: str) -> tuple[int, int]:
-    """(observation size, number of actions) or a one-line ConfigError: DQN needs discrete actions."""
-    if env_id not in _CHECKED:
-        import gymnasium as gym
-
-        env = make_env(env_id)
-        obs_space, act_space = env.observation_space, env.action_space
-        env.close()
-        if not isinstance(act_space, gym.spaces.Discrete):
-            raise ConfigError(f"--env_id {env_id}: DQN needs discrete actions, this environment has "
-                              f"{type(act_space).__name__} actions {act_space}; try CartPole-v1 or Acrobot-v1")
-        if not isinstance(obs_space, gym.spaces.Box) or len(obs_space.shape) != 1:
-            raise ConfigError(f"--env_id {env_id}: this Q-network needs a vector observation, got {obs_space}")
-        _CHECKED[env_id] = (obs_space.shape[0], int(act_space.n))
-    return _CHECKED[env_id]
+    V(s') comes from the target network under no_grad (y is a fixed label, not something to optimise):
+    max_a' Q_target(s', a'), or with Double DQN Q_target(s', argmax_a' Q(s', a'))."""
+    q_all = q(batch["obs"])
+    q_taken = q_all.gather(1, batch["action"].unsqueeze(1)).squeeze(1)
+    next_v = next_state_value(q, target, batch["next_obs"], double)
+    # Bootstrap unless the episode *terminated* in s': a time limit truncates the episode, not the task.
+    y = batch["reward"] + gamma * (1 - batch["terminated"]) * next_v
+    # Huber: quadratic near 0, linear for large TD errors, so one surprising transition cannot blow up a step.
+    loss = nn.functional.smooth_l1_loss(q_taken.float(), y.float())
+    return loss, q_all.detach().max(1).values.mean()
 
 
 @torch.inference_mode()
@@ -124,77 +122,25 @@ def greedy_action(q: nn.Module, obs: np.ndarray) -> int:
     return int(q(torch.as_tensor(obs, dtype=torch.float32).unsqueeze(0)).argmax())
 
 
-def play(env: Any, policy: Any, seeds: list[int], frames: list | None = None) -> list[float]:
-    """Return of one episode per seed; `policy(obs) -> action`. Frames are collected when a list is given."""
-    returns = []
-    for s in seeds:
-        obs, _ = env.reset(seed=s)
-        env.action_space.seed(s + 1)  # random baseline: actions independent of the start state
-        total, done = 0.0, False
-        episode_frames = []
-        while not done:
-            obs, reward, terminated, truncated, _ = env.step(policy(obs))
-            total += float(reward)
-            done = terminated or truncated
-            if frames is not None:
-                episode_frames.append(env.render())
-        if frames is not None:
-            frames.append(episode_frames)
-        returns.append(total)
-    return returns
-
-
-def evaluate_policy(q: nn.Module, cfg: Config, stream: int, episodes: int) -> list[float]:
-    """Greedy returns over `episodes` episodes seeded from (cfg.seed, stream, i): the same set every call."""
-    env = make_env(cfg.env_id)  # the Q-network has no dropout or BatchNorm: train/eval mode do not matter
-    returns = play(env, lambda o: greedy_action(q, o), [episode_seed(cfg.seed, i, stream) for i in range(episodes)])
-    env.close()
-    return returns
-
-
-def random_policy_returns(cfg: Config, episodes: int) -> list[float]:
-    env = make_env(cfg.env_id)
-    returns = play(env, lambda o: env.action_space.sample(),
-                   [episode_seed(cfg.seed, i, BASELINE) for i in range(episodes)])
-    env.close()
-    return returns
-
-
 # ---- the recipe ----------------------------------------------------------------------------------
-def dqn_loss(q: nn.Module, target: nn.Module, batch: dict[str, torch.Tensor], gamma: float,
-             double: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Huber loss between Q(s, a) and the TD target (no gradient through the target); also mean max-Q."""
-    q_all = q(batch["obs"])
-    q_taken = q_all.gather(1, batch["action"].unsqueeze(1)).squeeze(1)
-    next_v = next_state_value(q, target, batch["next_obs"], double)  # computed under no_grad
-    y = td_target(batch["reward"], next_v, batch["terminated"], gamma)
-    # Huber: quadratic near 0, linear for large TD errors, so one surprising transition cannot blow up a step.
-    loss = nn.functional.smooth_l1_loss(q_taken.float(), y.float())
-    return loss, q_all.detach().max(1).values.mean()
-
-
-def build_q(cfg: Config) -> QNetwork:
-    obs_dim, n_actions = check_env(cfg.env_id)
-    return QNetwork(obs_dim, n_actions, cfg.hidden, cfg.layers)
-
-
 def run(cfg: Config, run: Run) -> dict[str, float | None]:
     env = make_env(cfg.env_id)
     obs_dim, _ = check_env(cfg.env_id)
     torch.manual_seed(cfg.seed)
     q = build_q(cfg)
     target = copy.deepcopy(q).requires_grad_(False)  # never in the optimizer; moved only by polyak_update
-    optimizer = torch.optim.Adam(q.parameters(), lr=cfg.lr, fused=True)  # fused: ~3x cheaper steps on CPU
+    optimizer = torch.optim.Adam(q.parameters(), lr=cfg.lr, fused=True)  # fused: one kernel per update on a CPU
     scaler = grad_scaler(run.device, cfg.amp)
     buffer = ReplayBuffer(min(cfg.buffer_size, cfg.total_steps), obs_dim, seed=cfg.seed)
+    # A gym environment's state cannot be saved, so last.pt is written only between episodes.
     ckpt = run.checkpointer(every=10_000, model=q, target=target, optimizer=optimizer, buffer=buffer)
     episodes = EpisodeCheckpointer(ckpt)
-    step = episodes.restore()
+    step = episodes.restore()  # environment steps so far
     episode = ckpt.extra.get("episode", 0)
+    stopped = ckpt.extra.get("stopped", False)  # a periodic evaluation reached stop_return
     cpu_before = ckpt.extra.get("cpu_time_s", 0.0)  # CPU seconds of earlier attempts (resume)
     cpu0, wall0, step0 = time.process_time(), time.perf_counter(), step
     loss = q_mean = None
-    stopped = ckpt.extra.get("stopped", False)  # a periodic evaluation reached stop_return
     epsilon = linear_epsilon(step, cfg.eps_start, cfg.eps_end, cfg.eps_steps)
 
     with Progress(cfg.total_steps, f"dqn {cfg.env_id}", start=step) as bar:
@@ -205,6 +151,7 @@ def run(cfg: Config, run: Run) -> dict[str, float | None]:
             coin = np.random.default_rng(episode_seed(cfg.seed, episode, EXPLORE))
             episode_return, done = 0.0, False
             while not done and step < cfg.total_steps and not stopped:
+                # act ε-greedily and remember the transition
                 epsilon = linear_epsilon(step, cfg.eps_start, cfg.eps_end, cfg.eps_steps)
                 action = env.action_space.sample() if coin.random() < epsilon else greedy_action(q, obs)
                 next_obs, reward, terminated, truncated, _ = env.step(action)
@@ -212,6 +159,7 @@ def run(cfg: Config, run: Run) -> dict[str, float | None]:
                 obs, episode_return, step = next_obs, episode_return + float(reward), step + 1
                 done = terminated or truncated
 
+                # learn from replayed minibatches; move the target network now and then
                 if step > cfg.learning_starts and step % cfg.train_every == 0:
                     for _ in range(cfg.gradient_steps):
                         batch = buffer.sample(cfg.batch_size)
@@ -221,14 +169,13 @@ def run(cfg: Config, run: Run) -> dict[str, float | None]:
                 if step % cfg.target_every == 0:
                     polyak_update(target, q, cfg.tau)
 
-                # NaN guard (on steps that trained), crash injection; no save mid-episode
+                # NaN guard (on steps that trained) and crash injection; never a save mid-episode
                 episodes.step(step, loss if step % cfg.train_every == 0 else None)
                 bar.advance(1, ret=episode_return, eps=epsilon)
                 if step % cfg.log_every == 0 and loss is not None:
-                    cpu = time.process_time() - cpu0
                     run.log({"train/td_loss": loss.item(), "train/q_max_mean": q_mean.item(), "train/epsilon": epsilon,
                              "perf/steps_per_s": (step - step0) / max(time.perf_counter() - wall0, 1e-9),
-                             "perf/cpu_time_s": cpu_before + cpu}, step)
+                             "perf/cpu_time_s": cpu_before + time.process_time() - cpu0}, step)
                 if step % cfg.eval_every == 0:
                     returns = evaluate_policy(q, cfg, EVAL, cfg.eval_episodes)
                     run.log({"eval/return_mean": float(np.mean(returns)), "eval/return_min": min(returns)}, step)
@@ -258,13 +205,7 @@ def run(cfg: Config, run: Run) -> dict[str, float | None]:
     return metrics
 
 
-def load_q(cfg: Config, run: Run, which: str = "best") -> QNetwork:
-    q = build_q(cfg)
-    ckpt = load_checkpoint(run.dir / "checkpoints" / f"{which}.pt", "dqn", config_hash(cfg))
-    q.load_state_dict(ckpt["state"]["model"])
-    return q.eval()
-
-
+# ---- evaluation ----------------------------------------------------------------------------------
 def evaluate(cfg: Config, run: Run) -> dict[str, float]:
     """Greedy returns of best.pt and last.pt over the same fresh episodes, and the random-policy baseline."""
     best = evaluate_policy(load_q(cfg, run, "best"), cfg, FINAL_EVAL, cfg.final_eval_episodes)
@@ -272,6 +213,74 @@ def evaluate(cfg: Config, run: Run) -> dict[str, float]:
     return {"eval_return_mean": float(np.mean(best)), "eval_return_std": float(np.std(best)),
             "eval_return_min": float(np.min(best)), "last_model_eval_return_mean": float(np.mean(last)),
             "random_policy_return": float(np.mean(random_policy_returns(cfg, cfg.final_eval_episodes)))}
+
+
+def evaluate_policy(q: nn.Module, cfg: Config, stream: int, episodes: int) -> list[float]:
+    """Greedy returns over `episodes` episodes seeded from (cfg.seed, stream, i): the same set every call."""
+    env = make_env(cfg.env_id)  # the Q-network has no dropout or BatchNorm: train/eval mode do not matter
+    returns = play(env, lambda o: greedy_action(q, o), [episode_seed(cfg.seed, i, stream) for i in range(episodes)])
+    env.close()
+    return returns
+
+
+def random_policy_returns(cfg: Config, episodes: int) -> list[float]:
+    env = make_env(cfg.env_id)
+    returns = play(env, lambda o: env.action_space.sample(),
+                   [episode_seed(cfg.seed, i, BASELINE) for i in range(episodes)])
+    env.close()
+    return returns
+
+
+def play(env: Any, policy: Any, seeds: list[int], frames: list | None = None) -> list[float]:
+    """Return of one episode per seed; `policy(obs) -> action`. Frames are collected when a list is given."""
+    returns = []
+    for s in seeds:
+        obs, _ = env.reset(seed=s)
+        env.action_space.seed(s + 1)  # random baseline: actions independent of the start state
+        total, done = 0.0, False
+        episode_frames = []
+        while not done:
+            obs, reward, terminated, truncated, _ = env.step(policy(obs))
+            total += float(reward)
+            done = terminated or truncated
+            if frames is not None:
+                episode_frames.append(env.render())
+        if frames is not None:
+            frames.append(episode_frames)
+        returns.append(total)
+    return returns
+
+
+def load_q(cfg: Config, run: Run, which: str = "best") -> QNetwork:
+    q = build_q(cfg)
+    run.load(q, which=which)
+    return q.eval()
+
+
+# ---- environment and network ---------------------------------------------------------------------
+_CHECKED: dict[str, tuple[int, int]] = {}
+
+
+def check_env(env_id: str) -> tuple[int, int]:
+    """(observation size, number of actions) or a one-line ConfigError: DQN needs discrete actions."""
+    if env_id not in _CHECKED:
+        import gymnasium as gym
+
+        env = make_env(env_id)
+        obs_space, act_space = env.observation_space, env.action_space
+        env.close()
+        if not isinstance(act_space, gym.spaces.Discrete):
+            raise ConfigError(f"--env_id {env_id}: DQN needs discrete actions, this environment has "
+                              f"{type(act_space).__name__} actions {act_space}; try CartPole-v1 or Acrobot-v1")
+        if not isinstance(obs_space, gym.spaces.Box) or len(obs_space.shape) != 1:
+            raise ConfigError(f"--env_id {env_id}: this Q-network needs a vector observation, got {obs_space}")
+        _CHECKED[env_id] = (obs_space.shape[0], int(act_space.n))
+    return _CHECKED[env_id]
+
+
+def build_q(cfg: Config) -> QNetwork:
+    obs_dim, n_actions = check_env(cfg.env_id)
+    return QNetwork(obs_dim, n_actions, cfg.hidden, cfg.layers)
 
 
 # ---- plots ---------------------------------------------------------------------------------------
@@ -311,35 +320,6 @@ def moving_average(values: Any, window: int) -> np.ndarray:
         lo = max(0, i + 1 - window)
         out[i] = (c[i + 1] - c[lo]) / (i + 1 - lo)
     return out
-
-
-def plot_seeds(run_dirs: list[Path], out: Path, grid: int = 2_500) -> None:
-    """Learning curve over several runs (e.g. the bench's seeds): mean training return with a min-max band.
-
-    `python -c "from torch_cookbook.recipes.dqn import plot_seeds; plot_seeds([...], 'curve.png')"`
-    """
-    import json
-
-    curves = []
-    for d in run_dirs:
-        records = [json.loads(line) for line in (Path(d) / "metrics.jsonl").read_text().splitlines()]
-        pts = [(r["step"], r["train/episode_return"]) for r in records if "train/episode_return" in r]
-        steps, returns = np.array([p[0] for p in pts]), moving_average([p[1] for p in pts], 20)
-        xs = np.arange(grid, steps.max() + 1, grid)
-        curves.append(np.interp(xs, steps, returns))
-    n = min(len(c) for c in curves)
-    ys = np.stack([c[:n] for c in curves])
-    xs = xs[:n]
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    ax.plot(xs, ys.mean(0), color="tab:blue", label=f"mean of {len(curves)} seeds")
-    ax.fill_between(xs, ys.min(0), ys.max(0), color="tab:blue", alpha=0.25, label="min-max over seeds")
-    ax.axhline(475, color="grey", linewidth=0.8, linestyle="--", label="target 475")
-    ax.set(xlabel="environment step", ylabel="training return (20-episode mean)", ylim=(0, 520),
-           title="DQN on CartPole-v1")
-    ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out, dpi=90)
-    plt.close(fig)
 
 
 # ---- predict -------------------------------------------------------------------------------------

@@ -1,12 +1,14 @@
 """Multi-task learning on real weather: from the previous 7 days, predict tomorrow's weather class
-(cross-entropy) and tomorrow's maximum temperature (MSE) with one shared network, against two separate
-single-task networks and naive baselines.
+(cross-entropy) and tomorrow's maximum temperature (MSE) with one shared network.
 
 Seed Q61 shows a multi-head network (method 1: one shared Linear, one Linear head per task) and a
 shared-trunk network (method 2: a deeper trunk, a small network per task), both trained on
-`CrossEntropyLoss + MSELoss` with equal weight. The recipe trains the shared-trunk model with the
-regression target standardised (fixed weights 1:1), the same with uncertainty weighting (Kendall et
-al. 2018), the seed's unscaled sum for comparison, and one network per task as the baseline.
+`CrossEntropyLoss + MSELoss` with equal weight. The recipe trains the shared trunk + heads (`MultiTaskNet`)
+with the regression target standardised (fixed weights 1:1), the same with uncertainty weighting (Kendall
+et al. 2018), the seed's unscaled sum for comparison, and one network per task as the baseline; the loss
+weighting is `losses()`. Naive forecasts (majority class, persistence) stand beside them.
+
+Docs: docs/multitask.md
 """
 
 from __future__ import annotations
@@ -23,11 +25,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from torch_cookbook.data import weather
-from torch_cookbook.engine.checkpoint import load_checkpoint
-from torch_cookbook.engine.config import BaseConfig, ConfigError, Target, config_hash, param
-from torch_cookbook.engine.loop import autocast, backward_step, grad_scaler, minibatches, take
-from torch_cookbook.engine.progress import Progress
+from torch_cookbook.engine.config import BaseConfig, ConfigError, Target, param
+from torch_cookbook.engine.loop import autocast, batches, eval_mode, grad_scaler, take
 from torch_cookbook.engine.runs import Run
+from torch_cookbook.engine.trainer import Trainer
 
 seed_question = "Q61 Multi-task learning"
 summary = "Seattle weather: one shared-trunk network for tomorrow's weather class + max temperature vs two networks."
@@ -35,8 +36,7 @@ summary = "Seattle weather: one shared-trunk network for tomorrow's weather clas
 
 @dataclass
 class Config(BaseConfig):
-    # One thread by default: 64-unit MLPs on about 1,100 training days, where a second thread made the quick
-    # profile slower (7.7 s wall at one thread, 8.2 s at two, for 1.5× the CPU; docs/performance.md).
+    # One thread by default: a second thread only adds synchronisation to these tiny MLPs (docs/performance.md).
     threads: int = param(1, "torch intra-op threads; 0 = one per core (at most 4)", low=0, high=256)
     lookback: int = param(7, "days of history per example", low=1, high=60)
     test_from: str = param("2015-01-01", "chronological split: targets from this date on are the test set")
@@ -86,11 +86,7 @@ VARIANTS = {
 }
 
 
-# ---- models --------------------------------------------------------------------------------------
-def mlp(n_in: int, hidden: int, n_out: int, dropout: float) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(n_in, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, n_out))
-
-
+# ---- the technique: a shared trunk, one head per task, weighted losses -------------------------------
 class MultiTaskNet(nn.Module):
     """A shared trunk and one small head per task (the seed's method 2, with dropout).
 
@@ -112,10 +108,14 @@ class MultiTaskNet(nn.Module):
         self.temp_head = head(1) if tasks in ("both", "temp") else None
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        h = self.trunk(x)
+        h = self.trunk(x)  # one representation, read by every head
         logits = self.class_head(h) if self.class_head is not None else None
         temp = self.temp_head(h).squeeze(1) if self.temp_head is not None else None
         return logits, temp
+
+
+def mlp(n_in: int, hidden: int, n_out: int, dropout: float) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(n_in, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, n_out))
 
 
 class UncertaintyWeights(nn.Module):
@@ -131,6 +131,122 @@ class UncertaintyWeights(nn.Module):
         return torch.exp(-s_c) * ce + 0.5 * s_c + 0.5 * torch.exp(-s_t) * mse + 0.5 * s_t
 
 
+def losses(name: str, model: MultiTaskNet, x: torch.Tensor, c: torch.Tensor, t: torch.Tensor, last: torch.Tensor,
+           d: Split, cfg: Config, weights: UncertaintyWeights | None) -> torch.Tensor:
+    """The variant's training loss: one task's, or both combined by its weighting (fixed, learned, unscaled)."""
+    _, tasks, weighting = VARIANTS[name]
+    logits, temp = model(x)
+    ce = F.cross_entropy(logits, c) if logits is not None else None
+    if temp is not None and weighting == "unscaled":
+        mse = F.mse_loss(temp, t)  # the seed: raw °C, so the MSE starts in the hundreds and dwarfs CE
+    elif temp is not None:
+        mse = F.mse_loss(temp, (t - last - d.d_mean) / d.d_std)  # standardised: MSE starts near 1, like CE
+    if tasks == "class":
+        return ce
+    if tasks == "temp":
+        return mse
+    if weighting == "uncertainty":
+        return weights(ce, mse)
+    if weighting == "fixed":
+        return cfg.class_weight * ce + cfg.temp_weight * mse
+    return ce + mse
+
+
+def temperature(name: str, temp: torch.Tensor, last: torch.Tensor, d: Split) -> torch.Tensor:
+    """The network's temperature output in °C: the seed's variants regress the level directly; the others
+    predict the standardised change from the last observed day."""
+    if VARIANTS[name][2] == "unscaled":
+        return temp
+    return last + temp * d.d_std + d.d_mean
+
+
+# ---- the recipe ----------------------------------------------------------------------------------
+def run(cfg: Config, run: Run) -> dict[str, float | None]:
+    d = load_data(cfg)
+    results = {}
+    for name in VARIANTS:
+        sub = run.variant(name)
+        results[name] = sub.result or train_variant(cfg, sub, name, d)
+    metrics: dict[str, float | None] = dict(d.baselines)
+    for name, r in results.items():
+        metrics.update({f"{name}_{k}": v for k, v in r.items()})
+    multi, single_c, single_t = results["multihead"], results["single_class"], results["single_temp"]
+    metrics["multihead_accuracy_gap"] = single_c["accuracy"] - multi["accuracy"]
+    metrics["multihead_mae_ratio"] = multi["mae"] / single_t["mae"]
+    metrics["multihead_param_ratio"] = multi["params"] / (single_c["params"] + single_t["params"])
+    metrics["multihead_accuracy_over_majority"] = multi["accuracy"] - d.baselines["majority_accuracy"]
+    metrics["multihead_mae_over_persistence"] = multi["mae"] / d.baselines["persistence_mae"]
+    if run.is_main:
+        plot_curves(run)
+    return metrics
+
+
+def train_variant(cfg: Config, run: Run, name: str, d: Split) -> dict[str, float]:
+    torch.manual_seed(cfg.seed)
+    model = build(cfg, name, d.x_train.shape[1]).to(run.device)
+    weights = UncertaintyWeights().to(run.device) if VARIANTS[name][2] == "uncertainty" else None
+    groups = [{"params": list(model.parameters())}]
+    if weights is not None:  # the log-variances are learned too, without weight decay pulling them to 0
+        groups.append({"params": list(weights.parameters()), "weight_decay": 0.0})
+    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # cosine decay to 0: with about a thousand noisy training days, the last steps at full lr jitter the metrics
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.steps)
+    trainer = Trainer(run, cfg.steps, every=cfg.eval_every, description=name, model=model, optimizer=optimizer,
+                      scheduler=scheduler, scaler=grad_scaler(run.device, cfg.amp), weights=weights)
+    model.train()
+    for step, idx in trainer.steps(batches(len(d.x_train), cfg.batch_size, cfg.seed, trainer.start)):
+        x, c, t, last = take(idx, d.x_train, d.c_train, d.t_train, d.last_train, device=run.device)
+        with autocast(run.device, cfg.amp):
+            loss = losses(name, model, x, c, t, last, d, cfg, weights)
+        trainer.backward(loss)
+        scheduler.step()
+        done = step + 1
+        if done % cfg.eval_every == 0 or done == cfg.steps:
+            test = test_metrics(name, model, d, run.device)
+            record = {"train/loss": loss.item(), **{f"eval/{k}": v for k, v in test.items()}}
+            if weights is not None:
+                record.update({"train/log_var_class": weights.log_var[0].item(),
+                               "train/log_var_temp": weights.log_var[1].item()})
+            run.log(record, done)
+    return run.finish({**test_metrics(name, model, d, run.device), "params": n_params(model)})
+
+
+# ---- evaluation ----------------------------------------------------------------------------------
+def test_metrics(name: str, model: MultiTaskNet, d: Split, device: torch.device) -> dict[str, float]:
+    """Test metrics of whichever heads the model has."""
+    out: dict[str, float] = {}
+    with eval_mode(model), torch.inference_mode():
+        logits, temp = model(d.x_test.to(device))
+    if logits is not None:
+        out.update(class_metrics(logits.argmax(1).cpu(), d.c_test))
+    if temp is not None:
+        out["mae"] = (temperature(name, temp.cpu(), d.last_test, d) - d.t_test).abs().mean().item()
+    return out
+
+
+def class_metrics(pred: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
+    """Accuracy and macro-F1 over the classes present in the test set (torchmetrics' definition)."""
+    from torchmetrics.functional.classification import multiclass_f1_score
+
+    present = torch.bincount(target, minlength=len(weather.CLASSES)) > 0
+    # torchmetrics averages over all classes; classes absent from the test set (snow in 2015) would count as 0
+    per_class = multiclass_f1_score(pred, target, num_classes=len(weather.CLASSES), average="none")
+    f1 = per_class[present].mean()
+    return {"accuracy": (pred == target).float().mean().item(), "macro_f1": f1.item()}
+
+
+def evaluate(cfg: Config, run: Run) -> dict[str, float]:
+    """Every variant's test metrics, recomputed from its checkpoint."""
+    d = load_data(cfg)
+    out = {}
+    for name in VARIANTS:
+        model = build(cfg, name, d.x_test.shape[1]).to(run.device)
+        run.variant(name).load(model)
+        out.update({f"{name}_{k}": v for k, v in test_metrics(name, model, d, run.device).items()})
+    return out
+
+
+# ---- models and data -----------------------------------------------------------------------------
 def build(cfg: Config, name: str, n_in: int) -> MultiTaskNet:
     arch, tasks, _ = VARIANTS[name]
     return MultiTaskNet(n_in, cfg.hidden, len(weather.CLASSES), cfg.dropout, tasks, linear_trunk=arch == "linear")
@@ -140,7 +256,6 @@ def n_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-# ---- data ----------------------------------------------------------------------------------------
 @dataclass
 class Split:
     x_train: torch.Tensor
@@ -178,121 +293,7 @@ def load_data(cfg: Config) -> Split:
                  w.last_temp[test], d_mean, d_std, baselines)
 
 
-def class_metrics(pred: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
-    """Accuracy and macro-F1 over the classes present in the test set (torchmetrics' definition)."""
-    from torchmetrics.functional.classification import multiclass_f1_score
-
-    present = torch.bincount(target, minlength=len(weather.CLASSES)) > 0
-    # torchmetrics averages over all classes; classes absent from the test set (snow in 2015) would count as 0
-    per_class = multiclass_f1_score(pred, target, num_classes=len(weather.CLASSES), average="none")
-    f1 = per_class[present].mean()
-    return {"accuracy": (pred == target).float().mean().item(), "macro_f1": f1.item()}
-
-
-# ---- train one variant ---------------------------------------------------------------------------
-def temperature(name: str, temp: torch.Tensor, last: torch.Tensor, d: Split) -> torch.Tensor:
-    """The network's temperature output in °C: the seed's variants regress the level directly; the others
-    predict the standardised change from the last observed day."""
-    if VARIANTS[name][2] == "unscaled":
-        return temp
-    return last + temp * d.d_std + d.d_mean
-
-
-def losses(name: str, model: MultiTaskNet, x: torch.Tensor, c: torch.Tensor, t: torch.Tensor, last: torch.Tensor,
-           d: Split, cfg: Config, weights: UncertaintyWeights | None) -> torch.Tensor:
-    _, tasks, weighting = VARIANTS[name]
-    logits, temp = model(x)
-    ce = F.cross_entropy(logits, c) if logits is not None else None
-    if temp is not None and weighting == "unscaled":
-        mse = F.mse_loss(temp, t)  # the seed: raw °C, so the MSE starts in the hundreds and dwarfs CE (~1.6)
-    elif temp is not None:
-        mse = F.mse_loss(temp, (t - last - d.d_mean) / d.d_std)  # standardised: MSE starts near 1, like CE
-    if tasks == "class":
-        return ce
-    if tasks == "temp":
-        return mse
-    if weighting == "uncertainty":
-        return weights(ce, mse)
-    if weighting == "fixed":
-        return cfg.class_weight * ce + cfg.temp_weight * mse
-    return ce + mse
-
-
-def test_metrics(name: str, model: MultiTaskNet, d: Split, device: torch.device) -> dict[str, float]:
-    """Test metrics of whichever heads the model has."""
-    was = model.training
-    model.eval()
-    out: dict[str, float] = {}
-    with torch.inference_mode():
-        logits, temp = model(d.x_test.to(device))
-    if logits is not None:
-        out.update(class_metrics(logits.argmax(1).cpu(), d.c_test))
-    if temp is not None:
-        out["mae"] = (temperature(name, temp.cpu(), d.last_test, d) - d.t_test).abs().mean().item()
-    model.train(was)
-    return out
-
-
-def train_variant(cfg: Config, run: Run, name: str, d: Split) -> dict[str, float]:
-    torch.manual_seed(cfg.seed)
-    model = build(cfg, name, d.x_train.shape[1]).to(run.device)
-    weights = UncertaintyWeights().to(run.device) if VARIANTS[name][2] == "uncertainty" else None
-    groups = [{"params": list(model.parameters())}]
-    if weights is not None:  # the log-variances are learned too, without weight decay pulling them to 0
-        groups.append({"params": list(weights.parameters()), "weight_decay": 0.0})
-    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    # cosine decay to 0: with ~1,000 noisy training days the last steps at full lr jitter the test metrics
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.steps)
-    scaler = grad_scaler(run.device, cfg.amp)
-    ckpt = run.checkpointer(every=cfg.eval_every, model=model, optimizer=optimizer, scheduler=scheduler,
-                            scaler=scaler, weights=weights)
-    start = ckpt.restore()
-    model.train()
-    batches = minibatches(len(d.x_train), cfg.batch_size, cfg.seed, start_step=start)
-    with Progress(cfg.steps, name, start=start) as bar:
-        for step, _epoch, idx in batches:
-            if step >= cfg.steps:
-                break
-            x, c, t, last = take(idx, d.x_train, d.c_train, d.t_train, d.last_train, device=run.device)
-            with autocast(run.device, cfg.amp):
-                loss = losses(name, model, x, c, t, last, d, cfg, weights)
-            backward_step(loss, optimizer, scaler)
-            scheduler.step()
-            done = step + 1
-            bar.advance(1, loss=loss.item())
-            if done % cfg.eval_every == 0 or done == cfg.steps:
-                test = test_metrics(name, model, d, run.device)
-                record = {"train/loss": loss.item(), **{f"eval/{k}": v for k, v in test.items()}}
-                if weights is not None:
-                    record.update({"train/log_var_class": weights.log_var[0].item(),
-                                   "train/log_var_temp": weights.log_var[1].item()})
-                run.log(record, done)
-            ckpt.after_step(done, loss)
-    ckpt.save(cfg.steps)
-    return run.finish({**test_metrics(name, model, d, run.device), "params": n_params(model)})
-
-
-# ---- the recipe ----------------------------------------------------------------------------------
-def run(cfg: Config, run: Run) -> dict[str, float | None]:
-    d = load_data(cfg)
-    results = {}
-    for name in VARIANTS:
-        sub = run.variant(name)
-        results[name] = sub.result or train_variant(cfg, sub, name, d)
-    metrics: dict[str, float | None] = dict(d.baselines)
-    for name, r in results.items():
-        metrics.update({f"{name}_{k}": v for k, v in r.items()})
-    multi, single_c, single_t = results["multihead"], results["single_class"], results["single_temp"]
-    metrics["multihead_accuracy_gap"] = single_c["accuracy"] - multi["accuracy"]
-    metrics["multihead_mae_ratio"] = multi["mae"] / single_t["mae"]
-    metrics["multihead_param_ratio"] = multi["params"] / (single_c["params"] + single_t["params"])
-    metrics["multihead_accuracy_over_majority"] = multi["accuracy"] - d.baselines["majority_accuracy"]
-    metrics["multihead_mae_over_persistence"] = multi["mae"] / d.baselines["persistence_mae"]
-    if run.is_main:
-        plot_curves(run)
-    return metrics
-
-
+# ---- plots ---------------------------------------------------------------------------------------
 def plot_curves(run: Run) -> None:
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
     for name in VARIANTS:
@@ -307,15 +308,3 @@ def plot_curves(run: Run) -> None:
     fig.tight_layout()
     fig.savefig(run.plot_path("test_curves"), dpi=100)
     plt.close(fig)
-
-
-def evaluate(cfg: Config, run: Run) -> dict[str, float]:
-    """Every variant's test metrics, recomputed from its checkpoint."""
-    d = load_data(cfg)
-    out = {}
-    for name in VARIANTS:
-        model = build(cfg, name, d.x_test.shape[1]).to(run.device)
-        ckpt = load_checkpoint(run.dir / "variants" / name / "checkpoints" / "last.pt", "multitask", config_hash(cfg))
-        model.load_state_dict(ckpt["state"]["model"])
-        out.update({f"{name}_{k}": v for k, v in test_metrics(name, model, d, run.device).items()})
-    return out

