@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import importlib
 import inspect
 import pkgutil
 import types
-import typing
 
 import pytest
 
@@ -15,15 +15,15 @@ import torch_cookbook.nn as tc_nn
 MODULES = [m.name for m in pkgutil.iter_modules(tc_nn.__path__) if not m.name.startswith("_")]
 
 
-def public_names(module: types.ModuleType) -> set[str]:
-    """Functions and classes the module defines, and its UPPER_CASE constants, unless named with a leading _."""
-    names = set()
-    for name, value in vars(module).items():
-        if name.startswith("_") or isinstance(value, (types.ModuleType, typing.TypeVar)):
-            continue
-        defined_here = (inspect.isfunction(value) or inspect.isclass(value)) and value.__module__ == module.__name__
-        if defined_here or (name.isupper() and not inspect.isclass(value) and not callable(value)):
-            names.add(name)
+def public_names(module: types.ModuleType, source: str | None = None) -> set[str]:
+    """Functions and classes the module defines, and the UPPER_CASE constants it assigns, unless named with _."""
+    names = {name for name, value in vars(module).items()
+             if not name.startswith("_") and (inspect.isfunction(value) or inspect.isclass(value))
+             and value.__module__ == module.__name__}
+    tree = ast.parse(source if source is not None else inspect.getsource(module))
+    for node in tree.body:
+        targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
+        names.update(t.id for t in targets if isinstance(t, ast.Name) and t.id.isupper() and not t.id.startswith("_"))
     return names
 
 
@@ -45,8 +45,17 @@ def test_every_exported_name_resolves(name):
 def test_the_completeness_check_can_fail():
     """A module with a public function missing from its __all__ is caught."""
     fake = types.ModuleType("torch_cookbook.nn.fake")
-    exec("def listed(): pass\ndef forgotten(): pass\n__all__ = ['listed']", fake.__dict__)
-    assert public_names(fake) - set(fake.__all__) == {"forgotten"}
+    source = "def listed(): pass\ndef forgotten(): pass\nLIMIT = 3\n__all__ = ['listed']"
+    exec(source, fake.__dict__)
+    assert public_names(fake, source) - set(fake.__all__) == {"forgotten", "LIMIT"}
+
+
+def test_no_name_is_exported_by_two_modules():
+    seen: dict[str, str] = {}
+    for module_name in MODULES:
+        for name in importlib.import_module(f"torch_cookbook.nn.{module_name}").__all__:
+            assert name not in seen, f"{name} is in the __all__ of both nn.{seen[name]} and nn.{module_name}"
+            seen[name] = module_name
 
 
 def test_unknown_name_is_an_attribute_error():

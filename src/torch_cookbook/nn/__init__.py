@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 
-
 def _exports() -> dict[str, str]:
     """{name: module} from each module's `__all__`, read from its source (nothing is imported here)."""
     where = {}

@@ -23,10 +23,10 @@ from torch_cookbook.data.cache import load_cached, store_cached
 from torch_cookbook.errors import CheckpointError
 
 __all__ = ["FashionClassifier", "FeatureExtractor", "load_classifier", "save_classifier", "train_classifier",
-           "cached_classifier"]
+           "cached_classifier", "classifier_accuracy"]
 
-CACHE_NAME = "fmnist_classifier_v1"
-TRAIN = {"seed": 1234, "epochs": 3, "batch_size": 128, "lr": 2e-3, "width": 16, "features": 128}
+_CACHE_NAME = "fmnist_classifier_v1"
+_TRAINING = {"seed": 1234, "epochs": 3, "batch_size": 128, "lr": 2e-3, "width": 16, "features": 128}
 
 
 class FashionClassifier(nn.Module):
@@ -66,23 +66,24 @@ class FeatureExtractor(nn.Module):
         return self.classifier.features(x.float())
 
 
-def train_classifier(data: fashion_mnist.FashionMNIST, seed: int = TRAIN["seed"]) -> tuple[FashionClassifier, float]:
+def train_classifier(data: fashion_mnist.FashionMNIST,
+                     seed: int = _TRAINING["seed"]) -> tuple[FashionClassifier, float]:
     """Train the instrument; returns (model in eval mode, test accuracy). Leaves the global RNG as it was."""
     with torch.random.fork_rng(devices=[]):  # the caller's random stream must not depend on the cache
         torch.manual_seed(seed)
-        model = FashionClassifier(TRAIN["width"], TRAIN["features"])
-        optimizer = torch.optim.Adam(model.parameters(), lr=TRAIN["lr"])
+        model = FashionClassifier(_TRAINING["width"], _TRAINING["features"])
+        optimizer = torch.optim.Adam(model.parameters(), lr=_TRAINING["lr"])
         x = fashion_mnist.as_float(data.train_images, normalize=False)
         y = data.train_labels
-        steps_per_epoch = len(x) // TRAIN["batch_size"]
-        total = TRAIN["epochs"] * steps_per_epoch
-        sched = torch.optim.lr_scheduler.OneCycleLR(optimizer, TRAIN["lr"], total_steps=total)
+        steps_per_epoch = len(x) // _TRAINING["batch_size"]
+        total = _TRAINING["epochs"] * steps_per_epoch
+        sched = torch.optim.lr_scheduler.OneCycleLR(optimizer, _TRAINING["lr"], total_steps=total)
         g = torch.Generator().manual_seed(seed)
         model.train()
-        for _ in range(TRAIN["epochs"]):
+        for _ in range(_TRAINING["epochs"]):
             order = torch.randperm(len(x), generator=g)
             for i in range(steps_per_epoch):
-                idx = order[i * TRAIN["batch_size"]:(i + 1) * TRAIN["batch_size"]]
+                idx = order[i * _TRAINING["batch_size"]:(i + 1) * _TRAINING["batch_size"]]
                 loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -106,19 +107,19 @@ def _to_blob(model: FashionClassifier, accuracy: float) -> dict[str, torch.Tenso
 def _from_blob(blob: dict[str, torch.Tensor]) -> tuple[FashionClassifier, float]:
     blob = dict(blob)
     accuracy = float(blob.pop("_meta.test_accuracy"))
-    model = FashionClassifier(TRAIN["width"], TRAIN["features"])
+    model = FashionClassifier(_TRAINING["width"], _TRAINING["features"])
     model.load_state_dict(blob)
     return model.eval(), accuracy
 
 
 def cached_classifier(data: fashion_mnist.FashionMNIST | None = None) -> tuple[FashionClassifier, float]:
     """The cached classifier (trained here on first use, ~20 s on one core) and its test accuracy."""
-    key = fashion_mnist.SOURCE_KEY + f";{sorted(TRAIN.items())}"
-    blob = load_cached(CACHE_NAME, key)
+    key = fashion_mnist.SOURCE_KEY + f";{sorted(_TRAINING.items())}"
+    blob = load_cached(_CACHE_NAME, key)
     if blob is not None:
         return _from_blob(blob)
     model, accuracy = train_classifier(data if data is not None else fashion_mnist.load())
-    store_cached(CACHE_NAME, key, _to_blob(model, accuracy))
+    store_cached(_CACHE_NAME, key, _to_blob(model, accuracy))
     return model, accuracy
 
 

@@ -16,9 +16,9 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from torch_cookbook.nn.attention import AttentionPooling  # re-exported: one implementation, with masks
+from torch_cookbook.nn.attention import AttentionPooling
 
-__all__ = ["AttentionPooling", "LSTMClassifier", "LSTMForecaster", "POOLINGS", "final_state", "last_valid_output",
+__all__ = ["LSTMClassifier", "LSTMForecaster", "POOLINGS", "final_state", "last_valid_output",
            "lengths_from_padding"]
 
 POOLINGS = ("last", "attention", "mean", "padded_last")  # LSTMClassifier's sequence summaries

@@ -22,7 +22,7 @@ from torch import nn
 from torch_cookbook.errors import ConfigError
 
 __all__ = ["backbone_parameters", "freeze_backbone", "grey_state_dict", "head_parameters", "imagenet_weights_path",
-           "load_imagenet_resnet18", "replace_head", "resnet18_grey"]
+           "load_imagenet_resnet18", "replace_head", "resnet18_grey", "imagenet_available"]
 
 
 def resnet18_grey(num_classes: int = 10) -> torchvision.models.ResNet:

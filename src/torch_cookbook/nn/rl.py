@@ -21,9 +21,9 @@ from torch import nn
 from torch_cookbook.errors import ConfigError
 
 __all__ = ["QNetwork", "ReplayBuffer", "linear_epsilon", "td_target", "next_state_value", "polyak_update",
-           "episode_seed", "make_env"]
+           "episode_seed", "make_env", "TRAIN", "EVAL", "FINAL_EVAL", "PREDICT", "BASELINE"]
 
-T = TypeVar("T", float, np.ndarray, torch.Tensor)
+_T = TypeVar("_T", float, np.ndarray, torch.Tensor)
 
 # Streams of episode seeds: training, periodic evaluation, final evaluation, predict, baselines.
 TRAIN, EVAL, FINAL_EVAL, PREDICT, BASELINE = range(5)
@@ -115,7 +115,7 @@ def linear_epsilon(step: int, start: float, end: float, duration: int) -> float:
 
 
 # ---- targets -------------------------------------------------------------------------------------
-def td_target(reward: T, next_value: T, terminated: T, gamma: float) -> T:
+def td_target(reward: _T, next_value: _T, terminated: _T, gamma: float) -> _T:
     """r + γ·V(s') unless the episode terminated in s' (then V(s') = 0 by definition).
 
     Pass `terminated`, never `terminated or truncated`: a time limit (truncation) stops the episode but

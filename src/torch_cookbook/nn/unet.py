@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["UNet", "dice_loss"]
+__all__ = ["UNet", "dice_loss", "DoubleConv", "Up"]
 
 
 class DoubleConv(nn.Sequential):
