@@ -3,6 +3,7 @@
 Seed Q38 explains the normalising formula. This recipe measures what it claims: how many steps each
 model needs to reach 90% Fashion-MNIST test accuracy, whether it survives a 10x learning rate, and the
 train/eval-mode difference that the seed leaves out (batch statistics vs running statistics).
+Docs: docs/batchnorm.md
 """
 
 from __future__ import annotations
