@@ -2,8 +2,8 @@
 `cookbook run --resume RUN_DIR`, and must end with the same metrics and the same final checkpoints
 (model, optimizer, scheduler and scaler states) as an uninterrupted run.
 
-Kill points per recipe: after 10%, 50% and 90% of its finished steps (counted as Checkpointer.after_step
-calls over the whole process, across variants), and inside the middle checkpoint write (after the data is
+Kill points per recipe: after 10%, 50% and 90% of its finished steps (engine.faults.CALLS, counted over
+the whole process, across variants), and inside the middle checkpoint write (after the data is
 on disk, before the rename). Slow: `make reliability` runs it on the quick profiles
 (COOKBOOK_MATRIX_PROFILE=quick); without that variable it uses the smoke profiles. CI (`-m "not slow"`)
 covers one kill point per recipe in test_recipe_contract.py.
@@ -35,7 +35,7 @@ KILL_POINTS = {"early": 0.1, "middle": 0.5, "late": 0.9, "in-save": None}
 @dataclass
 class Reference:
     run_dir: Path
-    calls: int  # Checkpointer.after_step calls of the uninterrupted run
+    calls: int  # finished steps of the uninterrupted run (engine.faults.CALLS)
     saves: int  # atomic writes of the uninterrupted run (checkpoints, plus any data cache it built)
 
 
