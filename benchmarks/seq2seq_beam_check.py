@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 
 from torch_cookbook.engine.config import from_dict
-from torch_cookbook.engine.runs import open_run_dir
-from torch_cookbook.nn.seq2seq import Hypothesis, beam_candidates, greedy_decode, rank_hypotheses
+from torch_cookbook.engine.runs import Run, open_run_dir
+from torch_cookbook.nn.seq2seq import Hypothesis, beam_candidates, greedy_decode, rank_hypotheses, text_metrics
 from torch_cookbook.recipes import seq2seq as recipe
 
 
@@ -41,17 +41,18 @@ def main() -> None:
     parser.add_argument("--old-commit", default="f048499", help="commit whose beam_search to compare with")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    cfg = from_dict(recipe.Config, open_run_dir(args.run_dir)["config"], source=str(args.run_dir / "config.json"))
+    info = open_run_dir(args.run_dir)
+    cfg = from_dict(recipe.Config, info["config"], source=str(args.run_dir / "config.json"))
     task = recipe.load_task(cfg, "names")
-    run = types.SimpleNamespace(dir=args.run_dir, device=torch.device("cpu"))
+    run = Run(args.run_dir, "seq2seq", cfg, info["profile"], torch.device("cpu"))
     model, _, _ = recipe.load_variant(cfg, run, "names_attention")
     refs = task.val_tgt
     changed = [i for i, (s, t) in enumerate(zip(task.val_src, refs)) if s != t]
 
     def chrf(hyps: list[Hypothesis]) -> str:
         texts = [task.tgt_vocab.decode(h.ids) for h in hyps]
-        everything = recipe.text_metrics(texts, refs)["chrf"]
-        subset = recipe.text_metrics([texts[i] for i in changed], [refs[i] for i in changed])["chrf"]
+        everything = text_metrics(texts, refs)["chrf"]
+        subset = text_metrics([texts[i] for i in changed], [refs[i] for i in changed])["chrf"]
         return f"chrF all {everything:6.2f}  changed {subset:6.2f}"
 
     def less_probable(hyps: list[Hypothesis], greedy: list[Hypothesis]) -> int:
@@ -60,7 +61,7 @@ def main() -> None:
     old = old_search(args.old_commit)
     greedy, found, before = [], [], {alpha: [] for alpha in cfg.length_alphas}
     seconds = {"new": 0.0, "old": 0.0}
-    for src, src_len in recipe.batches_of(cfg, task, task.val_src, torch.device("cpu")):
+    for src, src_len in task.batches(task.val_src, torch.device("cpu")):
         greedy += greedy_decode(model, src, src_len, task.max_tgt)
         start = time.process_time()
         found += beam_candidates(model, src, src_len, task.max_tgt, cfg.beam)

@@ -1,5 +1,6 @@
-"""seq2seq: vocabulary, padding-invariance of encoder and decoding, beam width 1 = greedy, data splits,
-scheduled sampling, resumable length-bucketed batches, and `cookbook predict` on bad input."""
+"""seq2seq: vocabulary, padding-invariance of encoder and decoding, beam width 1 = greedy, the recipe's decoder
+step = the model's, data splits, scheduled sampling, resumable length-bucketed batches, choosing the length
+normalisation, the summary table, and `cookbook predict` on bad input."""
 
 from __future__ import annotations
 
@@ -11,10 +12,14 @@ import torch
 
 from conftest import only_run_dir
 from torch_cookbook.data import dates, names
+from torch_cookbook.engine.loop import epoch_order
+from torch_cookbook.errors import ConfigError
+from torch_cookbook.nn import seq2seq as s2s
 from torch_cookbook.nn.seq2seq import (
     CharVocab,
     Hypothesis,
     Seq2Seq,
+    TextPairs,
     beam_candidates,
     beam_search,
     greedy_decode,
@@ -147,14 +152,42 @@ def test_unfinished_sequences_rank_after_finished_ones():
     assert [h.ids for h in rank_hypotheses(ranked, alpha=0.0)][:2] == [[4], [4, 5]]
 
 
+@pytest.mark.parametrize("attention,rnn", [("general", "gru"), ("additive", "lstm"), ("scaled_dot", "gru"),
+                                           ("none", "lstm")])
+def test_recipe_decoder_step_is_the_models(attention, rnn):
+    """The recipe spells the decoder step out; greedy and beam search run Decoder.forward. Same numbers, in
+    eval mode and in train mode with dropout (same random draws in the same order)."""
+    torch.manual_seed(0)
+    vocab = CharVocab.build(TEXTS)
+    model = Seq2Seq(len(vocab), len(vocab), embed=8, hidden=16, rnn=rnn, attention=attention, dropout=0.3)
+    src, lengths = vocab.batch(TEXTS)
+    tgt_in, _ = vocab.batch(["1985-01-06"] * len(TEXTS), sos=True, eos=False)
+    for train in (False, True):
+        model.train(train)
+        memory, mask, state = model.encode(src, lengths)
+        torch.manual_seed(1)
+        expected = model.decoder(tgt_in, state, memory, mask)
+        torch.manual_seed(1)
+        got = recipe.decoder_step(model.decoder, tgt_in, state, memory, mask)
+        assert torch.equal(got[0], expected[0])
+        states = list(zip(got[1], expected[1])) if rnn == "lstm" else [(got[1], expected[1])]  # (h, c) or h
+        assert all(torch.equal(a, b) for a, b in states)
+        assert (got[2] is None) == (attention == "none") and (got[2] is None or torch.equal(got[2], expected[2]))
+    model.eval()
+    batch = {"src": src, "src_len": lengths, "tgt_out": vocab.batch(["1985-01-06"] * len(TEXTS))[0]}
+    logits, _ = model(src, lengths, tgt_in)
+    loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), batch["tgt_out"].flatten(), ignore_index=0)
+    assert torch.equal(recipe.teacher_forced_loss(model, batch, tgt_in), loss)
+
+
 def test_scheduled_sampling_mix():
     model, vocab = make_model("general")
     src, lengths = vocab.batch(TEXTS)
     tgt_in, _ = vocab.batch(TEXTS, sos=True, eos=False)
     batch = {"src": src, "src_len": lengths, "tgt_in": tgt_in}
     g = torch.Generator().manual_seed(0)
-    assert torch.equal(recipe.mix_own_predictions(model, batch, 1.0, g), tgt_in)
-    mixed = recipe.mix_own_predictions(model, batch, 0.0, g)
+    assert torch.equal(s2s.mix_own_predictions(model, batch, 1.0, g), tgt_in)
+    mixed = s2s.mix_own_predictions(model, batch, 0.0, g)
     predicted = model(src, lengths, tgt_in)[0].argmax(-1)
     real = tgt_in[:, 1:] != vocab.pad_id
     assert torch.equal(mixed[:, 0], tgt_in[:, 0])  # <sos> is always given
@@ -162,16 +195,34 @@ def test_scheduled_sampling_mix():
     assert torch.equal(mixed[:, 1:][~real], tgt_in[:, 1:][~real])  # padding stays padding
 
 
+def test_teacher_forcing_schedule():
+    assert [s2s.teacher_forcing(s, 5, 1.0, 0.8) for s in (0, 2, 4)] == pytest.approx([1.0, 0.9, 0.8])
+    assert s2s.teacher_forcing(0, 1, 1.0, 0.8) == 1.0  # a one-step run does not divide by zero
+
+
 def test_bucketed_batches_cover_epoch_and_resume():
     lengths = torch.randint(1, 50, (203,))
-    first = list(itertools.islice(recipe.length_bucketed_batches(lengths, 10, seed=3), 45))
-    epoch0 = torch.cat([idx for _, e, idx in first if e == 0])
-    assert len(epoch0) == 200 and len(set(epoch0.tolist())) == 200
-    resumed = list(itertools.islice(recipe.length_bucketed_batches(lengths, 10, seed=3, start_step=27), 18))
-    for (s1, e1, i1), (s2, e2, i2) in zip(first[27:], resumed):
-        assert (s1, e1) == (s2, e2) and torch.equal(i1, i2)
-    spread = [int(lengths[idx].max() - lengths[idx].min()) for _, _, idx in first[:20]]
+    per_epoch = 20  # 203 // 10: the last 3 examples of each shuffle wait for a later epoch
+    first = list(itertools.islice(s2s.length_bucketed_batches(lengths, 10, 3, epoch_order), 45))
+    epoch0, epoch1 = torch.cat(first[:per_epoch]), torch.cat(first[per_epoch:2 * per_epoch])
+    assert len(epoch0) == 200 and len(set(epoch0.tolist())) == 200 and len(set(epoch1.tolist())) == 200
+    assert not torch.equal(epoch0, epoch1)  # each epoch has its own shuffle
+    resumed = list(itertools.islice(s2s.length_bucketed_batches(lengths, 10, 3, epoch_order, start_step=27), 18))
+    assert all(torch.equal(a, b) for a, b in zip(first[27:], resumed)) and len(resumed) == 18
+    spread = [int(lengths[idx].max() - lengths[idx].min()) for idx in first[:per_epoch]]
     assert sum(spread) / len(spread) < 20  # batches hold similar lengths (random batches: ~40)
+    with pytest.raises(ConfigError, match="larger than the 203"):
+        next(s2s.length_bucketed_batches(lengths, 300, 3, epoch_order))
+
+
+def test_trimmed_batch_cuts_shared_padding():
+    task = TextPairs("t", ["abc", "a", "abcdef"], ["xy", "x", "xyzw"], [], [], 5)
+    data = task.tensors(task.train_src, task.train_tgt)
+    batch = s2s.trimmed_batch(data, torch.tensor([1, 0]), torch.device("cpu"))
+    assert batch["src"].shape == (2, 4) and batch["tgt_in"].shape == batch["tgt_out"].shape == (2, 3)
+    assert batch["src_len"].tolist() == [2, 4]  # "a" + <eos>, "abc" + <eos>
+    assert task.src_vocab.decode(batch["src"][1].tolist()) == "abc"
+    assert task.tgt_vocab.decode(batch["tgt_out"][1].tolist()) == "xy"
 
 
 def test_dates_split_holds_out_calendar_days():
@@ -206,19 +257,51 @@ def test_names_validation_split_comes_from_the_training_side():
 
 
 def test_length_alpha_is_chosen_on_validation(monkeypatch):
-    """choose_length_alpha scores each alpha on the validation pairs only; ties go to the smaller alpha."""
-    cfg = recipe.Config(length_alphas=[0.0, 0.5, 1.0], beam=2)
-    task = recipe.Task("names", ["ab"], ["ab"], ["held out"], ["held out"], CharVocab.build(["ab"]),
-                       CharVocab.build(["ab", "ba"]), 4, val_src=["ab", "ba"], val_tgt=["ab", "ba"])
+    """choose_length_alpha scores each alpha on the validation pairs only; ties go to the smaller alpha. The
+    recipe reports the choice and every alpha's validation chrF with the variant's result."""
+    task = TextPairs("names", ["ab", "ba"], ["ab", "ba"], ["ab"], ["ab"], 4, val_src=["ab", "ba"],
+                     val_tgt=["ab", "ba"])
     a, b = task.tgt_vocab.stoi["a"], task.tgt_vocab.stoi["b"]
     # per validation input: "a" is more probable, "ab" has the better log-probability per step
     short, long = Hypothesis([a], -2.0, 0.0), Hypothesis([a, b], -2.2, 0.0)
-    monkeypatch.setattr(recipe, "beam_candidates", lambda *args: [[short, long], [short, long]])
-    monkeypatch.setattr(recipe, "greedy_decode", lambda model, src, *args: [short] * src.size(0))
-    alpha, val = recipe.choose_length_alpha(cfg, None, task, torch.device("cpu"))
+    searched = []
+    monkeypatch.setattr(s2s, "beam_candidates", lambda model, src, *args: searched.append(src.size(0)) or
+                        [[short, long]] * src.size(0))
+    monkeypatch.setattr(s2s, "beam_search", lambda model, src, *args: [[short, long]] * src.size(0))
+    monkeypatch.setattr(s2s, "greedy_decode", lambda model, src, *args: [short] * src.size(0))
+    alpha, chrf = s2s.choose_length_alpha(None, task, beam=2, alphas=[0.0, 0.5, 1.0])
     # alpha 0 picks "a" (log p -2 > -3); 0.5 and 1 pick "ab", right for the first input: they tie, 0.5 wins
-    assert alpha == 0.5 and val["val_chrf_by_alpha"]["0.5"] == val["val_chrf_by_alpha"]["1"]
-    assert val["val_chrf_by_alpha"]["0"] < val["val_chrf_by_alpha"]["0.5"] and val["val_size"] == 2
+    assert alpha == 0.5 and chrf[0.5] == chrf[1.0] and chrf[0.0] < chrf[0.5]
+    assert searched == [2]  # one search over the two validation inputs, ranked under every alpha
+    cfg = recipe.Config(length_alphas=[0.0, 0.5, 1.0], beam=2)
+    result = recipe.evaluate_model(cfg, None, task, torch.device("cpu"))
+    assert result["length_alpha"] == 0.5 and result["val_size"] == 2
+    assert result["val_chrf_by_alpha"] == {"0": chrf[0.0], "0.5": chrf[0.5], "1": chrf[1.0]}
+    assert result["predictions_greedy"] == ["a"] and result["exact_greedy"] == 0.0
+
+
+def test_summary_table():
+    """summarise reads the headline metrics off the variants' results: beam search of the attention model,
+    differences against greedy, the plain model and copying; a variant that was not trained is left out."""
+    task = TextPairs("names", ["Germany"], ["Allemagne"], ["Germany", "Paris"], ["Allemagne", "Paris"], 12)
+    attention = {"chrf_beam": 80.0, "chrf_greedy": 78.5, "chrf_changed_beam": 70.0, "chrf_changed_greedy": 68.0,
+                 "bleu_beam": 50.0, "bleu_changed_beam": 40.0, "exact_beam": 0.5, "exact_changed_beam": float("nan"),
+                 "length_alpha": 0.75, "val_size": 3, "val_chrf_greedy": 60.0,
+                 "val_chrf_by_alpha": {"0": 58.0, "0.75": 61.0}}
+    plain = {"chrf_beam": 40.0, "chrf_changed_beam": 30.0, "exact_beam": 0.25, "length_alpha": 1.0}
+    both = recipe.summarise({"names_attention": attention, "names_plain": plain}, {"names": task})
+    copy = recipe.copy_baseline(task)
+    assert both["names_chrf_changed"] == 70.0 and both["names_chrf_all_greedy"] == 78.5
+    assert both["names_beam_minus_greedy"] == 1.5 and both["names_chrf_changed_gain_vs_plain"] == 40.0
+    assert both["names_chrf_changed_gain_vs_copy"] == 70.0 - copy["chrf_changed"]
+    assert both["names_copy_exact_all"] == 0.5 and both["names_test_size"] == 2 and both["names_test_changed_size"] == 1
+    assert both["names_exact_changed"] is None  # NaN (no pairs to score) is reported as not measured
+    assert both["names_length_alpha_chosen"] == 0.75 and both["names_plain_length_alpha_chosen"] == 1.0
+    assert both["names_val_chrf_alpha0.75"] == 61.0 and both["names_val_size"] == 3
+    alone = recipe.summarise({"names_attention": attention}, {"names": task})
+    assert not any(k.startswith("names_plain") or k.endswith("gain_vs_plain") for k in alone)
+    assert set(both) - set(alone) == {"names_plain_chrf_changed", "names_plain_chrf_all", "names_plain_exact_all",
+                                      "names_plain_length_alpha_chosen", "names_chrf_changed_gain_vs_plain"}
 
 
 # ---- the CLI on a tiny trained run -------------------------------------------------------------------

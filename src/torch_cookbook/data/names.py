@@ -38,6 +38,10 @@ class NamePairs:
     def subset(self, keep: list[int]) -> NamePairs:
         return NamePairs([self.src[i] for i in keep], [self.tgt[i] for i in keep], [self.domain[i] for i in keep])
 
+    def first(self, n: int) -> NamePairs:
+        """The first `n` pairs (all of them when `n` is 0)."""
+        return self.subset(list(range(min(n, len(self))))) if n else self
+
 
 def locales_dir() -> str:
     try:

@@ -2,6 +2,8 @@
 character vocabulary that goes with it.
 
 - `CharVocab`: characters <-> ids with <pad>=0, <sos>, <eos>, <unk>; saved with the model as plain values.
+  `TextPairs`: a string-to-string task's splits and vocabularies, the shifted decoder input and target
+  of its pairs, and `translate` (decode a list of strings in batches).
 - `Seq2Seq`: bidirectional GRU/LSTM encoder over packed (padding-free) sequences, a bridge that turns its
   final state into the decoder's initial state, and a Luong-style decoder: RNN step, then attention over
   the encoder outputs, then `tanh(W [h; context])` -> vocabulary logits. Attention comes after the RNN, so
@@ -10,24 +12,30 @@ character vocabulary that goes with it.
 - `greedy_decode` and `beam_search` (length-normalised) decode a padded batch; both return, per input,
   the same result as decoding it alone. `beam_candidates` + `rank_hypotheses` split the search from the
   ranking, so one search can be ranked under several length normalisations.
+- Training and evaluation helpers: `teacher_forcing` and `mix_own_predictions` (parallel scheduled sampling),
+  `length_bucketed_batches` (resumable batches of similar lengths) and `trimmed_batch`, `text_metrics`
+  (exact match, chrF, BLEU), and `choose_length_alpha` (the length normalisation with the best chrF on a
+  validation split).
 """
 
 from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from torch_cookbook.errors import ConfigError
 from torch_cookbook.nn.attention import ATTENTION_KINDS, make_attention, padding_mask
 
-__all__ = ["CharVocab", "Encoder", "Decoder", "Seq2Seq", "Hypothesis", "greedy_decode", "beam_search",
-           "beam_candidates", "rank_hypotheses"]
+__all__ = ["CharVocab", "TextPairs", "RNNS", "Encoder", "Decoder", "Seq2Seq", "Hypothesis", "greedy_decode",
+           "beam_search", "beam_candidates", "rank_hypotheses", "teacher_forcing", "mix_own_predictions",
+           "length_bucketed_batches", "trimmed_batch", "text_metrics", "choose_length_alpha"]
 
 
 # ---- vocabulary ----------------------------------------------------------------------------------
@@ -106,6 +114,53 @@ class CharVocab:
         return cls.from_state_dict(json.loads(Path(path).read_text(encoding="utf-8")))
 
 
+@dataclass
+class TextPairs:
+    """A string-to-string task: training, held-out and (optional) validation pairs, and character vocabularies
+    built from the training side only (characters never seen in training map to <unk>)."""
+
+    name: str
+    train_src: list[str]
+    train_tgt: list[str]
+    test_src: list[str]
+    test_tgt: list[str]
+    max_tgt: int  # longest output + 1 (<eos>): where decoding stops
+    val_src: list[str] = field(default_factory=list)  # validation pairs: never trained on
+    val_tgt: list[str] = field(default_factory=list)
+    max_chars: int | None = None  # inputs are cut to this many characters for decoding
+    src_vocab: CharVocab = field(init=False)
+    tgt_vocab: CharVocab = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.src_vocab, self.tgt_vocab = CharVocab.build(self.train_src), CharVocab.build(self.train_tgt)
+
+    def tensors(self, src: list[str], tgt: list[str]) -> dict[str, torch.Tensor]:
+        """Padded ids: the input (with <eos>), the decoder input <sos> y1 .. yn and its target y1 .. yn <eos>."""
+        x, x_len = self.src_vocab.batch(src, eos=True)
+        y_in, _ = self.tgt_vocab.batch(tgt, sos=True, eos=False)
+        y_out, _ = self.tgt_vocab.batch(tgt, sos=False, eos=True)
+        return {"src": x, "src_len": x_len, "tgt_in": y_in, "tgt_out": y_out}
+
+    def batches(self, texts: Sequence[str], device: torch.device,
+                batch_size: int = 256) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Padded input ids and lengths of `texts` on `device`, `batch_size` at a time, each cut to max_chars."""
+        for i in range(0, len(texts), batch_size):
+            src, src_len = self.src_vocab.batch([t[:self.max_chars] for t in texts[i:i + batch_size]])
+            yield src.to(device), src_len.to(device)
+
+    def translate(self, model: Seq2Seq, texts: Sequence[str], device: torch.device, beam: int = 1,
+                  alpha: float = 1.0) -> list[str]:
+        """The best output for each of `texts`: greedy for beam=1, else beam search ranked by logprob / length^alpha."""
+        out: list[str] = []
+        for src, src_len in self.batches(texts, device):
+            if beam == 1:
+                out += [self.tgt_vocab.decode(h.ids) for h in greedy_decode(model, src, src_len, self.max_tgt, alpha)]
+            else:
+                found = beam_search(model, src, src_len, self.max_tgt, beam, alpha)
+                out += [self.tgt_vocab.decode(h[0].ids) for h in found]
+        return out
+
+
 # ---- model ---------------------------------------------------------------------------------------
 RNNS = {"gru": nn.GRU, "lstm": nn.LSTM}
 
@@ -162,6 +217,8 @@ class Decoder(nn.Module):
 
     def forward(self, tokens: torch.Tensor, state: torch.Tensor | tuple, memory: torch.Tensor,
                 memory_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | tuple, torch.Tensor | None]:
+        # The seq2seq recipe spells this step out, commented, as `recipes.seq2seq.decoder_step`; a test keeps
+        # the two equal.
         out, state = self.rnn(self.dropout(self.embedding(tokens)), state)  # (B, T, H)
         weights = None
         if self.attention is not None:
@@ -350,3 +407,95 @@ def beam_candidates(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor
                 if score > float("-inf"):
                     finished[b].append(Hypothesis(history[b * k + j].tolist(), score, score, finished=False))
     return finished
+
+
+# ---- training helpers ----------------------------------------------------------------------------
+def teacher_forcing(step: int, total: int, start: float, end: float) -> float:
+    """The teacher-forcing ratio at `step` of `total`: linear from `start` to `end`. It is the share of decoder
+    inputs that are the true previous character; the rest are the model's own guesses."""
+    return start + (end - start) * step / max(1, total - 1)
+
+
+def mix_own_predictions(model: Seq2Seq, batch: dict[str, torch.Tensor], ratio: float,
+                        generator: torch.Generator) -> torch.Tensor:
+    """Scheduled sampling, in parallel: with probability 1 - ratio, a decoder input character is replaced
+    by the model's own prediction for that position (from a teacher-forced pass without gradients).
+
+    This exposes the decoder to its own mistakes during training, as at inference, while keeping the
+    decoder a single call over the whole sequence (Duckworth et al., 2019) instead of a Python loop.
+    `batch` holds "src", "src_len" and "tgt_in" (<sos> y1 .. yn); the draw uses `generator` (a CPU one).
+    """
+    tgt_in = batch["tgt_in"]
+    if ratio >= 1.0:
+        return tgt_in
+    with torch.no_grad():
+        logits, _ = model(batch["src"], batch["src_len"], tgt_in)
+    predicted = logits.argmax(-1)  # predicted[:, t] is the guess for tgt_in[:, t + 1]
+    replace = (torch.rand(tgt_in[:, 1:].shape, generator=generator) >= ratio).to(tgt_in.device)
+    replace &= tgt_in[:, 1:] != CharVocab.pad_id
+    mixed = tgt_in.clone()
+    mixed[:, 1:] = torch.where(replace, predicted[:, :-1], tgt_in[:, 1:])
+    return mixed
+
+
+def length_bucketed_batches(lengths: torch.Tensor, batch_size: int, seed: int,
+                            order: Callable[[int, int, int], torch.Tensor],
+                            start_step: int = 0) -> Iterator[torch.Tensor]:
+    """Endless index batches, each of examples of similar length, so little of an RNN's time goes into padding.
+
+    Per epoch: the shuffle `order(n, seed, epoch)` (e.g. `engine.loop.epoch_order`), cut into windows of 32
+    batches, each window sorted by length and cut into batches, then the batches shuffled. A function of
+    (seed, step) only, so a run resumed at `start_step` sees the same batches.
+    """
+    n = len(lengths)
+    per_epoch = n // batch_size
+    if per_epoch == 0:
+        raise ConfigError(f"batch size {batch_size}: larger than the {n} training examples")
+    epoch, offset = divmod(start_step, per_epoch)
+    while True:
+        batches: list[torch.Tensor] = []
+        for window in order(n, seed, epoch)[:per_epoch * batch_size].split(batch_size * 32):
+            batches += window[torch.argsort(lengths[window], stable=True)].split(batch_size)
+        shuffle = torch.randperm(per_epoch, generator=torch.Generator().manual_seed(seed * 7919 + epoch))
+        yield from (batches[int(shuffle[i])] for i in range(offset, per_epoch))
+        epoch, offset = epoch + 1, 0
+
+
+def trimmed_batch(data: dict[str, torch.Tensor], idx: torch.Tensor, device: torch.device) -> dict[str, torch.Tensor]:
+    """Rows `idx` of padded (src, src_len, tgt_in, tgt_out) tensors, cut to this batch's longest input and
+    output (no RNN time spent on all-padding columns), on `device`. Read on the CPU: no device sync."""
+    batch = {k: v[idx] for k, v in data.items()}
+    width = int(batch["tgt_in"].ne(CharVocab.pad_id).sum(1).max())
+    batch["tgt_in"], batch["tgt_out"] = batch["tgt_in"][:, :width], batch["tgt_out"][:, :width]
+    batch["src"] = batch["src"][:, :int(batch["src_len"].max())]
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+# ---- scoring outputs ----------------------------------------------------------------------------
+def text_metrics(hyps: list[str], refs: list[str]) -> dict[str, float]:
+    """Exact match (fraction), corpus chrF and BLEU (sacrebleu) of `hyps` against `refs`; NaN for no pairs."""
+    import sacrebleu
+
+    if not refs:
+        return {"exact": float("nan"), "chrf": float("nan"), "bleu": float("nan")}
+    return {"exact": sum(h == r for h, r in zip(hyps, refs)) / len(refs),
+            "chrf": sacrebleu.corpus_chrf(hyps, [refs]).score,
+            "bleu": sacrebleu.corpus_bleu(hyps, [refs]).score}
+
+
+def choose_length_alpha(model: Seq2Seq, task: TextPairs, beam: int, alphas: Sequence[float],
+                        device: torch.device | None = None) -> tuple[float, dict[float, float]]:
+    """The length normalisation among `alphas` whose beam-search outputs score the best chrF on the task's
+    validation pairs (ties: the smaller alpha). Returns (that alpha, chrF per alpha).
+
+    The search does not depend on alpha (it keeps the most probable sequences; alpha only ranks the finished
+    ones), so one search on the validation inputs is ranked under every candidate alpha.
+    """
+    found: list[list[Hypothesis]] = []
+    for src, src_len in task.batches(task.val_src, device or torch.device("cpu")):
+        found += beam_candidates(model, src, src_len, task.max_tgt, beam)
+    chrf = {}
+    for alpha in alphas:
+        hyps = [task.tgt_vocab.decode(rank_hypotheses(f, alpha)[0].ids) for f in found]
+        chrf[alpha] = text_metrics(hyps, task.val_tgt)["chrf"]
+    return max(chrf, key=lambda a: (chrf[a], -a)), chrf
