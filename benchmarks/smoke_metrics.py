@@ -2,6 +2,7 @@
 
     python benchmarks/smoke_metrics.py record OUT.json [--profile smoke] [--jobs 2] [--only NAME ...]
     python benchmarks/smoke_metrics.py compare BEFORE.json AFTER.json
+    python benchmarks/smoke_metrics.py compare benchmarks/results AFTER.json   # seed AFTER's seed of each bench
 
 Used to show that a refactor changed no result: timing metrics (`perf/*`, `*_s`, `*_per_s`, `*_ms`) are left out, every
 other metric must be equal bit for bit. Each recipe runs in its own process on one thread.
@@ -23,9 +24,9 @@ def is_timing(name: str) -> bool:
     return name.startswith("perf/") or name.endswith(("_s", "_per_s", "_ms"))
 
 
-def run_one(name: str, profile: str, seed: int, root: Path) -> dict:
+def run_one(name: str, profile: str, seed: int, root: Path, threads: int = 1) -> dict:
     cmd = [sys.executable, "-m", "torch_cookbook", "run", name, "--profile", profile, "--seed", str(seed),
-           "--threads", "1", "--runs-root", str(root)]
+           "--threads", str(threads), "--runs-root", str(root)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     summaries = sorted((root / name).glob("*/summary.json"))
     if proc.returncode != 0 or not summaries:
@@ -40,7 +41,8 @@ def record(args: argparse.Namespace) -> int:
 
     names = args.only or recipes.names()
     with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(args.jobs) as pool:
-        results = dict(zip(names, pool.map(lambda n: run_one(n, args.profile, args.seed, Path(tmp)), names)))
+        results = dict(zip(names, pool.map(lambda n: run_one(n, args.profile, args.seed, Path(tmp), args.threads),
+                                           names)))
     for name, metrics in results.items():
         print(f"{name}: {metrics.get('error', f'{len(metrics)} metrics')}")
     out = {"profile": args.profile, "seed": args.seed, "metrics": results}
@@ -54,9 +56,24 @@ def same(a: object, b: object) -> bool:
     return a == b
 
 
+def bench_metrics(folder: Path, seed: int) -> dict[str, dict]:
+    """{recipe: metrics of its committed benchmark run with `seed`}, timings left out."""
+    out = {}
+    for path in sorted(folder.glob("*.json")):
+        data = json.loads(path.read_text())
+        for run in data.get("runs") or []:
+            if run.get("seed") == seed:
+                out[data["recipe"]] = {k: v for k, v in sorted(run["metrics"].items()) if not is_timing(k)}
+    return out
+
+
 def compare(args: argparse.Namespace) -> int:
-    before = json.loads(Path(args.before).read_text())["metrics"]
-    after = json.loads(Path(args.after).read_text())["metrics"]
+    after_file = json.loads(Path(args.after).read_text())
+    after = after_file["metrics"]
+    if Path(args.before).is_dir():
+        before = {k: v for k, v in bench_metrics(Path(args.before), after_file["seed"]).items() if k in after}
+    else:
+        before = json.loads(Path(args.before).read_text())["metrics"]
     changed = 0
     for name in sorted(set(before) | set(after)):
         b, a = before.get(name, {}), after.get(name, {})
@@ -76,6 +93,7 @@ def main() -> int:
     rec.add_argument("--profile", default="smoke")
     rec.add_argument("--seed", type=int, default=0)
     rec.add_argument("--jobs", type=int, default=2)
+    rec.add_argument("--threads", type=int, default=1, help="torch threads per run (as the benchmark used)")
     rec.add_argument("--only", nargs="+")
     cmp = sub.add_parser("compare")
     cmp.add_argument("before")
