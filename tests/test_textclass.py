@@ -512,3 +512,133 @@ def test_minilm_ft_trains_the_same_on_an_empty_and_a_warm_cache(tmp_path, monkey
     losses = [[json.loads(line)["train/loss"] for line in
                (run / "variants" / "drugs_minilm_ft" / "metrics.jsonl").read_text().splitlines()] for run in runs]
     assert losses[0] == losses[1] and len(losses[0]) == 2
+
+
+# ---- your own data (--data) -----------------------------------------------------------------------------------
+WORDS = {"billing": "invoice refund charged payment card fee", "bug": "crash error freezes broken button fails",
+         "praise": "love great thanks helpful fast lovely"}
+
+
+def write_tickets(path, n=90):
+    """A CSV of n support tickets in three classes, in the columns `review` and `stars` (not the defaults)."""
+    import csv
+
+    rng = np.random.default_rng(0)
+    filler = "the app my today again it was and i".split()
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["id", "review", "stars"])
+        for i in range(n):
+            label = sorted(WORDS)[i % 3]
+            words = list(rng.choice(filler, 6)) + list(rng.choice(WORDS[label].split(), 3))
+            writer.writerow([i, " ".join(rng.permutation(words)), label])
+    return path
+
+
+USER_ARGS = ("run", "textclass", "--profile", "smoke", "--models", "bow", "--text_column", "review",
+             "--label_column", "stars", "--threads", "1")
+
+
+@pytest.fixture(scope="module")
+def user_run(tmp_path_factory):
+    from torch_cookbook.cli import main
+
+    root = tmp_path_factory.mktemp("textclass_user")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("COOKBOOK_CACHE", str(root / "cache"))
+        data = write_tickets(root / "tickets.csv")
+        assert main([*USER_ARGS, "--data", str(data), "--runs-root", str(root / "runs")]) == 0
+    return only_run_dir(root / "runs", "textclass"), data
+
+
+def test_a_user_csv_runs_and_evaluates_and_predicts(user_run, cli):
+    from torch_cookbook.data.userdata import fingerprint
+
+    run_dir, data = user_run
+    summary = json.loads((run_dir / "summary.json").read_text())["metrics"]
+    assert {"user_bow_macro_f1", "user_tfidf_macro_f1", "user_tfidf_fulltext_macro_f1"} <= summary.keys()
+    assert not any(k.startswith(("drugs", "bbc")) for k in summary)
+    assert summary["user_bow_macro_f1"] > 0.5  # three easy classes: it learned something in 16 steps
+    # The run records the data: the path (absolute), its SHA-256 and the column choices.
+    assert json.loads((run_dir / "config.json").read_text())["config"]["data"] == str(data.resolve())
+    recorded = json.loads((run_dir / "data.json").read_text())["data"]
+    assert recorded == {**fingerprint(data), "columns": {"text_column": "review", "label_column": "stars"}}
+    assert json.loads((run_dir / "classes_user.json").read_text()) == sorted(WORDS)
+    code, out, err = cli("eval", run_dir)
+    assert code == 0, err
+    evaluated = json.loads(out)["metrics"]
+    assert evaluated["user_bow_macro_f1"] == pytest.approx(summary["user_bow_macro_f1"], abs=1e-6)
+    assert evaluated["user_tfidf_macro_f1"] == summary["user_tfidf_macro_f1"]
+    code, out, err = cli("predict", "textclass", run_dir, "I was charged twice, please refund the fee")
+    assert code == 0, err
+    label_line, probs_line = out.strip().splitlines()[-2:]
+    probs = json.loads(probs_line)
+    assert set(probs) == set(WORDS) and label_line.split()[0] == max(probs, key=probs.get)
+    assert "(user, bow," in label_line
+
+
+def test_changed_or_missing_data_is_refused_by_eval_predict_and_resume(user_run, tmp_path, cli, monkeypatch):
+    """A run stopped part-way (a KeyboardInterrupt at step 12 of 16), its data edited: eval, predict and resume
+    each refuse in one line and write nothing; with the data back, the resumed run ends where an uninterrupted
+    one did."""
+    from torch_cookbook.engine import faults
+
+    monkeypatch.setenv("COOKBOOK_CACHE", str(tmp_path / "cache"))
+    data = write_tickets(tmp_path / "tickets.csv")  # the same bytes as the fixture's, elsewhere
+    finished = faults.step_finished
+
+    def stop_at_12(step):
+        finished(step)
+        if step == 12:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(faults, "step_finished", stop_at_12)
+    assert cli(*USER_ARGS, "--data", data, "--runs-root", tmp_path / "runs")[0] == 130
+    monkeypatch.setattr(faults, "step_finished", finished)
+    run_dir = only_run_dir(tmp_path / "runs", "textclass")
+    original = data.read_bytes()
+    before = sorted(p.relative_to(run_dir) for p in run_dir.rglob("*"))
+    data.write_bytes(original.replace(b"refund", b"refunds", 1))
+    for args in (("eval", run_dir), ("predict", "textclass", run_dir, "a refund"), ("run", "--resume", run_dir)):
+        code, _, err = cli(*args)
+        assert code == 2 and len(err.strip().splitlines()) == 1, err
+        assert f"--data {data} changed since the run {run_dir} was made" in err
+    data.rename(tmp_path / "moved.csv")
+    code, _, err = cli("eval", run_dir)
+    assert code == 2 and f"--data {data}: no such file or folder" in err
+    assert sorted(p.relative_to(run_dir) for p in run_dir.rglob("*")) == before  # nothing written
+    data.write_bytes(original)
+    assert cli("run", "--resume", run_dir)[0] == 0
+    from conftest import assert_same_metrics, read_summary
+
+    assert_same_metrics(read_summary(run_dir)["metrics"], read_summary(user_run[0])["metrics"])
+
+
+def test_a_user_files_split_column_is_used_and_the_tokenizer_sees_train_only(tmp_path, monkeypatch):
+    monkeypatch.setenv("COOKBOOK_CACHE", str(tmp_path / "cache"))
+    rows = [{"text": f"{w} {w} market shares", "label": "business", "split": "train"} for w in ("up", "down")] * 10
+    rows += [{"text": f"{w} goal keeper", "label": "sport", "split": "train"} for w in ("late", "early")] * 10
+    rows += [{"text": "zebra market", "label": "business", "split": "test"}, {"text": "zebra goal", "label": "sport",
+                                                                               "split": "test"}]
+    path = tmp_path / "news.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = textclass.Config(data=str(path), vocab_size=200, max_len=16, bow_max_len=16)
+    assert cfg.sources == ["user"]
+    data = textclass.prepare(cfg, "user")
+    assert data.classes == ("business", "sport") and data.test.tolist() == [40, 41]
+    assert len(data.val) == 4 and int(data.val.max()) < 40  # no val rows: 10% of each class's train rows
+    vocab = json.loads(data.tokenizer_json)["model"]["vocab"]
+    assert "market" in vocab and "zebra" not in vocab  # "zebra" is only in the test rows
+
+
+def test_a_folder_of_class_folders_is_a_dataset(tmp_path, monkeypatch):
+    monkeypatch.setenv("COOKBOOK_CACHE", str(tmp_path / "cache"))
+    for label, words in WORDS.items():
+        (tmp_path / "tickets" / label).mkdir(parents=True)
+        for i in range(10):
+            (tmp_path / "tickets" / label / f"{i}.txt").write_text(f"ticket {i}:\n{words}\n")
+    cfg = textclass.Config(data=str(tmp_path / "tickets"), vocab_size=200, max_len=16, bow_max_len=16)
+    data = textclass.prepare(cfg, "user")
+    assert data.classes == tuple(sorted(WORDS)) and len(data.texts) == 30
+    assert data.texts[0] == "ticket 0: " + WORDS["billing"]  # whitespace runs collapsed, as for the bundled sets
+    assert sorted([*data.train.tolist(), *data.val.tolist(), *data.test.tolist()]) == list(range(30))

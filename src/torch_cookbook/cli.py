@@ -101,12 +101,13 @@ def _resume(directory: Path, name: str | None, device: str | None = None, thread
 
 def cmd_eval(argv: list[str]) -> int:
     from torch_cookbook.engine.repro import seed_everything, select_device, set_threads
-    from torch_cookbook.engine.runs import Run, open_run_dir
+    from torch_cookbook.engine.runs import Run, check_data, open_run_dir
 
     parser = Parser(prog="cookbook eval", description="Recompute a run's metrics from its saved checkpoints.")
     parser.add_argument("run_dir", type=Path)
     args = parser.parse_args(argv)
     info = open_run_dir(args.run_dir)
+    check_data(args.run_dir)
     recipe = recipes.get(info["recipe"])
     if not hasattr(recipe.module, "evaluate"):
         raise CookbookError(f"recipe {recipe.name!r} has no evaluate(); its metrics are in summary.json")
@@ -130,7 +131,7 @@ def has_predict(recipe: recipes.Recipe) -> bool:
 
 def cmd_predict(argv: list[str]) -> int:
     from torch_cookbook.engine.repro import select_device, set_threads
-    from torch_cookbook.engine.runs import Run, open_run_dir
+    from torch_cookbook.engine.runs import Run, check_data, open_run_dir
 
     pre = Parser(prog="cookbook predict", add_help=False)
     pre.add_argument("name", nargs="?")
@@ -149,6 +150,7 @@ def cmd_predict(argv: list[str]) -> int:
     info = open_run_dir(args.run_dir)
     if info["recipe"] != recipe.name:
         raise CookbookError(f"{args.run_dir} is a run of {info['recipe']!r}, not {recipe.name!r}")
+    check_data(args.run_dir)
     cfg = from_dict(recipe.Config, info["config"], source=str(args.run_dir / "config.json"))
     set_threads(cfg.threads)
     run = Run(args.run_dir, recipe.name, cfg, info["profile"], select_device(cfg.device))

@@ -139,8 +139,11 @@ def execute(recipe: recipes.Recipe, cfg: Any, profile: str, root: Path = Path("r
     from torch_cookbook.engine.checkpoint import STOP
     from torch_cookbook.engine.config import to_dict
     from torch_cookbook.engine.repro import seed_everything, select_device, set_threads
-    from torch_cookbook.engine.runs import Run
+    from torch_cookbook.engine.runs import Run, check_data, record_data, with_absolute_data
 
+    data_fields = getattr(recipe.module, "DATA_FIELDS", {})  # config fields that name a user's file or folder
+    if directory is None:
+        cfg = with_absolute_data(cfg, data_fields)
     device = select_device(cfg.device)
     set_threads(cfg.threads)
     multi = distributed.launched_by_torchrun()
@@ -153,6 +156,9 @@ def execute(recipe: recipes.Recipe, cfg: Any, profile: str, root: Path = Path("r
             if device.type == "cuda":
                 device = torch.device("cuda", distributed.local_rank())  # one GPU per rank
             distributed.init_from_env(device, getattr(cfg, "backend", "auto"))
+        if directory is not None:
+            check_data(directory)  # a resumed run continues on the data it started on, or not at all
+        data = record_data(cfg, data_fields) if directory is None else None  # a missing file fails here
         check_launch = getattr(recipe.module, "check_launch", None)
         if check_launch is not None:  # launch-dependent checks (world size vs batch) before anything is written
             check_launch(cfg)
@@ -164,11 +170,11 @@ def execute(recipe: recipes.Recipe, cfg: Any, profile: str, root: Path = Path("r
                 config = json.loads(json.dumps(to_dict(cfg)))
                 directory = distributed.previous_attempt(Path(root) / recipe.name, config)
                 if directory is None:
-                    directory = Run.create(recipe.name, cfg, profile, device, root=root).dir
+                    directory = Run.create(recipe.name, cfg, profile, device, root=root, data=data).dir
                     distributed.write_elastic_marker(directory)
             directory = distributed.broadcast_object(directory)
         if directory is None:
-            run = Run.create(recipe.name, cfg, profile, device, root=root)
+            run = Run.create(recipe.name, cfg, profile, device, root=root, data=data)
         else:
             run = Run(directory, recipe.name, cfg, profile, device)
         where = f"{device.type}, {distributed.world_size()} processes" if multi else device.type

@@ -9,6 +9,9 @@ drugs     979 drug reviews (drugs.com via the UCI "Drug Review Dataset", CC BY 4
           The zip is read directly: importing that package pulls in heavy dependencies. Both files are pooled and
           re-split like BBC, so the two datasets get the same stratified, seeded protocol.
 
+user      your own labelled texts (`--data`): a CSV, TSV or JSONL file, or class folders of .txt files, read by
+          `data.userdata`; its `split` column is used if it has one. Named "user" in a run's metrics and files.
+
 Splits are stratified by label and seeded. The tokenizer (`tokenizers` BPE or WordPiece) is trained on the
 training texts only: a vocabulary built on validation/test texts would leak them into the model.
 """
@@ -20,6 +23,7 @@ import hashlib
 import html
 import importlib.util
 import io
+import json
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,9 +31,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from torch_cookbook.data import userdata
+from torch_cookbook.data.userdata import stratified_split
 from torch_cookbook.errors import DataError
 
 DATASETS = ("bbc", "drugs")
+USER = "user"  # the name of a user's --data in a run: user_* metrics, variants and files
 PAD, UNK = "[PAD]", "[UNK]"
 EXPECTED = {"bbc": (2225, ("business", "entertainment", "politics", "sports", "tech")),
             "drugs": (979, ("negative", "neutral", "positive"))}
@@ -44,6 +51,21 @@ class TextDataset:
     labels: np.ndarray
     classes: tuple[str, ...]
     digest: str  # SHA-256 over the texts and labels as loaded: changes if the package data changes
+    user: userdata.LabelledTexts | None = None  # a user's data: where each text came from, the file's split
+
+
+@dataclass(frozen=True)
+class UserData:
+    """A user's labelled texts: a CSV, TSV or JSONL file and the columns of its texts and labels, or a folder."""
+
+    path: str
+    text_column: str = "text"
+    label_column: str = "label"
+
+    @classmethod
+    def given(cls, cfg) -> UserData | None:
+        """The user's data a recipe config names in its `data`, `text_column` and `label_column`; None if none."""
+        return cls(cfg.data, cfg.text_column, cfg.label_column) if getattr(cfg, "data", "") else None
 
 
 def _package_dir(package: str, how: str) -> Path:
@@ -106,30 +128,30 @@ def _checked(name: str, texts: list[str], labels: np.ndarray, classes: tuple[str
     return TextDataset(name, texts, labels, classes, _digest(texts, labels))
 
 
-def load(name: str) -> TextDataset:
+def load_user(source: UserData) -> TextDataset:
+    """A user's texts (whitespace runs collapsed, as for the bundled sets) and labels; see `data.userdata`."""
+    data = userdata.read_labelled_texts(source.path, source.text_column, source.label_column)
+    data.texts = [" ".join(text.split()) for text in data.texts]
+    digest = _digest(data.texts, data.labels)
+    if data.split is not None:  # the same texts split otherwise are other data
+        digest = hashlib.sha256((digest + data.split.tobytes().hex()).encode()).hexdigest()
+    return TextDataset(USER, data.texts, data.labels, data.classes, digest, data)
+
+
+def load(name: str, source: UserData | None = None) -> TextDataset:
+    if name == USER and source is not None:
+        return load_user(source)
     if name not in DATASETS:
         raise DataError(f"unknown text dataset {name!r}; known: {', '.join(DATASETS)}")
     return load_bbc() if name == "bbc" else load_drugs()
 
 
-def stratified_split(labels: np.ndarray, seed: int, val_fraction: float = 0.1,
-                     test_fraction: float = 0.2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Indices (train, val, test), each class split in the same proportions, shuffled by `seed`.
-
-    Per-class: shuffle that class's indices with a generator seeded by (seed, class), then cut. The same
-    seed gives the same split on any machine (no dependence on a library's internal shuffling).
-    """
-    parts: tuple[list[int], list[int], list[int]] = ([], [], [])
-    for c in np.unique(labels):
-        idx = np.flatnonzero(labels == c)
-        rng = np.random.default_rng([seed, int(c)])
-        idx = idx[rng.permutation(len(idx))]
-        n_test = int(round(test_fraction * len(idx)))
-        n_val = int(round(val_fraction * len(idx)))
-        parts[2].extend(idx[:n_test])
-        parts[1].extend(idx[n_test:n_test + n_val])
-        parts[0].extend(idx[n_test + n_val:])
-    return tuple(np.sort(np.array(p, dtype=np.int64)) for p in parts)  # type: ignore[return-value]
+def split(data: TextDataset, seed: int, val_fraction: float = 0.1,
+          test_fraction: float = 0.2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(train, val, test) indices: stratified and seeded, or a user file's own `split` column (checked)."""
+    if data.user is None:
+        return stratified_split(data.labels, seed, val_fraction, test_fraction)
+    return userdata.split_indices(data.user, seed, val_fraction, test_fraction)
 
 
 # ---- tokenizer -------------------------------------------------------------------------------------
@@ -177,6 +199,14 @@ def encode(tokenizer, texts: list[str], max_len: int) -> tuple[torch.Tensor, tor
     return ids, lengths
 
 
+def encode_input(tokenizer, text: str, chars: int, max_len: int) -> tuple[list[str], torch.Tensor, torch.Tensor]:
+    """One text to classify, cut to `chars` characters as the training texts were: ([text], ids, lengths)."""
+    if not text.strip():
+        raise DataError("the text to classify is empty; pass some words, e.g. \"shares rose after the results\"")
+    texts = [text[:chars]]
+    return (texts, *encode(tokenizer, texts, max_len))
+
+
 # ---- everything a recipe needs, cached --------------------------------------------------------------
 @dataclass
 class Prepared:
@@ -192,16 +222,31 @@ class Prepared:
     val: torch.Tensor
     test: torch.Tensor
     tokenizer_json: str
+    source: UserData | None = None  # a user's data: where to read the full texts again
 
     @property
     def vocab_size(self) -> int:
-        import json
-
         return len(json.loads(self.tokenizer_json)["model"]["vocab"])
 
 
+def save_trained(directory: Path, data: Prepared) -> None:
+    """What predict needs beside the models: the tokenizer (part of the model) and the class names."""
+    (Path(directory) / f"tokenizer_{data.name}.json").write_text(data.tokenizer_json)
+    (Path(directory) / f"classes_{data.name}.json").write_text(json.dumps(list(data.classes)) + "\n")
+
+
+def load_trained(directory: Path, name: str):  # -> (tokenizers.Tokenizer, class names)
+    """`save_trained`'s tokenizer and class names (a run made before classes were saved: the bundled set's)."""
+    classes = Path(directory) / f"classes_{name}.json"
+    names = tuple(json.loads(classes.read_text())) if classes.is_file() else EXPECTED.get(name, (0, None))[1]
+    if names is None:
+        raise DataError(f"{classes} is missing; the run directory is incomplete")
+    return load_tokenizer(Path(directory) / f"tokenizer_{name}.json"), names
+
+
 def prepare(name: str, seed: int, kind: str = "wordpiece", vocab_size: int = 8000, max_len: int = 256,
-            val_fraction: float = 0.1, test_fraction: float = 0.2, chars: int | None = None) -> Prepared:
+            val_fraction: float = 0.1, test_fraction: float = 0.2, chars: int | None = None,
+            source: UserData | None = None) -> Prepared:
     """Load, split, train the tokenizer on the training split, encode; cached by all of those settings.
 
     Texts are first cut to `chars` characters, by default 8 per allowed token (English averages under 6 per
@@ -209,10 +254,10 @@ def prepare(name: str, seed: int, kind: str = "wordpiece", vocab_size: int = 800
     """
     from torch_cookbook.data.cache import load_cached, store_cached
 
-    data = load(name)
+    data = load(name, source)
     chars = chars or 8 * max_len
     texts = [t[:chars] for t in data.texts]
-    train, val, test = stratified_split(data.labels, seed, val_fraction, test_fraction)
+    train, val, test = split(data, seed, val_fraction, test_fraction)
     key = f"{data.digest}|{seed}|{kind}|{vocab_size}|{max_len}|{val_fraction}|{test_fraction}|{chars}"
     cache_name = f"text_{name}_{hashlib.sha256(key.encode()).hexdigest()[:16]}"
     cached = load_cached(cache_name, key)
@@ -224,4 +269,4 @@ def prepare(name: str, seed: int, kind: str = "wordpiece", vocab_size: int = 800
         store_cached(cache_name, key, cached)
     return Prepared(name, data.classes, texts, cached["ids"], cached["lengths"], torch.from_numpy(data.labels),
                     torch.from_numpy(train), torch.from_numpy(val), torch.from_numpy(test),
-                    bytes(cached["tokenizer"].numpy()).decode())
+                    bytes(cached["tokenizer"].numpy()).decode(), source)

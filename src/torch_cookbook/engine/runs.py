@@ -2,6 +2,8 @@
 
 runs/<recipe>/<YYYYmmdd-HHMMSS>-<seed>/
     config.json      {"recipe", "profile", "config"}
+    data.json        a user's data, when the recipe was given some (`DATA_FIELDS`): for each such config field, the
+                     file or folder (absolute path), its SHA-256, size and the column choices; see `record_data`
     metrics.jsonl    one object per logged step: {"step", "time_s", "train/loss": ...}
     tb/              TensorBoard event files (one subfolder per variant)
     checkpoints/     last.pt, best.pt
@@ -26,7 +28,9 @@ from torch_cookbook.engine import loop
 from torch_cookbook.engine.checkpoint import Checkpointer, load_checkpoint
 from torch_cookbook.engine.config import Target, config_hash, to_dict
 from torch_cookbook.engine.distributed import is_main_process
-from torch_cookbook.errors import CheckpointError
+from torch_cookbook.errors import CheckpointError, DataError
+
+DATA_FILE = "data.json"
 
 
 class Run:
@@ -53,7 +57,8 @@ class Run:
 
     # ---- creation -------------------------------------------------------------------------
     @classmethod
-    def create(cls, recipe: str, cfg: Any, profile: str, device: torch.device, root: Path = Path("runs")) -> Run:
+    def create(cls, recipe: str, cfg: Any, profile: str, device: torch.device, root: Path = Path("runs"),
+               data: dict[str, Any] | None = None) -> Run:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         base = Path(root) / recipe / f"{stamp}-{cfg.seed}"
         directory, n = base, 1
@@ -64,6 +69,8 @@ class Run:
                 (directory / sub).mkdir(parents=True, exist_ok=True)
             config = {"recipe": recipe, "profile": profile, "config": to_dict(cfg)}
             (directory / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+            if data:
+                (directory / DATA_FILE).write_text(json.dumps(data, indent=2) + "\n")
         return cls(directory, recipe, cfg, profile, device)
 
     # ---- metrics ---------------------------------------------------------------------------
@@ -258,6 +265,47 @@ def open_run_dir(directory: Path) -> dict[str, Any]:
     if not isinstance(data, dict) or not {"recipe", "profile", "config"} <= data.keys():
         raise CheckpointError(f"{path} lacks recipe/profile/config; it was not written by torch-cookbook")
     return data
+
+
+# ---- a user's data -----------------------------------------------------------------------------------------
+def with_absolute_data(cfg: Any, fields: dict[str, tuple[str, ...]]) -> Any:
+    """`cfg` with each user-data path (the config fields named in the recipe's `DATA_FIELDS`) made absolute, so
+    the run's config.json finds the data from any working directory."""
+    import dataclasses
+
+    paths = {f: os.path.abspath(getattr(cfg, f)) for f in fields if getattr(cfg, f)}
+    return dataclasses.replace(cfg, **paths) if paths else cfg
+
+
+def record_data(cfg: Any, fields: dict[str, tuple[str, ...]]) -> dict[str, Any]:
+    """What data.json holds: for each data field set in `cfg`, `data.userdata.fingerprint` of the file or folder and
+    its column choices (the config fields named with it in `DATA_FIELDS`, e.g. {"data": ("text_column",)})."""
+    from torch_cookbook.data.userdata import fingerprint
+
+    for f in fields:
+        if getattr(cfg, f) and not Path(getattr(cfg, f)).exists():
+            raise DataError(f"--{f} {getattr(cfg, f)}: no such file or folder")
+    return {f: {**fingerprint(getattr(cfg, f)), "columns": {c: getattr(cfg, c) for c in columns}}
+            for f, columns in fields.items() if getattr(cfg, f)}
+
+
+def check_data(directory: Path) -> None:
+    """Refuse, in one line, a run whose data (recorded in its data.json) has changed or gone since it was made."""
+    from torch_cookbook.data.userdata import fingerprint
+
+    path = Path(directory) / DATA_FILE
+    if not path.is_file():
+        return
+    for field, recorded in json.loads(path.read_text()).items():
+        try:
+            now = fingerprint(recorded["path"])["sha256"]
+        except DataError as e:
+            raise DataError(f"--{field} {recorded['path']}: {str(e).split(': ', 1)[-1]}; the run {directory} was"
+                            f" trained on it (see {path})") from None
+        if now != recorded["sha256"]:
+            raise DataError(f"--{field} {recorded['path']} changed since the run {directory} was made (SHA-256"
+                            f" {now[:12]}..., recorded {recorded['sha256'][:12]}... in {path}); restore it or start a"
+                            f" new run")
 
 
 def device_description(device: torch.device) -> str:

@@ -1,5 +1,5 @@
 """Text classification: bag of embeddings, Kim CNN, a packed BiLSTM and a pretrained MiniLM encoder (frozen and
-fine-tuned) against TF-IDF + logistic regression, on BBC News topics and drug-review sentiment.
+fine-tuned) against TF-IDF + logistic regression, on BBC News topics and drug-review sentiment, or your own texts.
 
 A subword tokenizer is trained on the training split only and saved with the run; every model keeps its best
 checkpoint on validation and is scored once on test. Averages of models' class probabilities (the bag with an
@@ -39,6 +39,9 @@ summary = "BBC News and drug reviews: bag of embeddings, Kim CNN, BiLSTM, pretra
 @dataclass
 class Config(BaseConfig):
     datasets: list[str] = param(["bbc", "drugs"], "datasets to train on", choices=textdata.DATASETS)
+    data: str = param("", "your own texts instead of --datasets: a CSV/TSV/JSONL file or class folders of .txt files")
+    text_column: str = param("text", "--data: the column (JSONL: key) of the texts")
+    label_column: str = param("label", "--data: the column (JSONL: key) of the labels")
     # bow_ensemble and bow_minilm are offered, not defaults: cross-validation inside the training splits found
     # that the bags' members misclassify the same articles, and that bow_minilm_ft makes fewer errors.
     models: list[str] = param(["bow", "cnn", "lstm", "minilm", "minilm_ft", "bow_minilm_ft"], "models to compare"
@@ -48,12 +51,10 @@ class Config(BaseConfig):
     tokenizer: str = param("bpe", "subword tokenizer trained on the training split", choices=("wordpiece", "bpe"))
     vocab_size: int = param(30000, "tokenizer vocabulary size", low=100, high=100000)
     max_len: int = param(256, "tokens kept per text (the start of it)", low=8, high=4096)
-    bow_max_len: int = param(512, "tokens the bag reads: all of the max_len·8 characters TF-IDF sees", low=8,
-                             high=4096)
+    bow_max_len: int = param(512, "tokens the bag reads: all of the max_len·8 characters TF-IDF sees", low=8, high=4096)
     lstm_max_len: int = param(128, "tokens the LSTM reads (at most max_len): its CPU cost grows fast with length",
                               low=8, high=4096)
-    minilm_max_len: int = param(256, "word pieces the MiniLM encoder reads (it was trained on up to 256)", low=8,
-                                high=512)
+    minilm_max_len: int = param(256, "word pieces the MiniLM encoder reads (trained on up to 256)", low=8, high=512)
     minilm_tune_layers: int = param(1, "minilm_ft: how many of the encoder's 6 layers (the top ones) are fine-tuned;"
                                     " the frozen layers' states are computed once and cached", low=1, high=6)
     minilm_tune_lr: float = param(2e-4, "minilm_ft: peak AdamW lr of the fine-tuned layers", low=0, low_open=True)
@@ -81,6 +82,10 @@ class Config(BaseConfig):
     test_fraction: float = param(0.2, "test share of each class", low=0.01, high=0.5)
     tfidf_c: float = param(10.0, "inverse regularisation C of the TF-IDF logistic regression", low=0, low_open=True)
 
+    @property
+    def sources(self) -> list[str]:  # what a run trains on: a user's --data, named "user", or the bundled datasets
+        return [textdata.USER] if self.data else self.datasets
+
 
 profiles = {
     "smoke": {"datasets": ["drugs"], "vocab_size": 1000, "max_len": 48, "bow_max_len": 64, "embed_dim": 16,
@@ -96,6 +101,7 @@ targets = [
     # The best neural model (chosen on validation) matches TF-IDF + logistic regression on BBC's test split.
     Target("bbc_best_neural_minus_tfidf_macro_f1", ">=", 0.0),
 ]
+DATA_FIELDS = {"data": ("text_column", "label_column")}  # the run records this data and its columns (data.json)
 
 
 # ---- the models a learner compares --------------------------------------------------------------------
@@ -118,15 +124,13 @@ MODELS = {
     # Attention pooling over the packed BiLSTM's outputs, padding masked: it weights topic words wherever they occur
     # instead of carrying them to the end of the text. It reads fewer tokens: its CPU cost grows fast with length.
     "lstm": Model(lambda c, v, k: LSTMClassifier(v, k, c.embed_dim, c.hidden, bidirectional=True, dropout=c.dropout,
-                                                 pooling="attention"),
-                  reads=lambda c: min(c.lstm_max_len, c.max_len)),
+                                                 pooling="attention"), reads=lambda c: min(c.lstm_max_len, c.max_len)),
     "minilm": Model(lambda c, v, k: SentenceHead(BertConfig().hidden, k), reads=minilm.FEATURES),  # a linear probe
     "minilm_ft": Model(lambda c, v, k: TopLayersClassifier(BertConfig(), c.minilm_tune_layers, k), reads=minilm.STATES,
                        start=lambda c, v, k: TopLayersClassifier.from_encoder(load_minilm()[0], c.minilm_tune_layers,
                                                                               k)),  # pretrained layers, random head
     # The bag reads every word, an encoder a pretrained reading of the start: they misclassify different texts.
-    "bow_minilm": Model(parts=("bow", "minilm")),
-    "bow_minilm_ft": Model(parts=("bow", "minilm_ft")),
+    "bow_minilm": Model(parts=("bow", "minilm")), "bow_minilm_ft": Model(parts=("bow", "minilm_ft")),
     "bow_ensemble": Model(parts=("bow",)),  # bow_members bags from their own seeds (`members`)
 }
 
@@ -230,30 +234,33 @@ def train_average(cfg: Config, run: Run, sub: Run, data: textdata.Prepared, name
 # ---- the recipe --------------------------------------------------------------------------------------
 def run(cfg: Config, run: Run) -> dict[str, float | None]:
     metrics: dict[str, float | None] = {}
-    for ds in cfg.datasets:
+    for ds in cfg.sources:
         data = prepare(cfg, ds)
         if run.is_main:  # the tokenizer is part of the model: predict needs exactly this one
-            (run.dir / f"tokenizer_{ds}.json").write_text(data.tokenizer_json)
+            textdata.save_trained(run.dir, data)
         results = {}
         for name in cfg.models:
             sub = run.variant(f"{ds}_{name}")
             results[name] = sub.result or (train_average(cfg, run, sub, data, name) if MODELS[name].parts
                                            else train_model(cfg, sub, data, name))
         metrics.update(dataset_metrics(ds, results, tfidf_baseline(data, cfg.tfidf_c)))
-        best = best_model(results)
-        plot_confusion(run, ds, best, results[best]["confusion"], data.classes)
+        plot_confusion(run, ds, best_model(results), results, data.classes)
     plot_curves(cfg, run)
     return metrics
+
+
+def check_launch(cfg: Config) -> None:
+    if cfg.data:  # read, split and tokenise the user's data before the run directory exists: bad data writes nothing
+        prepare(cfg, textdata.USER)
 
 
 def prepare(cfg: Config, name: str) -> textdata.Prepared:
     # The texts stay cut to max_len·8 characters whatever the bag reads: TF-IDF sees exactly those.
     return textdata.prepare(name, cfg.seed, cfg.tokenizer, cfg.vocab_size, encoded_len(cfg), cfg.val_fraction,
-                            cfg.test_fraction, chars=8 * cfg.max_len)
+                            cfg.test_fraction, chars=8 * cfg.max_len, source=textdata.UserData.given(cfg))
 
 
-def encoded_len(cfg: Config) -> int:
-    """Token columns encoded per text: enough for the model that reads the most."""
+def encoded_len(cfg: Config) -> int:  # token columns encoded per text: enough for the model that reads the most
     return max(cfg.max_len, cfg.bow_max_len)
 
 
@@ -286,11 +293,10 @@ def report(scores: torch.Tensor, data: textdata.Prepared, split: torch.Tensor, p
 
 def tfidf_baseline(data: textdata.Prepared, c: float) -> dict[str, float]:
     """TF-IDF + LR fit on train, scored on test, on the (cut) texts the neural models see, and on the full texts."""
-    target = data.labels[data.test]
-    metrics = classification_report(tfidf_predict(data.texts, data.labels, data.train, data.test, c), target,
-                                    data.classes)
-    full = tfidf_predict(textdata.load(data.name).texts, data.labels, data.train, data.test, c)
-    return {**metrics, "fulltext_macro_f1": classification_report(full, target, data.classes)["macro_f1"]}
+    cut, full = (classification_report(tfidf_predict(texts, data.labels, data.train, data.test, c),
+                                       data.labels[data.test], data.classes)
+                 for texts in (data.texts, textdata.load(data.name, data.source).texts))
+    return {**cut, "fulltext_macro_f1": full["macro_f1"]}
 
 
 def best_model(results: dict[str, dict]) -> str:
@@ -329,7 +335,7 @@ def scores_on(cfg: Config, run: Run, data: textdata.Prepared, name: str, *splits
 def evaluate(cfg: Config, run: Run) -> dict[str, float]:
     """Test metrics of every model recomputed from its best checkpoints, and the baseline refitted."""
     out: dict[str, float] = {}
-    for ds in cfg.datasets:
+    for ds in cfg.sources:
         data = prepare(cfg, ds)
         for name in cfg.models:
             scores = scores_on(cfg, run, data, name, data.test)[0]
@@ -339,16 +345,14 @@ def evaluate(cfg: Config, run: Run) -> dict[str, float]:
 
 
 # ---- plots and predict -----------------------------------------------------------------------------------
-def plot_confusion(run: Run, ds: str, model: str, matrix: list[list[int]], classes: tuple[str, ...]) -> None:
+def plot_confusion(run: Run, ds: str, model: str, results: dict[str, dict], classes: tuple[str, ...]) -> None:
     if not run.is_main:
         return
-    m = np.array(matrix)
+    from sklearn.metrics import ConfusionMatrixDisplay as Display
+
     fig, ax = plt.subplots(figsize=(1.1 * len(classes) + 2.5, 1.0 * len(classes) + 1.8))
-    ax.imshow(m, cmap="Blues")
-    for i, j in np.ndindex(m.shape):
-        ax.text(j, i, str(m[i, j]), ha="center", va="center", color="white" if m[i, j] > m.max() / 2 else "black")
-    ax.set_xticks(range(len(classes)), classes, rotation=30, ha="right")
-    ax.set_yticks(range(len(classes)), classes)
+    Display(np.array(results[model]["confusion"]), display_labels=classes).plot(ax=ax, cmap="Blues", colorbar=False,
+                                                                                xticks_rotation=30)
     ax.set(xlabel="predicted", ylabel="true", title=f"{ds}: {model} on the test split")
     fig.tight_layout()
     fig.savefig(run.plot_path(f"confusion_{ds}"), dpi=100)
@@ -358,8 +362,8 @@ def plot_confusion(run: Run, ds: str, model: str, matrix: list[list[int]], class
 def plot_curves(cfg: Config, run: Run) -> None:
     if not run.is_main:
         return
-    fig, axes = plt.subplots(1, len(cfg.datasets), figsize=(5.5 * len(cfg.datasets), 4), squeeze=False)
-    for ax, ds in zip(axes[0], cfg.datasets):
+    fig, axes = plt.subplots(1, len(cfg.sources), figsize=(5.5 * len(cfg.sources), 4), squeeze=False)
+    for ax, ds in zip(axes[0], cfg.sources):
         for name in cfg.models:
             if curve := run.variant(f"{ds}_{name}").history("eval/val_macro_f1"):
                 ax.plot(*zip(*curve), label=name)
@@ -377,21 +381,17 @@ def predict_arguments(parser) -> None:
 
 
 def predict(cfg: Config, run: Run, args) -> None:
-    ds = args.dataset or cfg.datasets[0]
-    if ds not in cfg.datasets:
-        raise DataError(f"--dataset {ds}: this run trained on {', '.join(cfg.datasets)}")
-    if not args.text.strip():
-        raise DataError("the text to classify is empty; pass some words, e.g. \"shares rose after the results\"")
+    ds = args.dataset or cfg.sources[0]
+    if ds not in cfg.sources:
+        raise DataError(f"--dataset {ds}: this run trained on {', '.join(cfg.sources)}")
     finished = {m: r for m in cfg.models if (r := run.variant(f"{ds}_{m}").result) is not None}
     if not finished:
         raise DataError(f"{run.dir} has no finished model for {ds}; finish it with `cookbook run --resume {run.dir}`")
     name = args.model or best_model(finished)
     if name not in finished:
         raise DataError(f"--model {name}: not trained in this run; trained: {', '.join(finished)}")
-    tokenizer = textdata.load_tokenizer(run.dir / f"tokenizer_{ds}.json")
-    classes = textdata.EXPECTED[ds][1]
-    text = [args.text[:8 * cfg.max_len]]
-    ids, lengths = textdata.encode(tokenizer, text, encoded_len(cfg))
+    tokenizer, classes = textdata.load_trained(run.dir, ds)
+    text, ids, lengths = textdata.encode_input(tokenizer, args.text, 8 * cfg.max_len, encoded_len(cfg))
     parts = members(cfg, ds, name)
     models = [load_model(cfg, run, v, m, tokenizer.get_vocab_size(), len(classes)) for v, m, _ in parts]
     scores = class_scores(models, [inputs_for(cfg, m, text, ids, lengths) for _, m, _ in parts], run.device)[0]
