@@ -61,22 +61,21 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type, prefix: str = "
         parser.add_argument(*flags, **kwargs)
 
 
+_NUMBER_WORDS = {int: "an integer", float: "a number"}
+
+
 def converter(kind: type) -> Any:
-    if kind is int:
-        def to_int(text: str) -> int:
-            try:
-                return int(text)
-            except ValueError:
-                raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-        return to_int
-    if kind is float:
-        def to_float(text: str) -> float:
-            try:
-                return float(text)
-            except ValueError:
-                raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        return to_float
-    return str
+    """argparse `type=` for a config field: int and float fail with a one-line message, anything else is str."""
+    if kind not in _NUMBER_WORDS:
+        return str
+
+    def convert(text: str) -> Any:
+        try:
+            return kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {_NUMBER_WORDS[kind]}") from None
+
+    return convert
 
 
 def parse_run_flags(recipe: recipes.Recipe, argv: list[str]) -> tuple[Any, str, Path, bool]:
