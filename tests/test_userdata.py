@@ -250,3 +250,90 @@ def test_a_missing_path_and_a_missing_chosen_column_are_refused(tmp_path, cli):
     path = write_table(tmp_path / "d.csv")
     _assert_refused(cli, tmp_path / "runs", ["--data", path, "--label_column", "topic"],
                     "d.csv line 1: no column 'topic' (--label_column); it has: text, label")
+
+
+# ---- images ----------------------------------------------------------------------------------------------
+def _png(path, array, mode=None):
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.asarray(array, dtype=np.uint8), mode).save(path)
+    return path
+
+
+def test_image_class_folders_of_any_size_grey_or_rgb_load_to_one_square_size(tmp_path):
+    rng = np.random.default_rng(0)
+    _png(tmp_path / "dog" / "a.png", rng.integers(0, 256, (40, 30, 3)))
+    _png(tmp_path / "cat" / "b.png", rng.integers(0, 256, (20, 50)))
+    _png(tmp_path / "cat" / "c.jpg", rng.integers(0, 256, (16, 16, 3)))
+    (tmp_path / "cat" / ".DS_Store").write_bytes(b"x")
+    found = userdata.image_class_folders(tmp_path)
+    assert found.classes == ("cat", "dog") and found.labels.tolist() == [0, 0, 1]
+    assert [f.name for f in found.files] == ["b.png", "c.jpg", "a.png"]
+    rgb, grey = userdata.load_images(found.files, 8), userdata.load_images(found.files, 8, channels=1)
+    assert rgb.shape == (3, 3, 8, 8) and grey.shape == (3, 1, 8, 8) and rgb.dtype == np.uint8
+    assert (rgb[0, 0] == rgb[0, 1]).all()  # the grey file, replicated to RGB
+
+
+def test_square_resize_crops_the_centre(tmp_path):
+    image = np.zeros((10, 30), dtype=np.uint8)
+    image[:, 10:20] = 255  # the centre square is white, the sides black
+    assert (userdata.square_resize(image, 5) == 255).all()
+
+
+@pytest.mark.parametrize("case", ["truncated", "not_an_image", "extension", "one_class"])
+def test_a_bad_image_folder_is_one_line_naming_the_file(tmp_path, case):
+    rng = np.random.default_rng(0)
+    good = _png(tmp_path / "a" / "ok.png", rng.integers(0, 256, (32, 32, 3)))
+    if case != "one_class":
+        _png(tmp_path / "b" / "ok.png", rng.integers(0, 256, (32, 32, 3)))
+    if case == "truncated":
+        bad = tmp_path / "b" / "cut.png"
+        bad.write_bytes(good.read_bytes()[:60])
+    elif case == "not_an_image":
+        bad = tmp_path / "b" / "text.jpg"
+        bad.write_text("hello")
+    elif case == "extension":
+        bad = tmp_path / "b" / "notes.txt"
+        bad.write_text("hello")
+    with pytest.raises(DataError) as e:
+        userdata.load_images(userdata.image_class_folders(tmp_path).files, 8)
+    message = str(e.value)
+    assert "\n" not in message
+    assert (str(bad) if case != "one_class" else "one class folder") in message
+
+
+def test_images_and_masks_pair_by_stem_and_masks_are_checked(tmp_path):
+    rng = np.random.default_rng(0)
+    for stem in ("x1", "x2"):
+        _png(tmp_path / "images" / f"{stem}.jpg", rng.integers(0, 256, (12, 10, 3)))
+        _png(tmp_path / "masks" / f"{stem}.png", rng.integers(0, 3, (12, 10)))
+    pairs = userdata.image_mask_pairs(tmp_path)
+    assert [(i.name, m.name) for i, m in pairs] == [("x1.jpg", "x1.png"), ("x2.jpg", "x2.png")]
+    mask = userdata.read_mask(pairs[0][1], (12, 10), num_classes=3)
+    assert mask.dtype == np.int64 and mask.shape == (12, 10) and mask.max() <= 2
+    with pytest.raises(DataError, match=r"x1.png: mask value 2 is out of range; classes are 0..1"):
+        userdata.read_mask(pairs[0][1], (12, 10), num_classes=2)
+    with pytest.raises(DataError, match=r"x1.png: mask is 12×10 but its image is 10×12"):
+        userdata.read_mask(pairs[0][1], (10, 12))
+    rgb = _png(tmp_path / "masks" / "x3.png", rng.integers(0, 3, (12, 10, 3)))
+    with pytest.raises(DataError, match=r"x3.png: a RGB mask; save masks as single-channel PNGs"):
+        userdata.read_mask(rgb)
+    with pytest.raises(DataError, match=r"x3.png: no matching file 'x3.\*' in .*images"):
+        userdata.image_mask_pairs(tmp_path)
+    (tmp_path / "masks" / "x3.png").unlink()
+    (tmp_path / "images" / "x1.jpg").rename(tmp_path / "images" / "x4.jpg")
+    with pytest.raises(DataError, match=r"x1.png: no matching file 'x1.\*' in .*images"):
+        userdata.image_mask_pairs(tmp_path)
+
+
+def test_a_plain_image_folder_is_read_recursively_and_refuses_other_files(tmp_path):
+    rng = np.random.default_rng(0)
+    _png(tmp_path / "b.png", rng.integers(0, 256, (9, 9)))
+    _png(tmp_path / "sub" / "a.png", rng.integers(0, 256, (9, 9, 3)))
+    assert [f.name for f in userdata.image_folder(tmp_path).files] == ["b.png", "a.png"]
+    (tmp_path / "sub" / "readme.md").write_text("x")
+    with pytest.raises(DataError, match=r"readme.md: unknown extension '.md' in an image folder"):
+        userdata.image_folder(tmp_path)
+    with pytest.raises(DataError, match="no images in this folder"):
+        userdata.image_folder((tmp_path / "empty").mkdir() or tmp_path / "empty")

@@ -5,6 +5,9 @@ Tables     CSV (`.csv`), TSV (`.tsv`) or JSON lines (`.jsonl`), optionally compr
            row at a time, never the whole file, so what a recipe keeps is what bounds memory.
 Folders    one subfolder per class of files with given extensions (`class_folders` lists them, sorted, without
            reading them); hidden files and folders (names starting with '.') are ignored everywhere.
+Images     class folders of images (`image_class_folders`), a plain folder of images (`image_folder`), images/ and
+           masks/ matched by file stem (`image_mask_pairs`); any size, grey or RGB, read one at a time
+           (`read_image`, `load_images` to a square size, `read_mask` for integer-class masks).
 Splits     a table's `split` column (train / val / test) if it has one, otherwise `stratified_split`, seeded.
 Fingerprint  SHA-256 over the file, or every file under the folder in sorted order (its path relative to the
            folder, then its bytes), read in 1 MiB chunks: a run records it, and eval, predict and resume refuse
@@ -225,6 +228,123 @@ def read_text(path: Path) -> str:
     if not text.strip():
         raise DataError(f"{path}: empty text")
     return text
+
+
+# ---- images ----------------------------------------------------------------------------------------------
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+MASK_MODES = ("1", "L", "P", "I", "I;16")  # single-channel PIL modes whose values are class indices
+
+
+def read_image(path: Path, mode: str = "RGB") -> np.ndarray:
+    """One image file as uint8, (H, W, 3) for mode "RGB" or (H, W) for "L". Grey files are replicated to RGB, an
+    alpha channel is dropped. Unreadable or truncated files are refused naming the file."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im.load()  # decodes the whole file here, so a truncated one fails now, not halfway through training
+            return np.asarray(im.convert(mode))
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+        raise DataError(f"{path}: not a readable image ({type(e).__name__}: {str(e)[:80]});"
+                        f" expected {'/'.join(x[1:] for x in IMAGE_EXTENSIONS)}") from None
+
+
+def square_resize(image: np.ndarray, size: int) -> np.ndarray:
+    """Centre-crop uint8 (H, W[, C]) to a square and resize it to size × size (PIL, antialiased bilinear)."""
+    from PIL import Image
+
+    h, w = image.shape[:2]
+    side = min(h, w)
+    top, left = (h - side) // 2, (w - side) // 2
+    crop = Image.fromarray(np.ascontiguousarray(image[top:top + side, left:left + side]))
+    return np.asarray(crop.resize((size, size), Image.BILINEAR))
+
+
+@dataclass
+class ImageFiles:
+    """Image files, listed and not yet read; `labels[i]` indexes `classes` (None for an unlabelled folder)."""
+
+    source: Path
+    files: list[Path]
+    labels: np.ndarray | None = None
+    classes: tuple[str, ...] = ()
+
+
+def image_class_folders(path: str | Path) -> ImageFiles:
+    """root/CLASS/IMAGE: one subfolder per class (sorted names are the labels), any image size, grey or RGB."""
+    classes, files = class_folders(path, IMAGE_EXTENSIONS)
+    if len(classes) < 2:
+        raise DataError(f"{path}: one class folder ({classes[0]!r}); a classifier needs two or more")
+    return ImageFiles(Path(path), [f for f, _ in files], np.array([c for _, c in files], dtype=np.int64), classes)
+
+
+def image_folder(path: str | Path) -> ImageFiles:
+    """Every image under a folder, subfolders included, sorted; unlabelled. Another kind of file is refused."""
+    files = [file for _, file in data_files(path)]
+    if Path(path).is_file():
+        raise DataError(f"{path}: a file; expected a folder of images")
+    for file in files:
+        if file.suffix.lower() not in IMAGE_EXTENSIONS:
+            raise DataError(f"{file}: unknown extension '{file.suffix or 'none'}' in an image folder;"
+                            f" expected {'/'.join(x[1:] for x in IMAGE_EXTENSIONS)}")
+    if not files:
+        raise DataError(f"{path}: no images in this folder")
+    return ImageFiles(Path(path), files)
+
+
+def load_images(files: Sequence[Path], size: int, channels: int = 3) -> np.ndarray:
+    """uint8 (N, channels, size, size): each file read, centre-cropped to a square and resized, one at a time, so
+    memory holds the result (N·channels·size² bytes) and one decoded image, never the folder."""
+    out = np.empty((len(files), channels, size, size), dtype=np.uint8)
+    for i, file in enumerate(files):
+        image = square_resize(read_image(file, "L" if channels == 1 else "RGB"), size)
+        out[i] = image[None] if channels == 1 else image.transpose(2, 0, 1)
+    return out
+
+
+def image_mask_pairs(path: str | Path) -> list[tuple[Path, Path]]:
+    """[(image, mask)] from root/images/ and root/masks/, matched by file stem (a.jpg with a.png), sorted. An image
+    without its mask, or a mask without its image, is refused naming the file."""
+    root = Path(path)
+    found = {}
+    for part in ("images", "masks"):
+        folder = root / part
+        if not folder.is_dir():
+            raise DataError(f"{root}: no '{part}/' folder; expected {root}/images/NAME.png and {root}/masks/NAME.png")
+        files = image_folder(folder).files
+        by_stem: dict[str, Path] = {}
+        for file in files:
+            stem = file.relative_to(folder).with_suffix("").as_posix()
+            if stem in by_stem:
+                raise DataError(f"{file}: two files named '{stem}' in {folder} ({by_stem[stem].name}, {file.name})")
+            by_stem[stem] = file
+        found[part] = by_stem
+    images, masks = found["images"], found["masks"]
+    for stem in sorted(set(images) ^ set(masks)):
+        have, lacks = ("images", "masks") if stem in images else ("masks", "images")
+        raise DataError(f"{found[have][stem]}: no matching file '{stem}.*' in {root / lacks}")
+    return [(images[stem], masks[stem]) for stem in sorted(images)]
+
+
+def read_mask(path: Path, shape: tuple[int, int] | None = None, num_classes: int | None = None) -> np.ndarray:
+    """An integer-class mask (H, W) as int64 from a single-channel image (PNG of class indices 0..K-1). A colour
+    mask, a size that differs from its image's `shape`, or a value >= `num_classes` is refused naming the file."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if im.mode not in MASK_MODES:
+                raise DataError(f"{path}: a {im.mode} mask; save masks as single-channel PNGs whose values are class"
+                                f" indices 0, 1, ... (PIL modes {', '.join(MASK_MODES)})")
+            mask = np.asarray(im, dtype=np.int64)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+        raise DataError(f"{path}: not a readable mask image ({type(e).__name__})") from None
+    if shape is not None and mask.shape != tuple(shape):
+        raise DataError(f"{path}: mask is {mask.shape[0]}×{mask.shape[1]} but its image is {shape[0]}×{shape[1]}")
+    if num_classes is not None and (mask.min() < 0 or mask.max() >= num_classes):
+        raise DataError(f"{path}: mask value {int(mask.max())} is out of range; classes are 0..{num_classes - 1}")
+    return mask
 
 
 # ---- labelled texts ----------------------------------------------------------------------------------------
