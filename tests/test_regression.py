@@ -18,14 +18,14 @@ def trained(tmp_path_factory):
     """The recipe's own train_arm on diabetes: standardised MSE, raw inputs at the same lr, and a polynomial."""
     cfg = recipes.get("regression").config("full", {"steps": 1000, "eval_every": 250, "threads": 1})
     run = Run.create("regression", cfg, "full", torch.device("cpu"), root=tmp_path_factory.mktemp("runs"))
-    data = R.load_diabetes(cfg)
+    data = R.load_data(cfg)
     results = {arm: R.train_arm(cfg, run.variant(arm), arm, data) for arm in ("linear_mse", "linear_mse_raw")}
     return cfg, run, data, results
 
 
 def test_sgd_linear_coefficients_match_the_closed_form(trained):
     cfg, run, data, results = trained
-    model = R.load_arm_model(cfg, run, "linear_mse")
+    model = R.load_arm_model(cfg, run, "linear_mse", 10)
     x = data.inputs("train", True)
     coef, intercept = R.closed_form(x, data.y_scale(data.split.y_train))  # same standardised target
     weight = model.weight.detach()[0].numpy()
@@ -66,8 +66,8 @@ def test_losses_and_polynomial_features():
     # Huber(δ=1): quadratic inside |e| ≤ 1, linear outside: 0, 2 - 0.5, 5 - 0.5
     assert R.make_loss("huber", 1.0)(pred, y).item() == pytest.approx((0 + 1.5 + 4.5) / 3)
     t = torch.tensor([2.0, -1.0])
-    assert torch.equal(R.polynomial_features(t, 3), torch.tensor([[2.0, 4.0, 8.0], [-1.0, 1.0, -1.0]]))
-    m = R.regression_metrics(torch.tensor([1.0, 2.0, 3.0]), torch.tensor([1.0, 2.0, 3.0]))
+    assert torch.equal(tabular.polynomial_features(t, 3), torch.tensor([[2.0, 4.0, 8.0], [-1.0, 1.0, -1.0]]))
+    m = tabular.regression_metrics(torch.tensor([1.0, 2.0, 3.0]), torch.tensor([1.0, 2.0, 3.0]))
     assert m == {"mse": 0.0, "mae": 0.0, "r2": 1.0}
 
 

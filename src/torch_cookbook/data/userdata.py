@@ -85,7 +85,7 @@ def table_format(path: str | Path) -> str:
     return suffixes[-1]
 
 
-def _lines(path: Path) -> Iterator[str]:
+def lines_of(path: Path) -> Iterator[str]:
     """The file's lines, decoded one at a time, with their line endings (what the csv module expects)."""
     opener = COMPRESSED.get(path.suffix.lower(), open)
     try:
@@ -98,6 +98,31 @@ def _lines(path: Path) -> Iterator[str]:
                                     f"{e.start + 1}); save the file as UTF-8") from None
     except (OSError, EOFError) as e:  # unreadable, or a truncated or corrupt .gz/.bz2
         raise DataError(f"{path}: cannot read it ({getattr(e, 'strerror', None) or e})") from None
+
+
+def table_columns(path: str | Path) -> list[str]:
+    """A CSV/TSV file's header, or the keys of a JSONL file's first object; the rest of the file is not read."""
+    path = Path(path)
+    kind = table_format(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    lines = lines_of(path)
+    try:
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            if kind != ".jsonl":
+                return [name.strip() for name in next(csv.reader([line], delimiter=TABLES[kind]))]
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{path} line {number}: not valid JSON ({e.msg} at character {e.colno})") from None
+            if not isinstance(record, dict):
+                raise DataError(f"{path} line {number}: expected a JSON object, got {type(record).__name__}")
+            return list(record)
+    finally:
+        lines.close()
+    raise DataError(f"{path}: empty file: no {'JSON lines' if kind == '.jsonl' else 'header line'}")
 
 
 @dataclass(frozen=True)
@@ -134,7 +159,7 @@ def _csv_rows(path: Path, delimiter: str, columns: dict[str, str], optional: tup
     limit = csv.field_size_limit()
     csv.field_size_limit(1 << 30)  # a long text in one field is fine: the default limit is 128 KiB
     try:
-        reader = csv.reader(_lines(path), delimiter=delimiter)
+        reader = csv.reader(lines_of(path), delimiter=delimiter)
         header: list[str] | None = None
         while True:
             start = reader.line_num + 1
@@ -166,7 +191,7 @@ def _csv_rows(path: Path, delimiter: str, columns: dict[str, str], optional: tup
 
 def _json_rows(path: Path, _: None, columns: dict[str, str], optional: tuple[str, ...]) -> Iterator[Row]:
     present: tuple[str, ...] | None = None
-    for number, line in enumerate(_lines(path), 1):
+    for number, line in enumerate(lines_of(path), 1):
         if not line.strip():
             continue
         try:
@@ -228,6 +253,9 @@ def read_text(path: Path) -> str:
     if not text.strip():
         raise DataError(f"{path}: empty text")
     return text
+
+
+_lines = lines_of  # data/pairs.py's name for it, until it is renamed there
 
 
 # ---- images ----------------------------------------------------------------------------------------------
@@ -383,7 +411,7 @@ def read_labelled_texts(path: str | Path, text_column: str = "text", label_colum
             names.append(row.values[label_column].strip())
             lines.append(row.line)
             if SPLIT_COLUMN in row.values:
-                splits.append(_split_code(path, row))
+                splits.append(split_code(path, row))
         classes = tuple(sorted(set(names)))
         index = {name: i for i, name in enumerate(classes)}
         data = LabelledTexts(path, texts, np.array([index[n] for n in names], dtype=np.int64), classes,
@@ -396,7 +424,7 @@ def read_labelled_texts(path: str | Path, text_column: str = "text", label_colum
     return data
 
 
-def _split_code(path: Path, row: Row) -> int:
+def split_code(path: Path, row: Row) -> int:
     value = row.values[SPLIT_COLUMN].strip().lower()
     if value not in SPLITS:
         raise DataError(f"{path} line {row.line}: column '{SPLIT_COLUMN}' is {value!r}; use {', '.join(SPLITS)}")

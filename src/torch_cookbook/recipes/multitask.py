@@ -6,14 +6,15 @@ shared-trunk network (method 2: a deeper trunk, a small network per task), both 
 `CrossEntropyLoss + MSELoss` with equal weight. The recipe trains the shared trunk + heads (`MultiTaskNet`)
 with the regression target standardised (fixed weights 1:1), the same with uncertainty weighting (Kendall
 et al. 2018), the seed's unscaled sum for comparison, and one network per task as the baseline; the loss
-weighting is `losses()`. Naive forecasts (majority class, persistence) stand beside them.
+weighting is `losses()`. Naive forecasts (majority class, persistence) stand beside them. `--data FILE` trains
+the same variants on your own table, with a class and a numeric target (data/tabular.py reads it).
 
 Docs: docs/multitask.md
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import matplotlib
 
@@ -24,11 +25,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from torch_cookbook.data import weather
+from torch_cookbook.data import tabular, weather
 from torch_cookbook.engine.config import BaseConfig, ConfigError, Target, param
 from torch_cookbook.engine.loop import autocast, batches, eval_mode, grad_scaler, take
 from torch_cookbook.engine.runs import Run
 from torch_cookbook.engine.trainer import Trainer
+from torch_cookbook.errors import DataError
 
 seed_question = "Q61 Multi-task learning"
 summary = "Seattle weather: one shared-trunk network for tomorrow's weather class + max temperature vs two networks."
@@ -38,6 +40,12 @@ summary = "Seattle weather: one shared-trunk network for tomorrow's weather clas
 class Config(BaseConfig):
     # One thread by default: a second thread only adds synchronisation to these tiny MLPs (docs/performance.md).
     threads: int = param(1, "torch intra-op threads; 0 = one per core (at most 4)", low=0, high=256)
+    data: str = param("", "your own table instead of Seattle weather: a CSV, TSV or JSONL file (.gz/.bz2 too)")
+    target: str = param("", "--data: the two targets as CLASS_COLUMN,NUMERIC_COLUMN")
+    features: str = param("", "--data: the feature columns, comma-separated (default: all but targets and split)")
+    drop: str = param("", "--data: columns to leave out, comma-separated")
+    max_categories: int = param(50, "--data: most distinct values a non-numeric (one-hot) column may have", low=1)
+    test_fraction: float = param(0.2, "--data without a split column: test share of each class", low=0.05, high=0.5)
     lookback: int = param(7, "days of history per example", low=1, high=60)
     test_from: str = param("2015-01-01", "chronological split: targets from this date on are the test set")
     hidden: int = param(64, "width of the trunk and of each head's hidden layer", low=1)
@@ -74,6 +82,7 @@ targets = [
     Target("multihead_accuracy_over_majority", ">=", 0.01),  # beats the majority-class forecast
     Target("multihead_mae_over_persistence", "<=", 0.99),    # beats the persistence forecast (MAE ratio)
 ]
+DATA_FIELDS = {"data": ("target", "features", "drop", "max_categories")}  # recorded in the run's data.json
 
 # name: (architecture, tasks trained, loss weighting)
 VARIANTS = {
@@ -175,15 +184,23 @@ def run(cfg: Config, run: Run) -> dict[str, float | None]:
     metrics["multihead_mae_ratio"] = multi["mae"] / single_t["mae"]
     metrics["multihead_param_ratio"] = multi["params"] / (single_c["params"] + single_t["params"])
     metrics["multihead_accuracy_over_majority"] = multi["accuracy"] - d.baselines["majority_accuracy"]
-    metrics["multihead_mae_over_persistence"] = multi["mae"] / d.baselines["persistence_mae"]
+    if "persistence_mae" in d.baselines:
+        metrics["multihead_mae_over_persistence"] = multi["mae"] / d.baselines["persistence_mae"]
+    else:  # rows of a table have no time order, so no persistence: the naive forecast is the training mean
+        metrics["multihead_mae_over_mean"] = multi["mae"] / d.baselines["mean_mae"]
     if run.is_main:
-        plot_curves(run)
-    return metrics
+        plot_curves(run, d)
+    return {**metrics, **d.info}
+
+
+def check_launch(cfg: Config) -> None:
+    if cfg.data:  # read and split your table before the run directory exists: bad data writes nothing
+        load_data(cfg)
 
 
 def train_variant(cfg: Config, run: Run, name: str, d: Split) -> dict[str, float]:
     torch.manual_seed(cfg.seed)
-    model = build(cfg, name, d.x_train.shape[1]).to(run.device)
+    model = build(cfg, name, d.x_train.shape[1], len(d.classes)).to(run.device)
     weights = UncertaintyWeights().to(run.device) if VARIANTS[name][2] == "uncertainty" else None
     groups = [{"params": list(model.parameters())}]
     if weights is not None:  # the log-variances are learned too, without weight decay pulling them to 0
@@ -194,7 +211,8 @@ def train_variant(cfg: Config, run: Run, name: str, d: Split) -> dict[str, float
     trainer = Trainer(run, cfg.steps, every=cfg.eval_every, description=name, model=model, optimizer=optimizer,
                       scheduler=scheduler, scaler=grad_scaler(run.device, cfg.amp), weights=weights)
     model.train()
-    for step, idx in trainer.steps(batches(len(d.x_train), cfg.batch_size, cfg.seed, trainer.start)):
+    batch_size = min(cfg.batch_size, len(d.x_train))  # a small table: every step sees all of it
+    for step, idx in trainer.steps(batches(len(d.x_train), batch_size, cfg.seed, trainer.start)):
         x, c, t, last = take(idx, d.x_train, d.c_train, d.t_train, d.last_train, device=run.device)
         with autocast(run.device, cfg.amp):
             loss = losses(name, model, x, c, t, last, d, cfg, weights)
@@ -218,19 +236,19 @@ def test_metrics(name: str, model: MultiTaskNet, d: Split, device: torch.device)
     with eval_mode(model), torch.inference_mode():
         logits, temp = model(d.x_test.to(device))
     if logits is not None:
-        out.update(class_metrics(logits.argmax(1).cpu(), d.c_test))
+        out.update(class_metrics(logits.argmax(1).cpu(), d.c_test, len(d.classes)))
     if temp is not None:
         out["mae"] = (temperature(name, temp.cpu(), d.last_test, d) - d.t_test).abs().mean().item()
     return out
 
 
-def class_metrics(pred: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
+def class_metrics(pred: torch.Tensor, target: torch.Tensor, n_classes: int = len(weather.CLASSES)) -> dict[str, float]:
     """Accuracy and macro-F1 over the classes present in the test set (torchmetrics' definition)."""
     from torchmetrics.functional.classification import multiclass_f1_score
 
-    present = torch.bincount(target, minlength=len(weather.CLASSES)) > 0
+    present = torch.bincount(target, minlength=n_classes) > 0
     # torchmetrics averages over all classes; classes absent from the test set (snow in 2015) would count as 0
-    per_class = multiclass_f1_score(pred, target, num_classes=len(weather.CLASSES), average="none")
+    per_class = multiclass_f1_score(pred, target, num_classes=n_classes, average="none")
     f1 = per_class[present].mean()
     return {"accuracy": (pred == target).float().mean().item(), "macro_f1": f1.item()}
 
@@ -240,16 +258,16 @@ def evaluate(cfg: Config, run: Run) -> dict[str, float]:
     d = load_data(cfg)
     out = {}
     for name in VARIANTS:
-        model = build(cfg, name, d.x_test.shape[1]).to(run.device)
+        model = build(cfg, name, d.x_test.shape[1], len(d.classes)).to(run.device)
         run.variant(name).load(model)
         out.update({f"{name}_{k}": v for k, v in test_metrics(name, model, d, run.device).items()})
     return out
 
 
 # ---- models and data -----------------------------------------------------------------------------
-def build(cfg: Config, name: str, n_in: int) -> MultiTaskNet:
+def build(cfg: Config, name: str, n_in: int, n_classes: int = len(weather.CLASSES)) -> MultiTaskNet:
     arch, tasks, _ = VARIANTS[name]
-    return MultiTaskNet(n_in, cfg.hidden, len(weather.CLASSES), cfg.dropout, tasks, linear_trunk=arch == "linear")
+    return MultiTaskNet(n_in, cfg.hidden, n_classes, cfg.dropout, tasks, linear_trunk=arch == "linear")
 
 
 def n_params(model: nn.Module) -> int:
@@ -269,10 +287,17 @@ class Split:
     d_mean: float
     d_std: float
     baselines: dict[str, float]
+    classes: tuple[str, ...] = weather.CLASSES
+    names: tuple[str, str] = ()  # your own table: its class and numeric target columns
+    encoding: tabular.Encoding | None = None  # your own table: feature values -> inputs (predict)
+    x_scale: tabular.Standardizer | None = None
+    info: dict[str, int] = field(default_factory=dict)  # your own table: rows per split, inputs, filled values
 
 
 def load_data(cfg: Config) -> Split:
     """Chronological split (no shuffling across time); features standardised with training statistics only."""
+    if cfg.data:
+        return load_table(cfg)
     w = weather.windows(cfg.lookback)
     test = torch.from_numpy(w.dates >= np.datetime64(cfg.test_from))
     train = ~test
@@ -293,8 +318,30 @@ def load_data(cfg: Config) -> Split:
                  w.last_temp[test], d_mean, d_std, baselines)
 
 
+def load_table(cfg: Config) -> Split:
+    """Your own table: no time order, so a stratified seeded split on the class (or the table's split column), no
+    persistence, and "last" is 0: the numeric head predicts the standardised target itself."""
+    names = tabular.column_list(cfg.target)
+    if len(names) != 2:
+        raise ConfigError(f"--target {cfg.target!r}: --data needs two targets, CLASS_COLUMN,NUMERIC_COLUMN")
+    t = tabular.read_user_table(cfg.data, {names[0]: tabular.CLASS, names[1]: tabular.NUMBER},
+                                tabular.column_list(cfg.features), tabular.column_list(cfg.drop), cfg.seed, 0.0,
+                                cfg.test_fraction, cfg.max_categories)
+    train, test = (torch.from_numpy(p) for p in (t.parts[0], t.parts[2]))
+    x_scale = t.scaler()
+    x, c = x_scale(torch.from_numpy(t.x)).float(), torch.from_numpy(t.targets[names[0]])
+    y, last = torch.from_numpy(t.targets[names[1]]).float(), torch.zeros(len(t.x))
+    n_classes = len(t.classes[names[0]])
+    majority = torch.full_like(c[test], int(torch.bincount(c[train], minlength=n_classes).argmax()))
+    baselines = {**{f"majority_{k}": v for k, v in class_metrics(majority, c[test], n_classes).items()},
+                 "mean_mae": tabular.mean_baseline(y[train], y[test])["mae"]}
+    return Split(x[train], c[train], y[train], last[train], x[test], c[test], y[test], last[test],
+                 y[train].mean().item(), y[train].std().item(), baselines, t.classes[names[0]], tuple(names),
+                 t.encoding, x_scale, t.info())
+
+
 # ---- plots ---------------------------------------------------------------------------------------
-def plot_curves(run: Run) -> None:
+def plot_curves(run: Run, d: Split) -> None:
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
     for name in VARIANTS:
         sub = run.variant(name)
@@ -302,9 +349,43 @@ def plot_curves(run: Run) -> None:
             curve = sub.history(key)
             if curve:
                 ax.plot(*zip(*curve), label=name)
-    ax1.set(xlabel="step", ylabel="test accuracy (weather class)", title="tomorrow's weather class")
-    ax2.set(xlabel="step", ylabel="test MAE (°C)", title="tomorrow's maximum temperature", ylim=(1.5, 6))
+    if d.names:
+        ax1.set(xlabel="step", ylabel=f"test accuracy ({d.names[0]})", title=d.names[0])
+        ax2.set(xlabel="step", ylabel=f"test MAE ({d.names[1]})", title=d.names[1])
+    else:
+        ax1.set(xlabel="step", ylabel="test accuracy (weather class)", title="tomorrow's weather class")
+        ax2.set(xlabel="step", ylabel="test MAE (°C)", title="tomorrow's maximum temperature", ylim=(1.5, 6))
     ax1.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(run.plot_path("test_curves"), dpi=100)
     plt.close(fig)
+
+
+def predict_arguments(parser) -> None:  # noqa: ANN001 - an argparse parser
+    parser.add_argument("values", nargs="*", metavar="COLUMN=VALUE",
+                        help="one row: a value for every feature (COLUMN= for a missing value)")
+    parser.add_argument("--rows", metavar="FILE", help="or a CSV/TSV/JSONL file of rows, one prediction each")
+    parser.add_argument("--variant", choices=tuple(VARIANTS), default="multihead", help="the model (default multihead)")
+
+
+def predict(cfg: Config, run: Run, args) -> None:  # noqa: ANN001 - argparse's namespace
+    """Both targets for rows of feature values, from a run on your own table (--data)."""
+    if not cfg.data:
+        raise DataError(f"{run.dir} was trained on the bundled weather windows; predict takes the feature values of"
+                        f" a run on your own table (--data)")
+    d = load_data(cfg)  # the same split, encoding and standardisation the run trained on
+    where, x = tabular.rows_to_predict(d.encoding, args.values, args.rows)
+    if run.variant(args.variant).result is None:
+        raise DataError(f"--variant {args.variant} is not trained in {run.dir}; finish it with `cookbook run --resume`")
+    model = build(cfg, args.variant, x.shape[1], len(d.classes)).to(run.device)
+    run.variant(args.variant).load(model)
+    with eval_mode(model), torch.inference_mode():
+        logits, temp = model(d.x_scale(x).float().to(run.device))
+    for i, place in enumerate(where):
+        out = []
+        if logits is not None:
+            p = torch.softmax(logits[i].cpu(), 0)
+            out.append(f"{d.names[0]} {d.classes[int(p.argmax())]} (p={p.max().item():.2f})")
+        if temp is not None:
+            out.append(f"{d.names[1]} {temperature(args.variant, temp[i:i + 1].cpu(), torch.zeros(1), d).item():.6g}")
+        print(f"{place}: {', '.join(out)}  ({args.variant})")

@@ -7,7 +7,8 @@ prose. This recipe does them on two data sets that ship offline and measures wha
   closed-form `LinearRegression` and `Ridge` on the same split;
 - the CO2 trend at Mauna Loa: polynomial regression, degree chosen on a validation split, against
   numpy's least-squares polynomial fit.
-Every torch model sees a standardised target; every reported error is in the original units.
+Every torch model sees a standardised target; every reported error is in the original units. `--data FILE`
+runs the diabetes arms and baselines on your own table instead (read by data/tabular.py).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from torch_cookbook.engine.config import BaseConfig, Target, param
 from torch_cookbook.engine.loop import batches, cosine_decay, take
 from torch_cookbook.engine.runs import Run
 from torch_cookbook.engine.trainer import Trainer
+from torch_cookbook.errors import DataError
 
 seed_question = "Q63 Regression models"
 summary = "Linear/polynomial/MLP regression on diabetes and CO2: losses, standardisation, vs closed form."
@@ -34,6 +36,11 @@ summary = "Linear/polynomial/MLP regression on diabetes and CO2: losses, standar
 
 @dataclass
 class Config(BaseConfig):
+    data: str = param("", "your own table instead of diabetes: a CSV, TSV or JSONL file (.gz/.bz2 too)")
+    target: str = param("", "--data: the numeric column to predict")
+    features: str = param("", "--data: the feature columns, comma-separated (default: all but target and split)")
+    drop: str = param("", "--data: columns to leave out, comma-separated")
+    max_categories: int = param(50, "--data: most distinct values a non-numeric (one-hot) column may have", low=1)
     steps: int = param(1500, "SGD steps for each diabetes linear model", low=1)
     lr: float = param(0.1, "SGD learning rate, the same for standardised and raw inputs", low=0, low_open=True)
     momentum: float = param(0.9, "SGD momentum", low=0, high=1, high_open=True)
@@ -63,6 +70,7 @@ targets = [
     Target("linear_sgd_vs_closed_form", "<=", 0.01),  # |test MSE(SGD) / test MSE(closed form) - 1|
     Target("raw_same_lr_diverged", ">=", 1.0),  # raw inputs at the standardised arm's learning rate blow up
 ]
+DATA_FIELDS = {"data": ("target", "features", "drop", "max_categories")}  # recorded in the run's data.json
 
 # name: (model, loss, standardise inputs, learning rate key)
 ARMS = {
@@ -92,11 +100,6 @@ def make_loss(name: str, delta: float = 1.0) -> nn.Module:
     return {"mse": nn.MSELoss(), "mae": nn.L1Loss(), "huber": nn.HuberLoss(delta=delta)}[name]
 
 
-def polynomial_features(t: torch.Tensor, degree: int) -> torch.Tensor:
-    """(N,) → (N, degree): t, t², ..., t^degree (t should already be standardised to keep powers small)."""
-    return torch.stack([t ** k for k in range(1, degree + 1)], dim=1)
-
-
 def closed_form(x_train: torch.Tensor, y_train: torch.Tensor, alpha: float = 0.0) -> tuple[np.ndarray, float]:
     """scikit-learn's LinearRegression (alpha = 0) or Ridge: (coefficients, intercept)."""
     from sklearn.linear_model import LinearRegression, Ridge
@@ -107,7 +110,7 @@ def closed_form(x_train: torch.Tensor, y_train: torch.Tensor, alpha: float = 0.0
 
 
 # ---- train one diabetes arm: a loss and an optimizer ---------------------------------------------
-def train_arm(cfg: Config, run: Run, arm: str, data: Prepared) -> dict[str, float | None]:
+def train_arm(cfg: Config, run: Run, arm: str, data: tabular.Prepared) -> dict[str, float | None]:
     kind, loss_name, standardise, lr_key = ARMS[arm]
     x_train = data.inputs("train", standardise).to(run.device)
     y_train = data.y_scale(data.split.y_train).to(run.device)  # the target is standardised for every arm
@@ -162,9 +165,9 @@ def train_arm(cfg: Config, run: Run, arm: str, data: Prepared) -> dict[str, floa
 
 
 # ---- polynomial regression on the CO2 trend ------------------------------------------------------
-def fit_polynomial(cfg: Config, run: Run, degree: int, data: Prepared) -> dict[str, float]:
+def fit_polynomial(cfg: Config, run: Run, degree: int, data: tabular.Prepared) -> dict[str, float]:
     """Least squares on t..t^degree by L-BFGS: plain SGD crawls on these highly correlated powers."""
-    x, y = polynomial_features(data.inputs("train")[:, 0], degree), data.y_scale(data.split.y_train)
+    x, y = tabular.polynomial_features(data.inputs("train")[:, 0], degree), data.y_scale(data.split.y_train)
     torch.manual_seed(cfg.seed)
     model = make_model("linear", degree)
     optimizer = torch.optim.LBFGS(model.parameters(), lr=1.0, max_iter=20, history_size=20,
@@ -184,139 +187,119 @@ def fit_polynomial(cfg: Config, run: Run, degree: int, data: Prepared) -> dict[s
     return run.finish({"degree": degree, **poly_metrics(model, data, degree)})
 
 
-def poly_closed_form(data: Prepared, degree: int) -> dict[str, float]:
+def poly_closed_form(data: tabular.Prepared, degree: int) -> dict[str, float]:
     """numpy's least-squares polynomial of the same degree on the same standardised time axis."""
     t_train, t_test = data.inputs("train")[:, 0].numpy(), data.inputs("test")[:, 0].numpy()
     poly = np.polynomial.Polynomial.fit(t_train, data.split.y_train.numpy(), degree)
-    m = regression_metrics(torch.from_numpy(poly(t_test)), data.split.y_test)
+    m = tabular.regression_metrics(torch.from_numpy(poly(t_test)), data.split.y_test)
     return {f"poly_closed_form_test_{k}": v for k, v in m.items()}
 
 
 # ---- the recipe ----------------------------------------------------------------------------------
 def run(cfg: Config, run: Run) -> dict[str, float | None]:
-    data = load_diabetes(cfg)
+    data = load_data(cfg)
     results = {}
     for arm in ARMS:
         sub = run.variant(arm)
         results[arm] = sub.result or train_arm(cfg, sub, arm, data)
 
-    co2 = load_co2(cfg)
-    poly = {}
-    for degree in range(1, cfg.max_degree + 1):
-        sub = run.variant(f"poly_d{degree}")
-        poly[degree] = sub.result or fit_polynomial(cfg, sub, degree, co2)
-    best_degree = min(poly, key=lambda d: poly[d]["val_mse"])  # chosen on validation, reported on test
+    co2, poly, best_degree = None, {}, 0
+    if not cfg.data:  # the polynomial sweep is about the CO2 trend, not about your table
+        co2 = load_co2(cfg)
+        for degree in range(1, cfg.max_degree + 1):
+            sub = run.variant(f"poly_d{degree}")
+            poly[degree] = sub.result or fit_polynomial(cfg, sub, degree, co2)
+        best_degree = min(poly, key=lambda d: poly[d]["val_mse"])  # chosen on validation, reported on test
 
     metrics = collect_metrics(cfg, data, co2, results, poly, best_degree)
     if run.is_main:
-        plot_standardisation(cfg, run)
-        plot_diabetes_fits(cfg, run, data)
-        plot_polynomials(cfg, run, co2, poly, best_degree)
+        plot_standardisation(cfg, run, data)
+        plot_fits(cfg, run, data)
+        if co2 is not None:
+            plot_polynomials(cfg, run, co2, poly, best_degree)
     return metrics
 
 
+def check_launch(cfg: Config) -> None:
+    if cfg.data:  # read and split your table before the run directory exists: bad data writes nothing
+        load_data(cfg)
+
+
 # ---- evaluation ----------------------------------------------------------------------------------
-def regression_metrics(pred: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
-    err = pred - y
-    mse = err.pow(2).mean().item()
-    return {"mse": mse, "mae": err.abs().mean().item(), "r2": 1.0 - mse / (y - y.mean()).pow(2).mean().item()}
-
-
-@torch.no_grad()
-def predict_original_units(model: nn.Module, data: Prepared, which: str, standardise: bool) -> torch.Tensor:
-    model.eval()
-    return data.y_scale.inverse(model(data.inputs(which, standardise)).squeeze(1))
-
-
-def test_metrics(model: nn.Module, data: Prepared, standardise: bool, diverged: bool) -> dict[str, float | None]:
+def test_metrics(model: nn.Module, data: tabular.Prepared, standardise: bool, diverged: bool) -> dict:
     if diverged:
         return {"test_mse": None, "test_mae": None, "test_r2": None}
-    m = regression_metrics(predict_original_units(model.cpu(), data, "test", standardise), data.split.y_test)
-    return {f"test_{k}": v for k, v in m.items()}
+    pred = data.predict(model.cpu(), data.split.x_test, standardise)
+    return {f"test_{k}": v for k, v in tabular.regression_metrics(pred, data.split.y_test).items()}
 
 
-def baselines(cfg: Config, data: Prepared) -> dict[str, float]:
+def baselines(cfg: Config, data: tabular.Prepared) -> dict[str, float]:
     out = {}
     x_train, x_test = data.inputs("train", True), data.inputs("test", True)
     for name, alpha in (("closed_form", 0.0), ("ridge", cfg.ridge_alpha)):
         coef, intercept = closed_form(x_train, data.split.y_train, alpha)
         pred = x_test @ torch.from_numpy(coef) + intercept
-        out.update({f"{name}_test_{k}": v for k, v in regression_metrics(pred, data.split.y_test).items()})
+        out.update({f"{name}_test_{k}": v for k, v in tabular.regression_metrics(pred, data.split.y_test).items()})
     return out
 
 
 @torch.no_grad()
-def poly_predict(model: nn.Module, data: Prepared, which: str, degree: int) -> torch.Tensor:
-    return data.y_scale.inverse(model(polynomial_features(data.inputs(which)[:, 0], degree)).squeeze(1))
+def poly_predict(model: nn.Module, data: tabular.Prepared, which: str, degree: int) -> torch.Tensor:
+    return data.y_scale.inverse(model(tabular.polynomial_features(data.inputs(which)[:, 0], degree)).squeeze(1))
 
 
-def poly_metrics(model: nn.Module, data: Prepared, degree: int) -> dict[str, float]:
+def poly_metrics(model: nn.Module, data: tabular.Prepared, degree: int) -> dict[str, float]:
     out = {}
     for which in ("val", "test"):
-        m = regression_metrics(poly_predict(model, data, which, degree), getattr(data.split, f"y_{which}"))
+        m = tabular.regression_metrics(poly_predict(model, data, which, degree), getattr(data.split, f"y_{which}"))
         out.update({f"{which}_{k}": v for k, v in m.items()})
     return out
 
 
-def collect_metrics(cfg: Config, data: Prepared, co2: Prepared, results: dict, poly: dict,
+def collect_metrics(cfg: Config, data: tabular.Prepared, co2: tabular.Prepared | None, results: dict, poly: dict,
                     best_degree: int) -> dict[str, float | None]:
     metrics: dict[str, float | None] = baselines(cfg, data)
-    for arm, r in results.items():
-        for k in ("test_mse", "test_mae", "test_r2"):
-            metrics[f"{arm}_{k}"] = r[k]
+    metrics.update({f"{arm}_{k}": r[k] for arm, r in results.items() for k in ("test_mse", "test_mae", "test_r2")})
     sgd, exact = results["linear_mse"]["test_mse"], metrics["closed_form_test_mse"]
     metrics["linear_sgd_vs_closed_form"] = None if sgd is None else abs(sgd / exact - 1.0)
     metrics["raw_same_lr_diverged"] = float(results["linear_mse_raw"]["diverged_at"] is not None)
+    if co2 is None:  # your own table: the naive prediction (the training mean) beside the rest, and what was read
+        mean = tabular.mean_baseline(data.split.y_train, data.split.y_test)
+        return {**metrics, **{f"mean_test_{k}": v for k, v in mean.items()}, **data.info}
     metrics["poly_best_degree"] = best_degree
-    for k in ("test_mse", "test_mae", "test_r2"):
-        metrics[f"poly_{k}"] = poly[best_degree][k]
+    metrics.update({f"poly_{k}": poly[best_degree][k] for k in ("test_mse", "test_mae", "test_r2")})
     metrics.update(poly_closed_form(co2, best_degree))
     return metrics
 
 
 def evaluate(cfg: Config, run: Run) -> dict[str, float | None]:
     """Every test metric recomputed from the saved checkpoints (diverged arms stay None)."""
-    data, co2 = load_diabetes(cfg), load_co2(cfg)
-    results = {}
+    data, co2 = load_data(cfg), None if cfg.data else load_co2(cfg)
+    n_in, results = data.split.x_train.shape[1], {}
     for arm in ARMS:
         diverged = (run.variant(arm).result or {}).get("diverged_at") is not None
-        model = make_model(ARMS[arm][0], 10, cfg.mlp_hidden) if diverged else load_arm_model(cfg, run, arm)
+        model = make_model(ARMS[arm][0], n_in, cfg.mlp_hidden) if diverged else load_arm_model(cfg, run, arm, n_in)
         results[arm] = {"diverged_at": 0 if diverged else None, **test_metrics(model, data, ARMS[arm][2], diverged)}
-    poly = {d: poly_metrics(load_poly_model(run, d), co2, d) for d in range(1, cfg.max_degree + 1)}
-    best_degree = min(poly, key=lambda d: poly[d]["val_mse"])
+    poly = {d: poly_metrics(load_poly_model(run, d), co2, d) for d in range(1, cfg.max_degree + 1)} if co2 else {}
+    best_degree = min(poly, key=lambda d: poly[d]["val_mse"]) if poly else 0
     return collect_metrics(cfg, data, co2, results, poly, best_degree)
 
 
 # ---- data and checkpoints ------------------------------------------------------------------------
-@dataclass
-class Prepared:
-    """One data set with standardisers fitted on its training split only: x_scale for inputs, y_scale for the target."""
-
-    split: tabular.Split
-    x_scale: tabular.Standardizer
-    y_scale: tabular.Standardizer
-
-    def inputs(self, which: str, standardise: bool = True) -> torch.Tensor:
-        x = getattr(self.split, f"x_{which}")
-        return self.x_scale(x) if standardise else x
+def load_data(cfg: Config) -> tabular.Prepared:
+    """diabetes, or your own table (--data): split, encoded and standardised on its training split only."""
+    return tabular.regression_data(cfg.data, cfg.target, cfg.features, cfg.drop, cfg.seed, cfg.val_fraction,
+                                   cfg.test_fraction, cfg.max_categories)
 
 
-def prepare(split: tabular.Split) -> Prepared:
-    return Prepared(split, tabular.Standardizer(split.x_train), tabular.Standardizer(split.y_train))
-
-
-def load_diabetes(cfg: Config) -> Prepared:
-    return prepare(tabular.diabetes(cfg.seed, cfg.val_fraction, cfg.test_fraction))
-
-
-def load_co2(cfg: Config) -> Prepared:
+def load_co2(cfg: Config) -> tabular.Prepared:
     """The CO2 trend: one input, time in years, whose standardised powers are the polynomial's features."""
-    return prepare(tabular.co2_trend(cfg.seed, cfg.val_fraction, cfg.test_fraction))
+    return tabular.prepare(tabular.co2_trend(cfg.seed, cfg.val_fraction, cfg.test_fraction))
 
 
-def load_arm_model(cfg: Config, run: Run, arm: str) -> nn.Module:
+def load_arm_model(cfg: Config, run: Run, arm: str, n_in: int) -> nn.Module:
     """Linear arms: the last step; MLP arms: the step with the lowest validation MSE (best.pt)."""
-    model = make_model(ARMS[arm][0], 10, cfg.mlp_hidden)
+    model = make_model(ARMS[arm][0], n_in, cfg.mlp_hidden)
     run.variant(arm).load(model, which="best" if ARMS[arm][0] == "mlp" else "last")
     return model.eval()
 
@@ -328,7 +311,7 @@ def load_poly_model(run: Run, degree: int) -> nn.Module:
 
 
 # ---- plots ---------------------------------------------------------------------------------------
-def plot_standardisation(cfg: Config, run: Run) -> None:
+def plot_standardisation(cfg: Config, run: Run, data: tabular.Prepared) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     styles = {"linear_mse": ("standardised inputs, lr={lr:g}", "C0"),
               "linear_mse_raw": ("raw inputs, same lr={lr:g}", "C3"),
@@ -345,7 +328,7 @@ def plot_standardisation(cfg: Config, run: Run) -> None:
                        label=f"diverged at step {result['diverged_at']}")
     ax.axhline(1.0, color="grey", linewidth=0.8, label="predicting the mean")
     ax.set(xlabel="SGD step", ylabel="train MSE (standardised target)", xscale="log", yscale="log",
-           title="Diabetes, linear model: why standardise the inputs")
+           title=f"{data.name}, linear model: why standardise the inputs")
     ax.set_ylim(0.3, 1e4)  # the diverging arm grows until it overflows; cut it off
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -353,32 +336,31 @@ def plot_standardisation(cfg: Config, run: Run) -> None:
     plt.close(fig)
 
 
-def plot_diabetes_fits(cfg: Config, run: Run, data: Prepared) -> None:
+def plot_fits(cfg: Config, run: Run, data: tabular.Prepared) -> None:
     y = data.split.y_test
     coef, intercept = closed_form(data.inputs("train", True), data.split.y_train)
     preds = {"closed form": data.inputs("test", True) @ torch.from_numpy(coef) + intercept}
     for arm in ("linear_mse", "mlp_mse"):
         if (run.variant(arm).result or {}).get("diverged_at") is None:
-            preds[arm] = predict_original_units(load_arm_model(cfg, run, arm), data, "test", ARMS[arm][2])
+            model = load_arm_model(cfg, run, arm, data.split.x_train.shape[1])
+            preds[arm] = data.predict(model, data.split.x_test, ARMS[arm][2])
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4.2))
     for i, (name, p) in enumerate(preds.items()):
         ax1.scatter(y, p, s=10, alpha=0.6, color=f"C{i}", label=name)
         ax2.scatter(p, y - p, s=10, alpha=0.6, color=f"C{i}", label=name)
-    lo, hi = float(y.min()), float(y.max())
-    ax1.plot([lo, hi], [lo, hi], color="grey", linewidth=0.8)
-    ax1.set(xlabel="true progression score", ylabel="predicted", title="Diabetes test split")
+    ax1.axline((float(y.min()),) * 2, slope=1, color="grey", linewidth=0.8)
+    ax1.set(xlabel=f"true {data.target}", ylabel="predicted", title=f"{data.name} test split")
     ax2.axhline(0, color="grey", linewidth=0.8)
     ax2.set(xlabel="predicted", ylabel="residual (true - predicted)", title="Residuals")
     ax1.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(run.plot_path("diabetes_fits"), dpi=100)
+    fig.savefig(run.plot_path("fits" if cfg.data else "diabetes_fits"), dpi=100)
     plt.close(fig)
 
 
-def plot_polynomials(cfg: Config, run: Run, co2: Prepared, poly: dict, best_degree: int) -> None:
+def plot_polynomials(cfg: Config, run: Run, co2: tabular.Prepared, poly: dict, best_degree: int) -> None:
     years, ppm = tabular.co2_series()
-    t_all = torch.from_numpy(years)[:, None]
-    features = polynomial_features(co2.x_scale(t_all)[:, 0], best_degree)
+    features = tabular.polynomial_features(co2.x_scale(torch.from_numpy(years)[:, None])[:, 0], best_degree)
     model = load_poly_model(run, best_degree)
     with torch.no_grad():
         fit = co2.y_scale.inverse(model(features).squeeze(1)).numpy()
@@ -398,3 +380,21 @@ def plot_polynomials(cfg: Config, run: Run, co2: Prepared, poly: dict, best_degr
     fig.tight_layout()
     fig.savefig(run.plot_path("polynomial_fits"), dpi=100)
     plt.close(fig)
+
+
+# ---- predict -------------------------------------------------------------------------------------
+def predict_arguments(parser) -> None:  # noqa: ANN001 - an argparse parser
+    parser.add_argument("values", nargs="*", metavar="COLUMN=VALUE",
+                        help="one row: a value for every feature (COLUMN= for a missing value)")
+    parser.add_argument("--rows", metavar="FILE", help="or a CSV/TSV/JSONL file of rows, one prediction each")
+    parser.add_argument("--arm", choices=tuple(ARMS), default="linear_mse", help="the model (default linear_mse)")
+
+
+def predict(cfg: Config, run: Run, args) -> None:  # noqa: ANN001 - argparse's namespace
+    data = load_data(cfg)  # the same split and encoding the run trained on
+    where, x = tabular.rows_to_predict(data.encoding, args.values, args.rows)
+    if (run.variant(args.arm).result or {"diverged_at": -1}).get("diverged_at") is not None:
+        raise DataError(f"--arm {args.arm} has no model in {run.dir} (diverged or not trained); choose another --arm")
+    model = load_arm_model(cfg, run, args.arm, x.shape[1])
+    for w, p in zip(where, data.predict(model, x, ARMS[args.arm][2]).tolist()):
+        print(f"{w}: {data.target} {p:.6g}  ({args.arm})")
