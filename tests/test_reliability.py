@@ -52,8 +52,7 @@ def test_ctrl_c_saves_and_resume_matches_uninterrupted(tmp_path):
     assert "Traceback" not in err
     assert (run_dir / "variants" / "bn" / "checkpoints" / "last.pt").exists()
     assert not (run_dir / "summary.json").exists()
-    resumed = run_subprocess("run", "--resume", run_dir, "--threads", "2")
-    assert resumed.returncode == 0, resumed.stderr
+    assert main(["run", "--resume", str(run_dir), "--threads", "2"]) == 0  # in-process: only the kill needs one
     assert read_summary(run_dir)["metrics"] == expected
 
 
@@ -65,8 +64,7 @@ def test_kill_during_checkpoint_write_resumes(tmp_path, smoke_runs):
     assert crashed.returncode == -9
     run_dir = only_run_dir(tmp_path, "batchnorm")
     assert list(run_dir.glob("variants/*/checkpoints/.last.pt.tmp-*")), "the crash should leave a temp file"
-    resumed = run_subprocess("run", "--resume", run_dir, "--threads", "2")
-    assert resumed.returncode == 0, resumed.stderr
+    assert main(["run", "--resume", str(run_dir), "--threads", "2"]) == 0  # in-process: only the kill needs one
     assert read_summary(run_dir)["metrics"] == expected
     assert not list(run_dir.glob("variants/*/checkpoints/.last.pt.tmp-*"))
 

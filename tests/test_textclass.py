@@ -472,20 +472,19 @@ def test_minilm_ft_killed_mid_schedule_resumes_to_the_same_weights(tmp_path):
     """The fine-tune's learning rate is a function of the step, so a run killed after its warm-up resumes on the
     same schedule: the same final weights, bit for bit, and the same metrics as an uninterrupted run."""
     from conftest import assert_same_metrics, read_summary, run_subprocess
+    from torch_cookbook.cli import main
     from torch_cookbook.engine.checkpoint import load_checkpoint
 
     args = ("run", "textclass", "--profile", "smoke", "--models", "minilm_ft", "--minilm_tune_epochs", "1",
-            "--eval_every", "10", "--threads", "1")
-    whole = run_subprocess(*args, "--runs-root", tmp_path / "whole")
-    assert whole.returncode == 0, whole.stderr[-2000:]
+            "--eval_every", "10", "--threads", "2")
+    assert main([*args, "--runs-root", str(tmp_path / "whole")]) == 0
     # SIGKILL at the 25th finished step of 42: the last checkpoint is step 20, past the 4-step warm-up.
     crashed = run_subprocess(*args, "--runs-root", tmp_path / "crashed", env={"COOKBOOK_CRASH_AT_CALL": "25"})
     assert crashed.returncode == -9, crashed.stderr[-2000:]
     crashed_dir = only_run_dir(tmp_path / "crashed", "textclass")
     last = crashed_dir / "variants" / "drugs_minilm_ft" / "checkpoints" / "last.pt"
     assert load_checkpoint(last, "textclass")["step"] == 20
-    resumed = run_subprocess("run", "--resume", crashed_dir, "--threads", "1")
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert main(["run", "--resume", str(crashed_dir), "--threads", "2"]) == 0  # only the kill needs a process
     whole_dir = only_run_dir(tmp_path / "whole", "textclass")
     assert_same_metrics(read_summary(crashed_dir)["metrics"], read_summary(whole_dir)["metrics"])
     expected = load_checkpoint(whole_dir / "variants" / "drugs_minilm_ft" / "checkpoints" / "last.pt", "textclass")
