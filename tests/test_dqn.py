@@ -1,8 +1,10 @@
-"""DQN pieces (nn/rl.py) and the dqn recipe: replay, target network, truncation, Double DQN, CLI errors."""
+"""DQN pieces (nn/rl.py) and the dqn recipe: replay, target network, truncation, Double DQN, CLI errors,
+another environment."""
 
 from __future__ import annotations
 
 import copy
+import json
 
 import pytest
 import torch
@@ -12,12 +14,14 @@ from conftest import only_run_dir, read_summary
 from torch_cookbook.engine import faults
 from torch_cookbook.engine.checkpoint import STOP, Checkpointer, EpisodeCheckpointer
 from torch_cookbook.engine.loop import backward_step
-from torch_cookbook.errors import Interrupted
+from torch_cookbook.errors import ConfigError, Interrupted
 from torch_cookbook.nn.rl import (
+    FALLBACK_STEP_LIMIT,
     QNetwork,
     ReplayBuffer,
     episode_seed,
     linear_epsilon,
+    make_env,
     next_state_value,
     polyak_update,
     td_target,
@@ -191,14 +195,81 @@ def test_predict_renders_gifs(smoke_run, cli, tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (("run", "dqn", "--env_id", "CartPol-v1"), "unknown gymnasium environment"),
-    (("run", "dqn", "--env_id", "Pendulum-v1"), "DQN needs discrete actions"),
+    (("run", "dqn", "--env_id", "CartPol-v1"), "environment 'CartPol-v1' (did you mean CartPole-v1?)"),
+    (("run", "dqn", "--env_id", "Pendulum-v1"), "--env_id Pendulum-v1: its observations are Box(3,) float32 and its "
+                                                "actions Box(1,) float32; dqn needs"),
+    (("run", "dqn", "--env_id", "FrozenLake-v1"), "observations are Discrete(16)"),
+    (("run", "dqn", "--env_id", "Blackjack-v1"), "observations are Tuple(Discrete(32)"),
+    (("run", "dqn", "--env_id", "CookbookImage-v0"), "observations are Box(8, 8, 3) uint8"),
+    (("run", "dqn", "--env_id", "CookbookDict-v0"), "observations are Dict("),
+    (("run", "dqn", "--env_id", "CookbookShifted-v0"), "actions Discrete(2, start=1)"),
     (("run", "dqn", "--tau", "0"), "--tau 0"),
 ])
-def test_bad_input_is_one_line_exit_2(cli, tmp_path, args, message):
+def test_bad_input_is_one_line_exit_2(cli, tmp_path, toy_envs, args, message):
     code, out, err = cli(*args, "--runs-root", tmp_path)
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    if "--env_id" in args:
+        assert "dqn needs a vector observation" in err
     assert not (tmp_path / "dqn").exists()
+
+
+@pytest.fixture(scope="module")
+def toy_envs():
+    """Environments with spaces DQN refuses: an image, a Dict observation, actions that do not start at 0."""
+    import gymnasium as gym
+
+    class Toy(gym.Env):
+        def __init__(self, observation_space, action_space, render_mode=None):
+            self.observation_space, self.action_space = observation_space, action_space
+
+    box = gym.spaces.Box(0, 1, (4,))
+    spaces = {"CookbookImage-v0": (gym.spaces.Box(0, 255, (8, 8, 3), dtype="uint8"), gym.spaces.Discrete(2)),
+              "CookbookDict-v0": (gym.spaces.Dict({"x": box}), gym.spaces.Discrete(2)),
+              "CookbookShifted-v0": (box, gym.spaces.Discrete(2, start=1))}
+    for env_id, (obs, act) in spaces.items():
+        gym.register(env_id, entry_point=Toy, max_episode_steps=10, kwargs={"observation_space": obs,
+                                                                             "action_space": act})
+    yield
+    for env_id in spaces:
+        del gym.registry[env_id]
+
+
+# ---- another environment -------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def mountaincar_run(tmp_path_factory):
+    from torch_cookbook.cli import main
+
+    root = tmp_path_factory.mktemp("runs")
+    assert main(["run", "dqn", "--profile", "smoke", "--env_id", "MountainCar-v0", "--runs-root", str(root),
+                 "--threads", "1"]) == 0
+    return only_run_dir(root, "dqn")
+
+
+def test_another_environment_runs_evaluates_and_predicts(mountaincar_run, cli):
+    summary = read_summary(mountaincar_run)
+    m = summary["metrics"]
+    assert json.loads((mountaincar_run / "config.json").read_text())["config"]["env_id"] == "MountainCar-v0"
+    # MountainCar pays -1 a step for 200 steps unless the car reaches the flag: the untrained agent does not
+    assert m["eval_return_mean"] == m["random_policy_return"] == -200.0 and m["env_steps"] == 400
+    assert m["env_reward_threshold"] == -110.0  # gymnasium's own level, reported beside the returns
+    assert [(t["met"], t["for"]) for t in summary["targets"]] == [(None, {"env_id": "CartPole-v1"})] * 2  # not judged
+    assert (mountaincar_run / "plots" / "learning_curve.png").exists()
+    code, out, err = cli("eval", mountaincar_run)
+    assert code == 0, err
+    evaluated = json.loads(out)
+    assert evaluated["metrics"] == evaluated["summary_metrics"]  # eval replays the same episodes on MountainCar
+    code, out, err = cli("predict", "dqn", mountaincar_run, "--episodes", "2")
+    assert code == 0, err
+    assert "episode 1: return -200" in out and "mean return -200.0 over 2 episodes" in out
+
+
+def test_make_env_gives_every_environment_a_step_limit():
+    assert make_env("Acrobot-v1").spec.max_episode_steps == 500  # its own
+    assert make_env("Acrobot-v1", max_episode_steps=50).spec.max_episode_steps == 50
+    assert make_env("CliffWalking-v1").spec.max_episode_steps == FALLBACK_STEP_LIMIT  # it registers none
+    with pytest.raises(ConfigError, match="did you mean Taxi-v4") as e:
+        make_env("Taxi-v3")
+    assert "--" not in str(e.value)  # nn.rl speaks of environments, not of CLI flags
 
 
 def test_predict_bad_episodes(smoke_run, cli):

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
 from conftest import only_run_dir, read_summary
+from torch_cookbook.errors import ConfigError
 from torch_cookbook.nn.rl import make_env
-from torch_cookbook.recipes.qlearning import Config, QTable, q_update, terminal_states, value_iteration
+from torch_cookbook.recipes.qlearning import Config, QTable, check_launch, live_states, q_update, value_iteration
 
 
 def frozenlake(slippery: bool):
@@ -20,8 +23,17 @@ def test_value_iteration_on_the_deterministic_lake_is_gamma_to_the_path_length()
     q = value_iteration(P, n_s, n_a, gamma=0.9)
     # The shortest safe path from the start to the goal is 6 moves; the reward 1 arrives on the 6th.
     assert q[0].max() == pytest.approx(0.9 ** 5)
-    assert terminal_states(P, n_s) == [5, 7, 11, 12, 15]  # the four holes and the goal
-    assert np.all(q[terminal_states(P, n_s)] == 0)
+    assert np.all(q[[5, 7, 11, 12, 15]] == 0)  # the four holes and the goal end the episode
+
+
+def test_live_states_are_the_states_an_episode_can_act_in():
+    start = np.eye(16)[0]
+    for slippery in (False, True):  # FrozenLake: all but the four holes and the goal
+        assert live_states(frozenlake(slippery)[0], start) == [0, 1, 2, 3, 4, 6, 8, 9, 10, 13, 14]
+    cliff = make_env("CliffWalking-v1").unwrapped  # no cliff cell (a fall returns to the start), not the goal
+    assert live_states(cliff.P, cliff.initial_state_distrib) == list(range(37))
+    taxi = make_env("Taxi-v4").unwrapped  # 300 start states + 100 with the passenger aboard; never "delivered"
+    assert len(live_states(taxi.P, taxi.initial_state_distrib)) == 400
 
 
 def test_value_iteration_satisfies_the_bellman_optimality_equation_on_the_slippery_lake():
@@ -63,10 +75,18 @@ def test_q_learning_converges_to_value_iteration_on_the_deterministic_lake(cli, 
     assert m["policy_agreement"] >= 0.9
 
 
+NEEDS = "tabular Q-learning needs Discrete states and Discrete actions"
+
+
 @pytest.mark.parametrize("args, message", [
-    (("--env_id", "FrozenLake-v9"), "unknown gymnasium environment"),
-    (("--env_id", "CartPole-v1"), "needs discrete states"),
-    (("--env_id", "Pendulum-v1"), "needs discrete actions"),
+    (("--env_id", "FrozenLake-v9"), "unknown gymnasium environment 'FrozenLake-v9' (did you mean FrozenLake-v1?)"),
+    (("--env_id", "Taxi-v3"), "(did you mean Taxi-v4?); " + NEEDS),
+    (("--env_id", "CartPole-v1"), "--env_id CartPole-v1: its observations are Box(4,) float32 and its actions "
+                                  "Discrete(2); " + NEEDS),
+    (("--env_id", "Pendulum-v1"), "actions Box(1,) float32; " + NEEDS),
+    (("--env_id", "Blackjack-v1"), "observations are Tuple(Discrete(32), Discrete(11), Discrete(2))"),
+    (("--env_id", "Taxi-v4", "--map_name", "8x8"), "--map_name 8x8: applies to FrozenLake-v1 only"),
+    (("--env_id", "CliffWalking-v1", "--no-slippery"), "--no-slippery: applies to FrozenLake only"),
     (("--map_name", "5x5"), "--map_name 5x5"),
     (("--alpha", "0"), "--alpha 0"),
 ])
@@ -76,5 +96,28 @@ def test_bad_input_is_one_line_exit_2(cli, tmp_path, args, message):
     assert not (tmp_path / "qlearning").exists()
 
 
-def test_config_accepts_other_tabular_environments():
-    assert Config(env_id="Taxi-v4").env_id == "Taxi-v4"
+def test_other_tabular_environments_pass_the_launch_check():
+    for env_id in ("Taxi-v4", "CliffWalking-v1", "CliffWalkingSlippery-v1", "FrozenLake8x8-v1"):
+        check_launch(Config(env_id=env_id))
+    with pytest.raises(ConfigError, match="Box"):
+        check_launch(Config(env_id="MountainCar-v0"))
+
+
+def test_cliffwalking_runs_and_evaluates_on_returns(cli, tmp_path):
+    """CliffWalking-v1 has no step limit of its own (the recipe's 200 applies) and pays -1 a step, -100 a fall."""
+    code, out, err = cli("run", "qlearning", "--profile", "smoke", "--env_id", "CliffWalking-v1", "--episodes", "200",
+                         "--final_eval_episodes", "20", "--runs-root", tmp_path, "--threads", "1")
+    assert code == 0, err
+    run_dir = only_run_dir(tmp_path, "qlearning")
+    summary = read_summary(run_dir)
+    m = summary["metrics"]
+    assert "success_rate" not in m and summary["targets"][0]["met"] is None  # FrozenLake's target: not judged
+    assert m["optimal_return"] == -13.0  # the path along the cliff edge
+    assert m["random_policy_return"] < -1000 < m["return_mean"] <= -13.0
+    assert m["env_reward_threshold"] is None and "not judged: a target for env_id FrozenLake-v1" in out
+    assert json.loads((run_dir / "config.json").read_text())["config"]["env_id"] == "CliffWalking-v1"
+    assert (run_dir / "plots" / "value_table.png").exists()
+    code, out, err = cli("eval", run_dir)
+    assert code == 0, err
+    evaluated = json.loads(out)
+    assert evaluated["metrics"] == evaluated["summary_metrics"]

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from torch_cookbook import recipes
-from torch_cookbook.engine.config import PROFILES
+from torch_cookbook.engine.config import PROFILES, verdict
 from torch_cookbook.errors import CookbookError, Interrupted
 
 
@@ -207,9 +207,9 @@ def print_summary(summary: dict[str, Any]) -> None:
         shown = f"{value:.4f}" if isinstance(value, float) else str(value)
         print(f"  {key:<{width}}  {shown}")
     for t in summary["targets"]:
-        verdict = {True: "MET", False: "NOT MET", None: "not measured"}[t["met"]]
+        shown_verdict = verdict(t).upper() if t["met"] is not None else verdict(t)
         measured = metrics.get(t["metric"])
         shown = "-" if measured is None else f"{measured:.4g}"
-        print(f"  target {t['metric']} {t['op']} {t['value']:g}: {verdict} (measured {shown}, "
+        print(f"  target {t['metric']} {t['op']} {t['value']:g}: {shown_verdict} (measured {shown}, "
               f"{summary['profile']} profile)")
     print(f"  wall time {summary['wall_time_s']:.1f} s on {summary['device']}", flush=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from torch_cookbook import recipes
-from torch_cookbook.engine.config import PROFILES
+from torch_cookbook.engine.config import PROFILES, verdict
 from torch_cookbook.errors import CookbookError
 
 
@@ -84,8 +84,9 @@ def _print_table(rows: list[dict[str, Any]], profile: str, total_s: float) -> No
         summary = row["summary"] or {"targets": [], "metrics": {}}
         for j, t in enumerate(summary["targets"]):
             measured = summary["metrics"].get(t["metric"])
-            verdict = {True: "[green]met", False: "[red]not met", None: "[yellow]not measured"}[t["met"]]
+            colour = {True: "green", False: "red", None: "yellow"}[t["met"]]
+            shown = f"[{colour}]{verdict(t)}"
             table.add_row(row["recipe"] if j == 0 else "", t["metric"], f"{t['op']} {t['value']:g}",
-                          "-" if measured is None else f"{measured:.4g}", verdict,
+                          "-" if measured is None else f"{measured:.4g}", shown,
                           f"{row['wall_s']:.0f}" if j == 0 else "")
     Console(width=150).print(table)

@@ -63,6 +63,10 @@ class Target:
     metric: str
     op: str
     value: float
+    when: tuple[tuple[str, Any], ...] = ()  # the settings the claim is about, e.g. (("env_id", "CartPole-v1"),)
+
+    def applies(self, cfg: Any) -> bool:
+        return all(getattr(cfg, name, None) == value for name, value in self.when)
 
     def met(self, metrics: dict[str, float]) -> bool | None:
         """True/False from the measured metric; None when the run did not measure it."""
@@ -73,6 +77,13 @@ class Target:
 
     def __str__(self) -> str:
         return f"{self.metric} {self.op} {self.value:g}"
+
+
+def verdict(target: dict[str, Any]) -> str:
+    """A summary's target in words: met, not met, not measured, or not judged (a run outside the claim's settings)."""
+    if "for" in target:
+        return "not judged: a target for " + ", ".join(f"{k} {v}" for k, v in target["for"].items())
+    return {True: "met", False: "not met", None: "not measured"}[target.get("met")]
 
 
 def field_types(cls: type) -> dict[str, Any]:

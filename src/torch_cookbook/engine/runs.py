@@ -210,7 +210,8 @@ class Run:
             "profile": self.profile,
             "seed": self.cfg.seed,
             "metrics": metrics,
-            "targets": [{"metric": t.metric, "op": t.op, "value": t.value, "met": t.met(metrics)}
+            "targets": [{"metric": t.metric, "op": t.op, "value": t.value,
+                         **({"met": t.met(metrics)} if t.applies(self.cfg) else {"met": None, "for": dict(t.when)})}
                         for t in targets],
             "wall_time_s": round(self.elapsed, 2),
             "device": device_description(self.device),

@@ -8,10 +8,13 @@ What the usual five-step description of "Q-learning with a neural network" leave
                            the state after it still has value
     one seed, one result   episode_seed: every episode is reset from (seed, stream, episode index),
                            so training can be checkpointed at episode boundaries and resumed exactly
+    any environment        make_env: one-line errors and always an episode step limit; play_episodes:
+                           the returns of a policy over seeded episodes (the evaluation and its baseline)
 """
 
 from __future__ import annotations
 
+import difflib
 from typing import Any, TypeVar
 
 import numpy as np
@@ -21,7 +24,8 @@ from torch import nn
 from torch_cookbook.errors import ConfigError
 
 __all__ = ["QNetwork", "ReplayBuffer", "linear_epsilon", "td_target", "next_state_value", "polyak_update",
-           "episode_seed", "make_env", "TRAIN", "EVAL", "FINAL_EVAL", "PREDICT", "BASELINE"]
+           "episode_seed", "make_env", "env_spaces", "space_text", "play_episodes", "FALLBACK_STEP_LIMIT",
+           "TRAIN", "EVAL", "FINAL_EVAL", "PREDICT", "BASELINE"]
 
 _T = TypeVar("_T", float, np.ndarray, torch.Tensor)
 
@@ -157,16 +161,66 @@ def episode_seed(seed: int, episode: int, stream: int = TRAIN) -> int:
     return int(np.random.SeedSequence([seed, stream, episode]).generate_state(1)[0])
 
 
-def make_env(env_id: str, render_mode: str | None = None, **kwargs: Any) -> Any:
-    """gymnasium.make with one-line errors for an unknown or unavailable environment id."""
+# An episode that never ends would hang an evaluation: environments without their own limit get this one.
+FALLBACK_STEP_LIMIT = 200
+
+
+def make_env(env_id: str, render_mode: str | None = None, max_episode_steps: int = 0, **kwargs: Any) -> Any:
+    """gymnasium.make with one-line errors for an unknown or unavailable environment id.
+
+    The episode step limit is `max_episode_steps` when > 0, else the environment's own, else
+    FALLBACK_STEP_LIMIT (CliffWalking-v1 registers none)."""
     import gymnasium as gym
 
     if env_id not in gym.registry:
-        close = [k for k in gym.registry if k.split("-")[0].lower() == env_id.split("-")[0].lower()]
-        hint = f"; did you mean {close[0]}?" if close else "; e.g. CartPole-v1, FrozenLake-v1"
+        close = difflib.get_close_matches(env_id, list(gym.registry), n=1, cutoff=0.6)
+        close += [k for k in gym.registry if k.split("-")[0].lower() == env_id.split("-")[0].lower()]
+        hint = f" (did you mean {close[0]}?)" if close else ""
         raise ConfigError(f"unknown gymnasium environment {env_id!r}{hint}")
+    limit = max_episode_steps or (None if gym.spec(env_id).max_episode_steps else FALLBACK_STEP_LIMIT)
     try:
-        return gym.make(env_id, render_mode=render_mode, **kwargs)
-    except (gym.error.Error, ImportError, TypeError) as e:
+        return gym.make(env_id, render_mode=render_mode, max_episode_steps=limit, **kwargs)
+    except Exception as e:  # any constructor failure (a missing Box2D, MuJoCo or jax) is one line
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ConfigError(f"gymnasium environment {env_id!r} cannot be created here ({first[:150]})") from None
+
+
+def env_spaces(env_id: str, **kwargs: Any) -> tuple[Any, Any]:
+    """(observation space, action space) of an environment, which is created and closed again."""
+    env = make_env(env_id, **kwargs)
+    spaces = env.observation_space, env.action_space
+    env.close()
+    return spaces
+
+
+def space_text(space: Any) -> str:
+    """A space in a few words for a one-line message: `Box(4,) float32`, `Discrete(2)`, `Dict(...)`."""
+    import gymnasium as gym
+
+    if isinstance(space, gym.spaces.Box):
+        return f"Box{space.shape} {space.dtype}"
+    text = str(space)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def play_episodes(env: Any, policy: Any, seeds: list[int], frames: list | None = None) -> list[float]:
+    """The return of one episode per seed with `policy(obs) -> action`; frames are collected when a list is given.
+
+    The action space is seeded from the episode seed too, so a random policy (`env.action_space.sample()`)
+    plays the same episodes every call, independently of the start state."""
+    returns = []
+    for s in seeds:
+        obs, _ = env.reset(seed=s)
+        env.action_space.seed(s + 1)
+        total, done = 0.0, False
+        episode_frames = []
+        while not done:
+            obs, reward, terminated, truncated, _ = env.step(policy(obs))
+            total += float(reward)
+            done = terminated or truncated
+            if frames is not None:
+                episode_frames.append(env.render())
+        if frames is not None:
+            frames.append(episode_frames)
+        returns.append(total)
+    return returns

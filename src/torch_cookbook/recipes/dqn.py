@@ -5,7 +5,8 @@ from each transition as it arrives, bootstrap from the network being trained, tr
 death) it does not learn CartPole reliably. This recipe adds what makes it work: `dqn_loss` regresses
 Q(s, a) on a TD target from a slowly-moving target network (Double DQN, bootstrapping through truncation
 but not termination), with the Huber loss and gradient clipping; `run()` explores ε-greedily and learns
-from minibatches of a replay buffer, checkpointing between episodes.
+from minibatches of a replay buffer, checkpointing between episodes. Other environments with a vector
+observation and discrete actions work too (`--env_id Acrobot-v1`).
 
 Docs: docs/dqn.md
 """
@@ -40,17 +41,23 @@ from torch_cookbook.nn.rl import (
     TRAIN,
     QNetwork,
     ReplayBuffer,
+    env_spaces,
     episode_seed,
     linear_epsilon,
     make_env,
     next_state_value,
+    play_episodes,
     polyak_update,
+    space_text,
 )
 
 seed_question = "Q37 Reinforcement learning"
 summary = "DQN on CartPole-v1 (replay, target network, ε schedule, Double DQN): 100-episode greedy return."
 
 EXPLORE, ACTIONS = 10, 11  # seed streams of training episodes: the ε coin flips, the random actions
+DEFAULT_ENV = "CartPole-v1"
+NEEDS = ("dqn needs a vector observation (a Box of one dimension) and Discrete actions numbered from 0, "
+         "e.g. CartPole-v1, Acrobot-v1, MountainCar-v0")
 
 
 @dataclass
@@ -58,7 +65,8 @@ class Config(BaseConfig):
     # One thread by default: a second thread only adds synchronisation to a 64-unit network that steps once per
     # environment step (docs/performance.md).
     threads: int = param(1, "torch intra-op threads; 0 = one per core (at most 4)", low=0, high=256)
-    env_id: str = param("CartPole-v1", "gymnasium environment: vector observations, discrete actions")
+    env_id: str = param(DEFAULT_ENV, "gymnasium environment: a vector observation, discrete actions")
+    max_episode_steps: int = param(0, "episode step limit; 0 = the environment's own (200 if it has none)", low=0)
     total_steps: int = param(100_000, "environment steps of training", low=1)
     buffer_size: int = param(100_000, "replay buffer capacity (transitions)", low=1)
     learning_starts: int = param(1_000, "environment steps of pure exploration before the first update", low=0)
@@ -78,13 +86,10 @@ class Config(BaseConfig):
     clip_norm: float = param(10.0, "gradient norm clip (0 = off)", low=0)
     eval_every: int = param(2_500, "environment steps between greedy evaluations (best.pt keeps the best)", low=1)
     eval_episodes: int = param(20, "episodes per periodic evaluation", low=1)
-    stop_return: float = param(500.0, "stop training once a periodic evaluation averages this (0 = never)", low=0)
+    stop_return: float = param(500.0, "stop once a periodic evaluation averages this (0 = never; CartPole-v1's "
+                                      "maximum is 500)")
     final_eval_episodes: int = param(100, "episodes of the final greedy evaluation (fresh seeds)", low=1)
     log_every: int = param(1_000, "environment steps between TD-loss / Q-value log records", low=1)
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check_env(self.env_id)
 
 
 profiles = {
@@ -94,9 +99,11 @@ profiles = {
     "full": {},
 }
 
+
 targets = [
-    Target("eval_return_mean", ">=", 475.0),  # greedy policy, 100 fresh episodes (CartPole's maximum is 500)
-    Target("cpu_time_s", "<=", 600.0),  # within 10 minutes of CPU time for the 100k environment steps
+    # Claims about CartPole-v1: on another --env_id a run reports its metrics, and the targets are not judged.
+    Target("eval_return_mean", ">=", 475.0, when=(("env_id", DEFAULT_ENV),)),  # greedy, 100 fresh episodes (max 500)
+    Target("cpu_time_s", "<=", 600.0, when=(("env_id", DEFAULT_ENV),)),  # 10 CPU-minutes for 100k env steps
 ]
 
 
@@ -124,7 +131,7 @@ def greedy_action(q: nn.Module, obs: np.ndarray) -> int:
 
 # ---- the recipe ----------------------------------------------------------------------------------
 def run(cfg: Config, run: Run) -> dict[str, float | None]:
-    env = make_env(cfg.env_id)
+    env = make_env(cfg.env_id, max_episode_steps=cfg.max_episode_steps)
     obs_dim, _ = check_env(cfg.env_id)
     torch.manual_seed(cfg.seed)
     q = build_q(cfg)
@@ -201,7 +208,10 @@ def run(cfg: Config, run: Run) -> dict[str, float | None]:
                     "train_return_last100": float(np.mean(train_returns[-100:])) if train_returns else None,
                     "cpu_time_s": cpu_time,
                     "steps_per_s": (step - step0) / max(time.perf_counter() - wall0, 1e-9)})
-    plot_learning_curve(cfg, run)
+    threshold = env.spec.reward_threshold
+    if cfg.env_id != DEFAULT_ENV:  # gymnasium's own "solved" return for the env, beside the result
+        metrics["env_reward_threshold"] = threshold
+    plot_learning_curve(cfg, run, threshold)
     return metrics
 
 
@@ -217,37 +227,19 @@ def evaluate(cfg: Config, run: Run) -> dict[str, float]:
 
 def evaluate_policy(q: nn.Module, cfg: Config, stream: int, episodes: int) -> list[float]:
     """Greedy returns over `episodes` episodes seeded from (cfg.seed, stream, i): the same set every call."""
-    env = make_env(cfg.env_id)  # the Q-network has no dropout or BatchNorm: train/eval mode do not matter
-    returns = play(env, lambda o: greedy_action(q, o), [episode_seed(cfg.seed, i, stream) for i in range(episodes)])
+    env = make_env(cfg.env_id, max_episode_steps=cfg.max_episode_steps)
+    seeds = [episode_seed(cfg.seed, i, stream) for i in range(episodes)]
+    # the Q-network has no dropout or BatchNorm: train/eval mode do not matter
+    returns = play_episodes(env, lambda o: greedy_action(q, o), seeds)
     env.close()
     return returns
 
 
 def random_policy_returns(cfg: Config, episodes: int) -> list[float]:
-    env = make_env(cfg.env_id)
-    returns = play(env, lambda o: env.action_space.sample(),
-                   [episode_seed(cfg.seed, i, BASELINE) for i in range(episodes)])
+    env = make_env(cfg.env_id, max_episode_steps=cfg.max_episode_steps)
+    returns = play_episodes(env, lambda o: env.action_space.sample(),
+                            [episode_seed(cfg.seed, i, BASELINE) for i in range(episodes)])
     env.close()
-    return returns
-
-
-def play(env: Any, policy: Any, seeds: list[int], frames: list | None = None) -> list[float]:
-    """Return of one episode per seed; `policy(obs) -> action`. Frames are collected when a list is given."""
-    returns = []
-    for s in seeds:
-        obs, _ = env.reset(seed=s)
-        env.action_space.seed(s + 1)  # random baseline: actions independent of the start state
-        total, done = 0.0, False
-        episode_frames = []
-        while not done:
-            obs, reward, terminated, truncated, _ = env.step(policy(obs))
-            total += float(reward)
-            done = terminated or truncated
-            if frames is not None:
-                episode_frames.append(env.render())
-        if frames is not None:
-            frames.append(episode_frames)
-        returns.append(total)
     return returns
 
 
@@ -261,19 +253,25 @@ def load_q(cfg: Config, run: Run, which: str = "best") -> QNetwork:
 _CHECKED: dict[str, tuple[int, int]] = {}
 
 
+def check_launch(cfg: Config) -> None:
+    """Refuse an environment DQN cannot run on before the run directory exists."""
+    check_env(cfg.env_id)
+
+
 def check_env(env_id: str) -> tuple[int, int]:
-    """(observation size, number of actions) or a one-line ConfigError: DQN needs discrete actions."""
+    """(observation size, number of actions), or one ConfigError line with the spaces and what DQN needs:
+    a max over actions needs a finite action set, and the MLP a vector observation."""
     if env_id not in _CHECKED:
         import gymnasium as gym
 
-        env = make_env(env_id)
-        obs_space, act_space = env.observation_space, env.action_space
-        env.close()
-        if not isinstance(act_space, gym.spaces.Discrete):
-            raise ConfigError(f"--env_id {env_id}: DQN needs discrete actions, this environment has "
-                              f"{type(act_space).__name__} actions {act_space}; try CartPole-v1 or Acrobot-v1")
-        if not isinstance(obs_space, gym.spaces.Box) or len(obs_space.shape) != 1:
-            raise ConfigError(f"--env_id {env_id}: this Q-network needs a vector observation, got {obs_space}")
+        try:
+            obs_space, act_space = env_spaces(env_id)
+        except ConfigError as e:
+            raise ConfigError(f"--env_id: {e}; {NEEDS}") from None
+        vector = isinstance(obs_space, gym.spaces.Box) and len(obs_space.shape) == 1
+        if not (vector and isinstance(act_space, gym.spaces.Discrete) and act_space.start == 0):
+            raise ConfigError(f"--env_id {env_id}: its observations are {space_text(obs_space)} and its actions "
+                              f"{space_text(act_space)}; {NEEDS}")
         _CHECKED[env_id] = (obs_space.shape[0], int(act_space.n))
     return _CHECKED[env_id]
 
@@ -284,7 +282,7 @@ def build_q(cfg: Config) -> QNetwork:
 
 
 # ---- plots ---------------------------------------------------------------------------------------
-def plot_learning_curve(cfg: Config, run: Run) -> None:
+def plot_learning_curve(cfg: Config, run: Run, reward_threshold: float | None) -> None:
     if not run.is_main:
         return
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4))
@@ -297,7 +295,8 @@ def plot_learning_curve(cfg: Config, run: Run) -> None:
     if ev:
         s, r = zip(*ev)
         ax.plot(s, r, "o-", color="tab:orange", label=f"greedy, {cfg.eval_episodes} episodes")
-    ax.axhline(475, color="grey", linewidth=0.8, linestyle="--")
+    if reward_threshold is not None:  # gymnasium's "solved" return for the environment (CartPole-v1: 475)
+        ax.axhline(reward_threshold, color="grey", linewidth=0.8, linestyle="--")
     ax.set(xlabel="environment step", ylabel="episode return", title=f"DQN on {cfg.env_id}, seed {cfg.seed}")
     ax.legend(loc="upper left", fontsize=8)
     for key, color in (("train/td_loss", "tab:red"), ("train/q_max_mean", "tab:green")):
@@ -305,7 +304,11 @@ def plot_learning_curve(cfg: Config, run: Run) -> None:
         if hist:
             s, v = zip(*hist)
             ax2.plot(s, v, color=color, label=key.split("/")[1])
-    ax2.set(xlabel="environment step", yscale="log", title="TD loss and mean max-Q of a minibatch")
+    if all(v > 0 for key in ("train/td_loss", "train/q_max_mean") for _, v in run.history(key)):
+        ax2.set_yscale("log")
+    else:  # Q-values are negative where every step costs -1 (Acrobot, MountainCar)
+        ax2.set_yscale("symlog", linthresh=1e-3)
+    ax2.set(xlabel="environment step", title="TD loss and mean max-Q of a minibatch")
     ax2.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(run.plot_path("learning_curve"), dpi=100)
@@ -337,13 +340,13 @@ def predict(cfg: Config, run: Run, args: Any) -> None:
     if args.seed < 0:
         raise ConfigError(f"--seed {args.seed}: out of range, allowed [0, inf)")
     q = load_q(cfg, run, args.which)
-    env = make_env(cfg.env_id, render_mode="rgb_array" if args.render else None)
+    env = make_env(cfg.env_id, "rgb_array" if args.render else None, max_episode_steps=cfg.max_episode_steps)
     frames: list | None = [] if args.render else None
     seeds = [episode_seed(args.seed, i, PREDICT) for i in range(args.episodes)]
     from gymnasium.error import DependencyNotInstalled
 
     try:
-        returns = play(env, lambda o: greedy_action(q, o), seeds, frames)
+        returns = play_episodes(env, lambda o: greedy_action(q, o), seeds, frames)
     except DependencyNotInstalled as e:  # rgb_array rendering of classic control needs pygame
         raise ConfigError(f"--render: {str(e).splitlines()[0]}") from None
     env.close()

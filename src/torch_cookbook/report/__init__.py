@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from torch_cookbook import recipes
+from torch_cookbook.engine.config import verdict
 
 PROFILE_RANK = {"full": 3, "quick": 2, "smoke": 1}
 
@@ -89,7 +90,7 @@ def recipe_entry(name: str, run_dir: Path | None, out_dir: Path, embed: bool, do
         "device": summary.get("device", ""),
         "commit": summary.get("commit", ""),
         "targets": [{**t, "text": f"{t['metric']} {t['op']} {t['value']:g}", "measured": _fmt(metrics.get(t["metric"])),
-                     "verdict": {True: "met", False: "not met", None: "not measured"}[t.get("met")]}
+                     "verdict": verdict(t)}
                     for t in summary.get("targets", [])],
         "key_metrics": [(k, _fmt(metrics.get(k))) for k in key_names],
         "metrics": [(k, _fmt(v)) for k, v in metrics.items()],
