@@ -10,16 +10,17 @@ well on all pairs and badly on the changed ones.
 
 The split is by English string (114 English names occur in more than one domain; all their pairs land
 on the same side), fixed by `seed`; `split` also carves a validation split out of the training side.
+`catalogue_pairs(language)` reads another language's catalogues the same way (e.g. "de": English -> German).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import random
 import unicodedata
 from dataclasses import dataclass
 
+from torch_cookbook.data.userdata import split_by_source
 from torch_cookbook.errors import DataError
 
 DOMAINS = ("iso3166-1", "iso3166-3", "iso3166-2", "iso639-3", "iso639-5", "iso4217", "iso15924")
@@ -53,23 +54,32 @@ def locales_dir() -> str:
 
 def all_pairs() -> NamePairs:
     """Every (English, French) pair of the seven catalogues, NFC-normalised, in catalogue order."""
+    pairs = catalogue_pairs("fr")
+    if len(pairs) < EXPECTED_PAIRS * 0.9:  # a newer pycountry may add a few; far fewer means a broken install
+        raise DataError(f"pycountry's French catalogues hold {len(pairs)} pairs, expected about {EXPECTED_PAIRS}")
+    return pairs
+
+
+def catalogue_pairs(language: str) -> NamePairs:
+    """Every (English, `language`) pair of the seven domains' catalogues that pycountry ships for that language
+    (a domain without a catalogue for it is skipped), NFC-normalised, in catalogue order."""
     from babel.messages.mofile import read_mo
 
     pairs = NamePairs([], [], [])
     for domain in DOMAINS:
-        path = os.path.join(locales_dir(), "fr", "LC_MESSAGES", f"{domain}.mo")
+        path = os.path.join(locales_dir(), language, "LC_MESSAGES", f"{domain}.mo")
+        if not os.path.exists(path):  # not every language has every domain (all_pairs checks French)
+            continue
         try:
             with open(path, "rb") as f:
                 catalog = read_mo(f)
         except (OSError, ValueError) as e:
-            raise DataError(f"pycountry's French catalogue {path} is missing or unreadable ({e})") from None
+            raise DataError(f"pycountry's catalogue {path} is missing or unreadable ({e})") from None
         for message in catalog:
             if message.id and isinstance(message.id, str) and message.string:
                 pairs.src.append(unicodedata.normalize("NFC", message.id))
                 pairs.tgt.append(unicodedata.normalize("NFC", message.string))
                 pairs.domain.append(domain)
-    if len(pairs) < EXPECTED_PAIRS * 0.9:  # a newer pycountry may add a few; far fewer means a broken install
-        raise DataError(f"pycountry's French catalogues hold {len(pairs)} pairs, expected about {EXPECTED_PAIRS}")
     return pairs
 
 
@@ -91,13 +101,8 @@ def split(seed: int = 0, test_fraction: float = 0.1, val_fraction: float = 0.0,
     pairs = all_pairs()
     keep = [i for i in range(len(pairs)) if len(pairs.src[i]) <= max_len and len(pairs.tgt[i]) <= max_len]
     pairs = pairs.subset(keep)
-    english = sorted(set(pairs.src))
-    random.Random(seed).shuffle(english)
-    n_test, n_val = int(len(english) * test_fraction), int(len(english) * val_fraction)
-    held_out, val = set(english[:n_test]), set(english[n_test:n_test + n_val])
-    train = [i for i in range(len(pairs)) if pairs.src[i] not in held_out and pairs.src[i] not in val]
-    return (pairs.subset(train), pairs.subset([i for i in range(len(pairs)) if pairs.src[i] in val]),
-            pairs.subset([i for i in range(len(pairs)) if pairs.src[i] in held_out]))
+    train, val, held_out = split_by_source(pairs.src, seed, test_fraction, val_fraction)
+    return pairs.subset(train), pairs.subset(val), pairs.subset(held_out)
 
 
 def digest(pairs: NamePairs) -> str:

@@ -26,6 +26,7 @@ import gzip
 import hashlib
 import json
 import os
+import random
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -255,8 +256,6 @@ def read_text(path: Path) -> str:
     return text
 
 
-_lines = lines_of  # data/pairs.py's name for it, until it is renamed there
-
 
 # ---- images ----------------------------------------------------------------------------------------------
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -450,6 +449,24 @@ def stratified_split(labels: np.ndarray, seed: int, val_fraction: float = 0.1,
         parts[1].extend(idx[n_test:n_test + n_val])
         parts[0].extend(idx[n_test + n_val:])
     return tuple(np.sort(np.array(p, dtype=np.int64)) for p in parts)  # type: ignore[return-value]
+
+
+def split_by_source(sources: Sequence[str], seed: int, test_fraction: float,
+                    val_fraction: float = 0.0) -> tuple[list[int], list[int], list[int]]:
+    """Indices (train, validation, test) of the pairs whose sources are `sources`, fixed by `seed`.
+
+    One shuffle of the distinct sources (sorted first, so the order of the file does not matter): the first
+    `test_fraction` of them are held out, the next `val_fraction` are the validation split, the rest train.
+    The held-out pairs are therefore the same whatever `val_fraction` is.
+    """
+    distinct = sorted(set(sources))
+    random.Random(seed).shuffle(distinct)
+    n_test, n_val = int(len(distinct) * test_fraction), int(len(distinct) * val_fraction)
+    held_out, val = set(distinct[:n_test]), set(distinct[n_test:n_test + n_val])
+    parts: tuple[list[int], list[int], list[int]] = ([], [], [])
+    for i, source in enumerate(sources):
+        parts[2 if source in held_out else 1 if source in val else 0].append(i)
+    return parts
 
 
 def split_indices(data: LabelledTexts, seed: int, val_fraction: float,

@@ -1,9 +1,10 @@
 """A character-level encoder-decoder with optional attention, greedy and beam-search decoding, and the
 character vocabulary that goes with it.
 
-- `CharVocab`: characters <-> ids with <pad>=0, <sos>, <eos>, <unk>; saved with the model as plain values.
+- `CharVocab`: characters <-> ids with <pad>=0, <sos>, <eos>, <unk>; saved with the model as plain values;
+  `readable` checks a user's input against it.
   `TextPairs`: a string-to-string task's splits and vocabularies, the shifted decoder input and target
-  of its pairs, and `translate` (decode a list of strings in batches).
+  of its pairs, `translate` (decode a list of strings in batches) and `score` (metrics on the held-out pairs).
 - `Seq2Seq`: bidirectional GRU/LSTM encoder over packed (padding-free) sequences, a bridge that turns its
   final state into the decoder's initial state, and a Luong-style decoder: RNN step, then attention over
   the encoder outputs, then `tanh(W [h; context])` -> vocabulary logits. Attention comes after the RNN, so
@@ -12,15 +13,17 @@ character vocabulary that goes with it.
 - `greedy_decode` and `beam_search` (length-normalised) decode a padded batch; both return, per input,
   the same result as decoding it alone. `beam_candidates` + `rank_hypotheses` split the search from the
   ranking, so one search can be ranked under several length normalisations.
-- Training and evaluation helpers: `teacher_forcing` and `mix_own_predictions` (parallel scheduled sampling),
-  `length_bucketed_batches` (resumable batches of similar lengths) and `trimmed_batch`, `text_metrics`
-  (exact match, chrF, BLEU), and `choose_length_alpha` (the length normalisation with the best chrF on a
-  validation split).
+- Training and evaluation helpers: `warmup_cosine` (the learning rate), `teacher_forcing` and
+  `mix_own_predictions` (parallel scheduled sampling), `length_bucketed_batches` (resumable batches of similar
+  lengths) and `trimmed_batch`, `text_metrics` (exact match, chrF, BLEU), and `choose_length_alpha` (the length
+  normalisation with the best chrF on a validation split).
 """
 
 from __future__ import annotations
 
 import json
+import math
+import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -30,12 +33,12 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from torch_cookbook.errors import ConfigError
+from torch_cookbook.errors import ConfigError, DataError
 from torch_cookbook.nn.attention import ATTENTION_KINDS, make_attention, padding_mask
 
 __all__ = ["CharVocab", "TextPairs", "RNNS", "Encoder", "Decoder", "Seq2Seq", "Hypothesis", "greedy_decode",
-           "beam_search", "beam_candidates", "rank_hypotheses", "teacher_forcing", "mix_own_predictions",
-           "length_bucketed_batches", "trimmed_batch", "text_metrics", "choose_length_alpha"]
+           "beam_search", "beam_candidates", "rank_hypotheses", "warmup_cosine", "teacher_forcing",
+           "mix_own_predictions", "length_bucketed_batches", "trimmed_batch", "text_metrics", "choose_length_alpha"]
 
 
 # ---- vocabulary ----------------------------------------------------------------------------------
@@ -69,6 +72,24 @@ class CharVocab:
     def unknown(self, text: str) -> list[str]:
         """The distinct characters of `text` this vocabulary has never seen, in order of appearance."""
         return list(dict.fromkeys(c for c in text if c not in self.stoi))
+
+    def readable(self, text: str, limit: int) -> tuple[str, list[str]]:
+        """`text` as a model trained on inputs of at most `limit` characters reads it: NFC-normalised (as training
+        text is) and cut to that length; and notes for the user that say so and name the characters never seen in
+        training (read as <unk>). An empty input, or one with no known character, is a DataError."""
+        text, notes = unicodedata.normalize("NFC", text), []
+        if not text:
+            raise DataError("the input is empty; give some text")
+        if len(text) > limit:
+            notes.append(f"the input has {len(text)} characters; only the first {limit} are used (the model was "
+                         f"trained on inputs up to that length)")
+            text = text[:limit]
+        unknown = self.unknown(text)
+        if len(unknown) == len(set(text)):
+            raise DataError(f"none of the characters of {text!r} occur in the training data")
+        if unknown:
+            notes.append(f"characters never seen in training are read as <unk>: {' '.join(map(repr, unknown))}")
+        return text, notes
 
     def encode(self, text: str, sos: bool = False, eos: bool = True) -> list[int]:
         ids = [self.stoi.get(c, self.unk_id) for c in text]
@@ -140,6 +161,20 @@ class TextPairs:
         y_in, _ = self.tgt_vocab.batch(tgt, sos=True, eos=False)
         y_out, _ = self.tgt_vocab.batch(tgt, sos=False, eos=True)
         return {"src": x, "src_len": x_len, "tgt_in": y_in, "tgt_out": y_out}
+
+    def changed(self) -> list[int]:
+        """The held-out pairs whose output differs from the input: where copying the input cannot be right."""
+        return [i for i, (s, t) in enumerate(zip(self.test_src, self.test_tgt)) if s != t]
+
+    def score(self, hyps: list[str], changed: bool = True) -> dict[str, float]:
+        """`text_metrics` of `hyps` (one per held-out input) against the held-out outputs; with `changed`, also
+        the same on the `changed()` pairs, as exact_changed, chrf_changed and bleu_changed."""
+        scores = text_metrics(hyps, self.test_tgt)
+        if changed:
+            keep = self.changed()
+            sub = text_metrics([hyps[i] for i in keep], [self.test_tgt[i] for i in keep])
+            scores |= {f"{key}_changed": value for key, value in sub.items()}
+        return scores
 
     def batches(self, texts: Sequence[str], device: torch.device,
                 batch_size: int = 256) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -410,6 +445,15 @@ def beam_candidates(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor
 
 
 # ---- training helpers ----------------------------------------------------------------------------
+def warmup_cosine(step: int, total: int, peak: float, warmup: int) -> float:
+    """The learning rate at `step` of `total`: linear warm-up to `peak` over `warmup` steps, then cosine decay to
+    5% of it (RNNs are easily wrecked by Adam's large early steps)."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return peak * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
 def teacher_forcing(step: int, total: int, start: float, end: float) -> float:
     """The teacher-forcing ratio at `step` of `total`: linear from `start` to `end`. It is the share of decoder
     inputs that are the true previous character; the rest are the model's own guesses."""

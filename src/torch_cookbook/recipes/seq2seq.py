@@ -4,7 +4,8 @@ Seed Q32 lists the steps of a seq2seq model and Q34 sketches an attention decode
 trains the same encoder-decoder with attention (`decoder_step` below) and without it (the encoder's final state is
 all the decoder gets), decodes greedily and with length-normalised beam search, and measures what attention buys:
   dates  dates written in 17 CLDR locales and 4 formats -> ISO 8601 ("6 janvier 1985" -> "1985-01-06");
-  names  English -> French names from pycountry's catalogues ("Germany" -> "Allemagne"), beside copying.
+  names  English -> French names from pycountry's catalogues ("Germany" -> "Allemagne"), beside copying;
+  user   your own source<TAB>target lines (`--data FILE.tsv`), split by source string, scored like names.
 """
 
 from __future__ import annotations
@@ -19,15 +20,16 @@ import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
 
+from torch_cookbook.data import pairs
 from torch_cookbook.engine.config import BaseConfig, ConfigError, Target, param
 from torch_cookbook.engine.loop import autocast, epoch_order, eval_mode, grad_scaler
 from torch_cookbook.engine.runs import Run
 from torch_cookbook.engine.trainer import Trainer
-from torch_cookbook.errors import DataError
 from torch_cookbook.nn import seq2seq as s2s
 from torch_cookbook.nn.attention import ATTENTION_KINDS
 from torch_cookbook.nn.seq2seq import CharVocab, Decoder, Seq2Seq, TextPairs, beam_search, greedy_decode, text_metrics
 
+DATA_FIELDS = {"data": ("source_column", "target_column")}  # the run records this data and its columns (data.json)
 seed_question = "Q32 Seq2Seq / Q34 Attention"
 summary = "Char-level GRU/LSTM seq2seq with/without attention: dates -> ISO, English -> French names; beam search."
 
@@ -35,6 +37,9 @@ summary = "Char-level GRU/LSTM seq2seq with/without attention: dates -> ISO, Eng
 @dataclass
 class Config(BaseConfig):
     task: str = param("both", "which task(s) to train: dates, names or both", choices=("both", "dates", "names"))
+    data: str = param("", "your own pairs instead of --task: source<TAB>target lines (.tsv/.txt, optionally .gz/.bz2)")
+    source_column: str = param("", "--data with a header line (CSV/TSV/JSONL): the column of the inputs")
+    target_column: str = param("", "--data with a header line: the column of the outputs")
     rnn: str = param("gru", "recurrent cell of encoder and decoder", choices=("gru", "lstm"))
     attention: str = param("general", "scoring function of the attention variant", choices=ATTENTION_KINDS)
     compare_plain: bool = param(True, "also train the same model without attention, to measure what attention buys")
@@ -59,6 +64,11 @@ class Config(BaseConfig):
     names_train_limit: int = param(0, "train on the first N name pairs only (0 = all)", low=0)
     names_val_limit: int = param(0, "choose on the first N validation name pairs only (0 = all)", low=0)
     names_test_limit: int = param(0, "evaluate on the first N held-out name pairs only (0 = all)", low=0)
+    data_steps: int = param(3000, "--data: training steps per variant", low=1)
+    data_test_fraction: float = param(0.1, "--data: fraction of the distinct sources held out", low=0, high=1,
+                                      low_open=True, high_open=True)
+    data_val_fraction: float = param(0.05, "--data: fraction of the distinct sources that choose the length "
+                                     "normalisation (0 = none: --length_alpha)", low=0, high=1, high_open=True)
     max_src_len: int = param(64, "longest input in characters; longer inputs are truncated (with a notice)", low=1)
     beam: int = param(5, "beam width", low=1, high=64)
     length_alpha: float = param(1.0, "length normalisation of dates (and of names without a validation split): "
@@ -75,11 +85,12 @@ class Config(BaseConfig):
 
 
 profiles = {
-    "smoke": {"hidden": 16, "embed": 8, "dates_steps": 10, "names_steps": 10, "dates_train": 300, "dates_test": 20,
-              "names_train_limit": 300, "names_val_limit": 20, "names_test_limit": 20, "eval_every": 5,
-              "eval_subset": 10, "beam": 2, "batch_size": 16, "warmup": 2},
-    "quick": {"hidden": 64, "dates_steps": 300, "names_steps": 300, "dates_train": 5000, "dates_test": 300,
-              "names_val_limit": 300, "names_test_limit": 300, "eval_every": 100, "eval_subset": 100},
+    "smoke": {"hidden": 16, "embed": 8, "dates_steps": 10, "names_steps": 10, "data_steps": 10, "dates_train": 300,
+              "dates_test": 20, "names_train_limit": 300, "names_val_limit": 20, "names_test_limit": 20,
+              "eval_every": 5, "eval_subset": 10, "beam": 2, "batch_size": 16, "warmup": 2},
+    "quick": {"hidden": 64, "dates_steps": 300, "names_steps": 300, "data_steps": 300, "dates_train": 5000,
+              "dates_test": 300, "names_val_limit": 300, "names_test_limit": 300, "eval_every": 100,
+              "eval_subset": 100},
     "full": {},
 }
 
@@ -93,7 +104,8 @@ targets = [
 ]
 
 TASKS = {"dates": ["dates"], "names": ["names"], "both": ["dates", "names"]}  # --task -> the tasks it trains
-MAX_TGT = {"dates": 11, "names": 72}  # longest output + <eos> ("YYYY-MM-DD" + <eos> for dates)
+USER = "user"  # your own pairs (--data): the task's name in variants and metrics (user_*)
+MAX_TGT = {"dates": 11, "names": 72}  # longest output + <eos> ("YYYY-MM-DD" + <eos> for dates); user: max_src_len
 
 
 # ---- the technique: an attention decoder step ----------------------------------------------------
@@ -125,7 +137,7 @@ def teacher_forced_loss(model: Seq2Seq, batch: dict[str, torch.Tensor], tgt_in: 
 
 # ---- train one variant ---------------------------------------------------------------------------
 def train_variant(cfg: Config, run: Run, task: TextPairs, attention: str) -> dict:
-    steps = cfg.dates_steps if task.name == "dates" else cfg.names_steps
+    steps = {"dates": cfg.dates_steps, "names": cfg.names_steps}.get(task.name, cfg.data_steps)
     data = task.tensors(task.train_src, task.train_tgt)
     torch.manual_seed(cfg.seed)  # same initial weights for the attention and the plain model
     model = make_model(cfg, task.src_vocab, task.tgt_vocab, attention).to(run.device)
@@ -138,7 +150,7 @@ def train_variant(cfg: Config, run: Run, task: TextPairs, attention: str) -> dic
     buckets = s2s.length_bucketed_batches(lengths, cfg.batch_size, cfg.seed, epoch_order, trainer.start)
     for step, idx in trainer.steps(buckets):  # batches of similar lengths: little time spent on padding
         for group in optimizer.param_groups:
-            group["lr"] = lr_at(cfg, step, steps)
+            group["lr"] = s2s.warmup_cosine(step, steps, cfg.lr, cfg.warmup)
         batch = s2s.trimmed_batch(data, idx, run.device)
         # scheduled sampling: some decoder inputs are the model's own guesses, as they will be at inference
         ratio = s2s.teacher_forcing(step, steps, cfg.tf_start, cfg.tf_end)
@@ -160,7 +172,7 @@ def make_model(cfg: Config, src_vocab: CharVocab, tgt_vocab: CharVocab, attentio
 
 # ---- the recipe ----------------------------------------------------------------------------------
 def run(cfg: Config, run: Run) -> dict[str, float | None]:
-    tasks = {name: load_task(cfg, name) for name in TASKS[cfg.task]}
+    tasks = {name: load_task(cfg, name) for name in tasks_of(cfg)}
     results = {}
     for name, attention in variants_of(cfg):
         sub = run.variant(name)
@@ -174,8 +186,8 @@ def run(cfg: Config, run: Run) -> dict[str, float | None]:
 
 # ---- evaluation ----------------------------------------------------------------------------------
 def evaluate_model(cfg: Config, model: Seq2Seq, task: TextPairs, device: torch.device) -> dict:
-    """Greedy and beam outputs on the held-out set and their metrics; names with a validation split first choose
-    the length normalisation there (dates use cfg.length_alpha)."""
+    """Greedy and beam outputs on the held-out set and their metrics; a task with a validation split (names, your
+    own pairs) first chooses the length normalisation there (dates use cfg.length_alpha)."""
     alpha = cfg.length_alpha
     result: dict = {"length_alpha": alpha}
     if task.val_src and cfg.beam > 1:
@@ -185,20 +197,15 @@ def evaluate_model(cfg: Config, model: Seq2Seq, task: TextPairs, device: torch.d
                    "val_chrf_by_alpha": {f"{a:g}": c for a, c in chrf.items()}, "val_size": len(task.val_src)}
     for mode, width in (("greedy", 1), ("beam", cfg.beam)):
         hyps = result[f"predictions_{mode}"] = task.translate(model, task.test_src, device, width, alpha)
-        result |= {f"{key}_{mode}": value for key, value in text_metrics(hyps, task.test_tgt).items()}
-        if task.name == "names":  # the pairs where copying the input cannot be right
-            changed = [i for i, (s, t) in enumerate(zip(task.test_src, task.test_tgt)) if s != t]
-            sub = text_metrics([hyps[i] for i in changed], [task.test_tgt[i] for i in changed])
-            result |= {f"{key}_changed_{mode}": value for key, value in sub.items()}
+        # names and your own pairs: also on the pairs where copying the input cannot be right (*_changed)
+        result |= {f"{key}_{mode}": value for key, value in task.score(hyps, changed=task.name != "dates").items()}
     return result
 
 
 def copy_baseline(task: TextPairs) -> dict[str, float]:
     """Copying the input (names are often not translated), scored like a model; and the held-out set's sizes."""
-    changed = [i for i, (s, t) in enumerate(zip(task.test_src, task.test_tgt)) if s != t]
-    out = {f"{k}_all": v for k, v in text_metrics(task.test_src, task.test_tgt).items()}
-    sub = text_metrics([task.test_src[i] for i in changed], [task.test_tgt[i] for i in changed])
-    return out | {f"{k}_changed": v for k, v in sub.items()} | {"size": len(task.test_src), "changed": len(changed)}
+    scores = {(k if k.endswith("_changed") else f"{k}_all"): v for k, v in task.score(task.test_src).items()}
+    return scores | {"size": len(task.test_src), "changed": len(task.changed())}
 
 
 REPORTED = {  # source -> {metric: key of the source's result}. Headline: the attention model, beam search
@@ -223,6 +230,12 @@ DIFFERENCES = {  # metric -> (reported metric, minus reported metric)
     "names_chrf_changed_gain_vs_copy": ("names_chrf_changed", "names_copy_chrf_changed"),
     "names_chrf_changed_gain_vs_plain": ("names_chrf_changed", "names_plain_chrf_changed"),
 }
+# your own pairs are scored like names, as user_*, with the greedy exact match beside
+REPORTED |= {src.replace("names", USER): {m.replace("names", USER): k for m, k in keys.items()}
+             for src, keys in REPORTED.items() if src.startswith("names")}
+REPORTED["user_attention"]["user_exact_all_greedy"] = "exact_greedy"
+DIFFERENCES |= {m.replace("names", USER): tuple(x.replace("names", USER) for x in pair)
+                for m, pair in DIFFERENCES.items() if m.startswith("names")}
 
 
 def summarise(results: dict[str, dict], tasks: dict[str, TextPairs]) -> dict[str, float | None]:
@@ -231,14 +244,15 @@ def summarise(results: dict[str, dict], tasks: dict[str, TextPairs]) -> dict[str
     m = {metric: sources[src][key] for src, keys in REPORTED.items() if src in sources
          for metric, key in keys.items() if key in sources[src]}
     m |= {metric: m[a] - m[b] for metric, (a, b) in DIFFERENCES.items() if a in m and b in m}
-    by_alpha = results.get("names_attention", {}).get("val_chrf_by_alpha", {})
-    m |= {f"names_val_chrf_alpha{alpha}": chrf for alpha, chrf in by_alpha.items()}
+    for name in tasks:
+        by_alpha = results.get(f"{name}_attention", {}).get("val_chrf_by_alpha", {})
+        m |= {f"{name}_val_chrf_alpha{alpha}": chrf for alpha, chrf in by_alpha.items()}
     return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in m.items()}
 
 
 def evaluate(cfg: Config, run: Run) -> dict[str, float | None]:
     """Every metric recomputed from the saved checkpoints (decoding is deterministic)."""
-    tasks = {name: load_task(cfg, name) for name in TASKS[cfg.task]}
+    tasks = {name: load_task(cfg, name) for name in tasks_of(cfg)}
     results = {name: evaluate_model(cfg, load_variant(cfg, run, name)[0], tasks[name.split("_")[0]], run.device)
                for name, _ in variants_of(cfg)}
     return summarise(results, tasks)
@@ -266,35 +280,29 @@ def load_variant(cfg: Config, run: Run, name: str) -> tuple[Seq2Seq, CharVocab, 
     return model.eval(), src_vocab, tgt_vocab
 
 
-# ---- below the core: the learning-rate schedule and the data -------------------------------------
-def lr_at(cfg: Config, step: int, total: int) -> float:
-    """Linear warm-up to cfg.lr, then cosine decay to 5% of it."""
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    progress = (step - cfg.warmup) / max(1, total - cfg.warmup)
-    return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
-
-
+# ---- below the core: the data --------------------------------------------------------------------
 def load_task(cfg: Config, name: str) -> TextPairs:
-    if name == "dates":  # the held-out dates are calendar days never seen in training; nothing is chosen on them
-        from torch_cookbook.data import dates
+    """A task's pairs (dates, names or your own: `data.pairs.load`), with vocabularies from its training pairs."""
+    found = pairs.load(name, cfg)
+    return TextPairs(name, found.train.src, found.train.tgt, found.test.src, found.test.tgt,
+                     MAX_TGT.get(name, cfg.max_src_len), found.val.src, found.val.tgt, max_chars=found.max_len)
 
-        train, test = dates.load(cfg.dates_train, cfg.dates_test, seed=cfg.seed)
-        return TextPairs(name, train.src, train.tgt, test.src, test.tgt, MAX_TGT[name], max_chars=cfg.max_src_len - 1)
-    from torch_cookbook.data import names
 
-    train, val, test = names.split(seed=cfg.seed, test_fraction=cfg.names_test_fraction,
-                                   val_fraction=cfg.names_val_fraction, max_len=cfg.max_src_len - 1)
-    limits = (cfg.names_train_limit, cfg.names_val_limit, cfg.names_test_limit)
-    train, val, test = (pairs.first(n) for pairs, n in zip((train, val, test), limits))
-    return TextPairs(name, train.src, train.tgt, test.src, test.tgt, MAX_TGT[name], val.src, val.tgt,
-                     max_chars=cfg.max_src_len - 1)
+def check_launch(cfg: Config) -> None:
+    if cfg.data:  # read and split the user's pairs before the run directory exists: bad data writes nothing
+        found = pairs.load(USER, cfg)
+        print(f"{cfg.data}: {len(found.train)} training, {len(found.val)} validation, {len(found.test)} held-out pairs;"
+              f" {found.too_long} left out, longer than {found.max_len} characters (--max_src_len {cfg.max_src_len})")
+
+
+def tasks_of(cfg: Config) -> list[str]:
+    return [USER] if cfg.data else TASKS[cfg.task]
 
 
 def variants_of(cfg: Config) -> list[tuple[str, str]]:
     """(variant name, attention kind or "none") per task: dates_attention, dates_plain, names_attention, ..."""
     kinds = [("attention", cfg.attention)] + ([("plain", "none")] if cfg.compare_plain else [])
-    return [(f"{task}_{kind}", attention) for task in TASKS[cfg.task] for kind, attention in kinds]
+    return [(f"{task}_{kind}", attention) for task in tasks_of(cfg) for kind, attention in kinds]
 
 
 # ---- plots ---------------------------------------------------------------------------------------
@@ -343,7 +351,7 @@ def plot_attention(cfg: Config, run: Run, tasks: dict[str, TextPairs]) -> None:
     fig, axes = plt.subplots(len(tasks), 3, figsize=(15, 3.6 * len(tasks)), squeeze=False)
     for row, task_name in zip(axes, tasks):
         model, src_vocab, tgt_vocab = load_variant(cfg, run, f"{task_name}_attention")
-        for ax, text in zip(row, EXAMPLES[task_name]):
+        for ax, text in zip(row, EXAMPLES.get(task_name) or tasks[task_name].test_src[:3]):
             src, src_len = src_vocab.batch([text])
             hyp = greedy_decode(model, src.to(run.device), src_len.to(run.device), tasks[task_name].max_tgt)[0]
             out = tgt_vocab.decode(hyp.ids)
@@ -366,29 +374,21 @@ def predict_arguments(parser) -> None:  # noqa: ANN001 - an argparse parser
 
 
 def predict(cfg: Config, run: Run, args) -> None:  # noqa: ANN001 - argparse namespace
-    task_name, text = args.task or TASKS[cfg.task][0], args.text.strip()
+    task_name = args.task or tasks_of(cfg)[0]
     beam = cfg.beam if args.beam is None else args.beam
-    if task_name not in TASKS[cfg.task]:
-        raise ConfigError(f"--task {task_name}: this run trained only {cfg.task}")
+    if task_name not in tasks_of(cfg):
+        raise ConfigError(f"--task {task_name}: this run trained only {f'--data {cfg.data}' if cfg.data else cfg.task}")
     if not 1 <= beam <= 64:
         raise ConfigError(f"--beam {beam}: out of range, allowed [1, 64]")
-    if not text:
-        raise DataError("the input is empty; give some text, e.g. \"6 janvier 1985\"")
     variant = f"{task_name}_{args.variant}"
     model, src_vocab, tgt_vocab = load_variant(cfg, run, variant)
     alpha = (run.variant(variant).result or {}).get("length_alpha", cfg.length_alpha)  # chosen on validation
-    if len(text) > (limit := cfg.max_src_len - 1):
-        print(f"note: the input has {len(text)} characters; only the first {limit} are used (the model was "
-              f"trained on inputs up to that length)")
-        text = text[:limit]
-    unknown = src_vocab.unknown(text)
-    if len(unknown) == len(set(text)):
-        raise DataError(f"none of the characters of {text!r} occur in the {task_name} training data")
-    if unknown:
-        print(f"note: characters never seen in training are read as <unk>: {' '.join(map(repr, unknown))}")
+    text, notes = src_vocab.readable(args.text.strip(), cfg.max_src_len - 1)  # empty or all unknown: one line
+    print("".join(f"note: {note}\n" for note in notes), end="")
     src, src_len = (t.to(run.device) for t in src_vocab.batch([text]))
-    greedy = greedy_decode(model, src, src_len, MAX_TGT[task_name], alpha)[0]
-    hyps = beam_search(model, src, src_len, MAX_TGT[task_name], beam, alpha)[0]
+    max_len = MAX_TGT.get(task_name, cfg.max_src_len)  # user: outputs of at most max_src_len - 1 characters + <eos>
+    greedy = greedy_decode(model, src, src_len, max_len, alpha)[0]
+    hyps = beam_search(model, src, src_len, max_len, beam, alpha)[0]
     print(f"input   {text}")
     print(f"output  {tgt_vocab.decode(hyps[0].ids)}")
     print(f"greedy  {tgt_vocab.decode(greedy.ids)}  (log p {greedy.logprob:.3f})")
