@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
 from torch_cookbook.data import fashion_mnist, images, segmentation
-from torch_cookbook.nn.unet import UNet, dice_loss
+from torch_cookbook.nn.unet import UNet, dice_loss, otsu_confusion, overlap_scores
 from torch_cookbook.recipes.unet import (
     class_weights,
-    otsu_fg_dice,
     predict_masks,
     segmentation_loss,
     segmentation_metrics,
@@ -64,11 +64,12 @@ def test_metrics_match_a_confusion_matrix_by_hand():
 
 def test_class_weights_favour_rare_classes_and_average_one_per_pixel():
     masks = torch.tensor([[0] * 12 + [1] * 3 + [2]])  # shares 12/16, 3/16, 1/16; classes 3..10 absent
-    w = class_weights(masks, power=0.5)
-    share = torch.bincount(masks.flatten(), minlength=11).float() / masks.numel()
+    counts = torch.bincount(masks.flatten(), minlength=11)
+    w = class_weights(counts, power=0.5)
+    share = counts.float() / masks.numel()
     assert (w * share).sum().item() == pytest.approx(1.0)
     assert w[2] / w[1] == pytest.approx(3 ** 0.5) and w[1] / w[0] == pytest.approx(4 ** 0.5)
-    assert torch.allclose(class_weights(masks, power=0.0), torch.ones(11))
+    assert torch.allclose(class_weights(counts, power=0.0), torch.ones(11))
 
 
 def test_composed_set_is_reproducible_and_masks_follow_the_items():
@@ -89,7 +90,8 @@ def test_otsu_finds_a_bright_square_on_a_dark_background():
     img[:, :, 4:10, 4:10] = 0.9
     mask = torch.zeros(1, 16, 16, dtype=torch.long)
     mask[:, 4:10, 4:10] = 3
-    assert otsu_fg_dice(img, mask) == pytest.approx(1.0)
+    scores = overlap_scores(otsu_confusion(zip(img, mask)))
+    assert scores["fg_dice"] == pytest.approx(1.0) and scores["mean_iou"] == pytest.approx(1.0)
 
 
 # ---- predict and bad input -----------------------------------------------------------------------
@@ -99,10 +101,14 @@ def smoke_run(smoke_runs):
 
 
 def test_predict_writes_a_segmentation_of_a_bundled_photo(smoke_run, cli, tmp_path):
-    out = tmp_path / "seg.png"
-    code, stdout, err = cli("predict", "unet", smoke_run, "coffee", "--resize", "40", "--out", out)
+    out, mask = tmp_path / "seg.png", tmp_path / "mask.png"
+    code, stdout, err = cli("predict", "unet", smoke_run, "coffee", "--resize", "40", "--out", out, "--mask", mask)
     assert code == 0, err
     assert out.is_file() and "wrote" in stdout
+    from PIL import Image
+
+    with Image.open(mask) as im:  # the classes, at the size the image was segmented at
+        assert im.size == (40, 40) and np.asarray(im).max() <= 10
 
 
 @pytest.mark.parametrize("problem", ["missing", "not_image", "too_small"])

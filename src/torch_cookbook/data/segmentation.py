@@ -19,6 +19,7 @@ the result is cached under ~/.cache/torch-cookbook keyed by the settings and the
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,6 +42,18 @@ class SegmentationSet:
 
     images: torch.Tensor
     masks: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def head(self, n: int) -> SegmentationSet:
+        return SegmentationSet(self.images[:n], self.masks[:n])
+
+    def pairs(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        return zip(self.images, self.masks)
+
+    def pixel_counts(self, num_classes: int) -> torch.Tensor:
+        return torch.bincount(self.masks.flatten(), minlength=num_classes)
 
 
 def _background_bank(test: bool) -> list[torch.Tensor]:

@@ -79,10 +79,14 @@ class Target:
         return f"{self.metric} {self.op} {self.value:g}"
 
 
+ON_BUNDLED_DATA = (("data", ""),)  # `when` of a target that is a claim about a recipe's own data, not a user's --data
+
+
 def verdict(target: dict[str, Any]) -> str:
     """A summary's target in words: met, not met, not measured, or not judged (a run outside the claim's settings)."""
     if "for" in target:
-        return "not judged: a target for " + ", ".join(f"{k} {v}" for k, v in target["for"].items())
+        settings = ("the bundled data" if (k, v) == ("data", "") else f"{k} {v}" for k, v in target["for"].items())
+        return "not judged: a target for " + ", ".join(settings)
     return {True: "met", False: "not met", None: "not measured"}[target.get("met")]
 
 
