@@ -132,11 +132,13 @@ class Row:
     values: dict[str, str]  # column -> value, for the columns asked for (and the optional ones the file has)
 
 
-def read_table(path: str | Path, columns: Mapping[str, str], optional: Sequence[str] = ()) -> Iterator[Row]:
+def read_table(path: str | Path, columns: Mapping[str, str], optional: Sequence[str] = (),
+               may_be_empty: Sequence[str] = ()) -> Iterator[Row]:
     """Stream the rows of a CSV, TSV or JSONL file. `columns` maps the flag that chose each required column to its
-    name ({"text_column": "text"}): a missing one, or an empty value in one, is refused naming the flag. Columns in
-    `optional` are read where the file has them (a CSV header or the first JSON object decides); others are ignored.
-    JSON numbers and booleans become their JSON text."""
+    name ({"text_column": "text"}): a missing one, or an empty value in one (unless its flag is in `may_be_empty`:
+    a missing number, say), is refused naming the flag. Columns in `optional` are read where the file has them (a
+    CSV header or the first JSON object decides); others are ignored. JSON numbers and booleans become their JSON
+    text."""
     path = Path(path)
     kind, rows = table_format(path), 0
     if not path.is_file():
@@ -144,7 +146,7 @@ def read_table(path: str | Path, columns: Mapping[str, str], optional: Sequence[
     reader = _csv_rows if TABLES[kind] else _json_rows
     for row in reader(path, TABLES[kind], dict(columns), tuple(optional)):
         for flag, column in columns.items():
-            if not row.values[column].strip():
+            if flag not in may_be_empty and not row.values[column].strip():
                 raise DataError(f"{path} line {row.line}: column '{column}' (--{flag}) is empty")
         rows += 1
         yield row

@@ -6,13 +6,14 @@ reads a sliding window of scaled differences (statistics of the training split o
 correction to a seasonal-naive forecast (nn/forecasting.py). Every model is scored by rolling origin: a forecast
 of `horizon` steps from every origin in the test period, parameters fixed. Each strategy is an ensemble of
 small LSTMs that differ only in initialisation and data order, their forecasts averaged. Series: monthly Mauna
-Loa CO2 and hourly Seattle temperatures (data/series.py). Docs: docs/forecast.md
+Loa CO2 and hourly Seattle temperatures (data/series.py), or your own with --data. Docs: docs/forecast.md
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import matplotlib
 
@@ -23,7 +24,7 @@ import torch
 from torch import nn
 
 from torch_cookbook.data import series as S
-from torch_cookbook.engine.config import BaseConfig, Target, param
+from torch_cookbook.engine.config import ON_BUNDLED_DATA, BaseConfig, Target, param
 from torch_cookbook.engine.loop import autocast, batches, grad_scaler, take
 from torch_cookbook.engine.repro import member_seed
 from torch_cookbook.engine.runs import Run
@@ -42,6 +43,22 @@ STRATEGIES = ("direct", "recursive")
 @dataclass
 class Config(BaseConfig):
     series: list[str] = param(["co2", "seattle"], "series to forecast", choices=S.SERIES)
+    data: str = param("", "your own series instead of --series: a CSV/TSV/JSONL file (.gz/.bz2 too) with a time and "
+                          "a value column, sorted by time")
+    time_column: str = param("time", "--data: the column (JSONL: key) of the times")
+    value_column: str = param("value", "--data: the column (JSONL: key) of the values")
+    freq: str = param("", "--data: the pandas offset alias of the steps (h, D, W, MS, ...); empty: inferred")
+    max_gap: int = param(3, "--data: missing steps in a row (missing times, empty or NaN values) that linear "
+                            "interpolation fills; a longer gap is refused", low=0)
+    val_fraction: float = param(0.1, "--data: share of the steps, before the test split, that is validation",
+                                low=0.01, high=0.5)
+    test_fraction: float = param(0.2, "--data: share of the steps at the end that is the rolling-origin test",
+                                 low=0.01, high=0.5)
+    season: int = param(0, "season length in steps; 0: the series' own (--data: from the frequency, e.g. h 24, "
+                           "D 7, W 52, MS 12)", low=0)
+    horizon: int = param(0, "steps ahead to forecast; 0: the series' own (--data: one season)", low=0)
+    ets_max_steps: int = param(S.ETS_MAX_STEPS, "Holt-Winters' parameters are estimated on at most the last N steps "
+                                                "before each split (statsmodels is slow on long series)", low=100)
     strategies: list[str] = param(list(STRATEGIES), "multi-step strategies to train", choices=STRATEGIES)
     window_seasons: int = param(3, "input window length in seasons (3 = 36 months or 72 hours)", low=1, high=20)
     base: str = param("seasonal", "the LSTM predicts the change from this simple forecast",
@@ -62,6 +79,10 @@ class Config(BaseConfig):
     ensemble: int = param(5, "LSTMs per strategy, each with its own initialisation and data order; their "
                              "forecasts are averaged", low=1, high=50)
 
+    @property
+    def sources(self) -> list[str]:  # what a run forecasts: a user's --data, named "user", or the bundled series
+        return [S.USER] if self.data else self.series
+
 
 profiles = {
     "smoke": {"series": ["co2"], "hidden": 8, "steps": 20, "eval_every": 10, "batch_size": 32, "ensemble": 2},
@@ -69,12 +90,24 @@ profiles = {
     "full": {},
 }
 
+AS_BUNDLED = (*ON_BUNDLED_DATA, ("season", 0), ("horizon", 0))  # the targets are claims about the series as shipped
 targets = [
-    Target("co2_lstm_mae_over_snaive", "<=", 1.0),  # below seasonal naive...
-    Target("co2_lstm_mae_over_ets", "<=", 1.1),  # ...and within 10% of Holt-Winters
-    Target("seattle_lstm_mae_over_snaive", "<=", 1.0),
-    Target("seattle_lstm_mae_over_ets", "<=", 1.1),
+    Target("co2_lstm_mae_over_snaive", "<=", 1.0, when=AS_BUNDLED),  # below seasonal naive...
+    Target("co2_lstm_mae_over_ets", "<=", 1.1, when=AS_BUNDLED),  # ...and within 10% of Holt-Winters
+    Target("seattle_lstm_mae_over_snaive", "<=", 1.0, when=AS_BUNDLED),
+    Target("seattle_lstm_mae_over_ets", "<=", 1.1, when=AS_BUNDLED),
 ]
+DATA_FIELDS = {"data": ("time_column", "value_column", "freq")}  # the run records this data and its columns
+
+
+def check_launch(cfg: Config) -> None:
+    if cfg.data or cfg.season or cfg.horizon:  # read and check the series before the run directory exists
+        for name in cfg.sources:
+            prepare(cfg, name)
+
+
+def prepare(cfg: Config, name: str) -> S.Prepared:
+    return S.prepare(name, cfg.window_seasons, S.UserSeries.given(cfg), cfg.season, cfg.horizon)
 
 
 # ---- one LSTM: train, keep the best on validation, reload it, test ------------------------------------------
@@ -169,8 +202,10 @@ def load_ensemble(cfg: Config, run: Run, p: S.Prepared, strategy: str) -> list[L
 # ---- the recipe ---------------------------------------------------------------------------------------------
 def run(cfg: Config, run: Run) -> dict[str, float | None]:
     metrics: dict[str, float | None] = {}
-    for name in cfg.series:
-        p = S.prepare(name, cfg.window_seasons)
+    for name in cfg.sources:
+        p = prepare(cfg, name)
+        if p.s.source:
+            print(S.describe(p.s), flush=True)
         members, scores, preds = {}, {}, {}
         for strategy in cfg.strategies:
             members[strategy] = []
@@ -180,7 +215,7 @@ def run(cfg: Config, run: Run) -> dict[str, float | None]:
                 members[strategy].append(sub.result or train_forecaster(
                     cfg, sub, make_model(cfg, p, strategy, seed=seed), p, strategy, seed))
             scores[strategy], preds[strategy] = ensemble_scores(cfg, run, p, strategy)
-        base_metrics, base_preds = S.baselines(p)
+        base_metrics, base_preds = S.baselines(p, cfg.ets_max_steps)
         metrics.update(series_metrics(name, scores, members, base_metrics))
         best = min(scores, key=lambda k: scores[k]["val_mae"])  # chosen on validation, not test
         plot_forecast(run, p, {"LSTM " + best: preds[best], "Holt-Winters": base_preds["ets"],
@@ -215,15 +250,15 @@ def series_metrics(name: str, scores: dict[str, dict], members: dict[str, list[d
 def evaluate(cfg: Config, run: Run) -> dict[str, float]:
     """Test metrics of each strategy's ensemble recomputed from the best checkpoints, and the baselines refitted."""
     out: dict[str, float] = {}
-    for name in cfg.series:
-        p = S.prepare(name, cfg.window_seasons)
+    for name in cfg.sources:
+        p = prepare(cfg, name)
         at = p.origins("test")
         actual = p.targets(at, p.s.horizon).double().numpy()
         for strategy in cfg.strategies:
             pred = ensemble_forecast(load_ensemble(cfg, run, p, strategy), p, at, strategy, cfg.base, run.device)
             for key, value in S.forecast_metrics(pred, actual, p.scale).items():
                 out[f"{name}_lstm_{strategy}_{key}"] = value
-        for model, m in S.baselines(p)[0].items():
+        for model, m in S.baselines(p, cfg.ets_max_steps)[0].items():
             for key in ("mae", "rmse", "mase"):
                 out[f"{name}_{model}_{key}"] = m[key]
     return out
@@ -243,7 +278,8 @@ def plot_forecast(run: Run, p: S.Prepared, preds: dict[str, np.ndarray]) -> None
     for (label, pred), style in zip(preds.items(), ("-", "--", ":")):
         ax.plot(target_times, pred[:, -1], style, linewidth=1.1, label=f"{label} ({s.horizon} steps ahead)")
     ax.axvspan(s.times[s.test_start], s.times[-1], color="tab:orange", alpha=0.12, label="test (rolling origin)")
-    ax.set(title=f"{s.name}: {s.horizon}-step-ahead forecasts from every origin", ylabel=s.unit)
+    title = Path(s.source).name if s.source else s.name
+    ax.set(title=f"{title}: {s.horizon}-step-ahead forecasts from every origin", ylabel=s.unit)
     ax.legend(fontsize=8, loc="upper left")
     fig.autofmt_xdate()
     fig.tight_layout()
@@ -260,10 +296,10 @@ def predict_arguments(parser) -> None:
 
 
 def predict(cfg: Config, run: Run, args) -> None:
-    name = args.series or cfg.series[0]
-    if name not in cfg.series:
-        raise DataError(f"--series {name}: this run trained on {', '.join(cfg.series)}")
-    p = S.prepare(name, cfg.window_seasons)
+    name = args.series or cfg.sources[0]
+    if name not in cfg.sources:
+        raise DataError(f"--series {name}: this run trained on {', '.join(cfg.sources)}")
+    p = prepare(cfg, name)
     if args.values is None:
         values = p.s.values
     else:
@@ -289,5 +325,9 @@ def predict(cfg: Config, run: Run, args) -> None:
     with torch.inference_mode():
         pred = np.mean([forecast(m, hist, p, p.s.horizon, strategy, cfg.base, run.device)[0].cpu().numpy()
                         for m in models], axis=0)
-    print(f"{name}: next {p.s.horizon} steps ({strategy} LSTM, mean of {cfg.ensemble}, {p.s.unit})")
+    when = ""
+    if args.values is None and p.s.freq:  # continuing the series itself: its next times are known
+        future = S.next_times(p.s, p.s.horizon)
+        when = f", {future[0]} .. {future[-1]} every {p.s.freq}"
+    print(f"{name}: next {p.s.horizon} steps{when} ({strategy} LSTM, mean of {cfg.ensemble}, {p.s.unit})")
     print(" ".join(f"{v:.3f}" for v in pred))
