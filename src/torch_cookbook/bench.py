@@ -1,14 +1,17 @@
 """`cookbook bench`: run recipes' full profiles over several seeds and record the evidence.
 
 Each seed runs in its own process (clean peak-RSS figure, no state shared between seeds). The result,
-`benchmarks/results/<recipe>.json`, holds every run's summary, mean and std of each metric, whether each
-target was met on every seed, time to target where the target metric is logged during training, and
-the machine it was measured on. `benchmarks/README.md` is regenerated from all result files.
+`benchmarks/results/<recipe>.json`, holds every run's summary, mean and sample std (n-1) of each metric,
+whether each target was met on every seed, time to target where the target metric is logged during training,
+the machine it was measured on (CPU ISA flags included) and the code: one commit and one hash of the package's
+files for all seeds, from a clean tree unless `--allow-dirty`. `benchmarks/README.md` is regenerated from all
+result files.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import re
@@ -23,7 +26,7 @@ from typing import Any
 import torch
 
 from torch_cookbook import recipes
-from torch_cookbook.engine.runs import git_commit
+from torch_cookbook.engine.runs import code_version, dirty_paths
 from torch_cookbook.errors import CookbookError
 
 
@@ -50,13 +53,16 @@ def cpuinfo() -> dict[str, str]:
     return fields
 
 
-# The instruction-set extensions that decide 16-bit speed on a CPU: with avx512_bf16 (or AMX) a bf16 matmul is
-# several times faster than fp32; without them torch emulates bf16 and it is hundreds of times slower.
-ISA_OF_INTEREST = ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_tile")
+# The instruction-set extensions that decide a CPU's speed on these recipes: with avx512_bf16 (or AMX) a bf16
+# matmul is several times faster than fp32; without them torch emulates bf16 and it is hundreds of times slower.
+# x86 names from the `flags` line, Arm ones from `Features`.
+ISA_OF_INTEREST = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_tile",
+                   "asimd", "asimdhp", "sve", "sve2", "bf16", "i8mm")
 
 
 def cpu_features(info: dict[str, str] | None = None) -> list[str]:
-    present = set((cpuinfo() if info is None else info).get("flags", "").split())
+    info = cpuinfo() if info is None else info
+    present = set((info.get("flags") or info.get("Features") or "").split())
     return [f for f in ISA_OF_INTEREST if f in present]
 
 
@@ -125,46 +131,94 @@ def _run_seed(name: str, seed: int, profile: str, runs_root: Path, extra: list[s
 
 
 def bench_recipe(name: str, seeds: list[int], profile: str, runs_root: Path, extra: list[str],
-                 jobs: int = 1) -> dict[str, Any]:
+                 jobs: int = 1, code: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run the seeds and aggregate them; `code` is `code_version()` when the bench started (every seed must have
+    run on it)."""
     recipe = recipes.get(name)
+    code = code or code_version()
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         runs = list(pool.map(lambda seed: _run_seed(name, seed, profile, runs_root, extra), seeds))
-
-    metric_names = [k for k, v in runs[0]["metrics"].items() if isinstance(v, (int, float))]
-    mean, std = {}, {}
-    for key in metric_names:
-        values = [r["metrics"].get(key) for r in runs]
-        values = [v for v in values if isinstance(v, (int, float))]
-        if values:
-            mean[key] = statistics.fmean(values)
-            std[key] = statistics.pstdev(values) if len(values) > 1 else 0.0
-    targets = [{"metric": t.metric, "op": t.op, "value": t.value,
-                "met_all_seeds": all(_met(r, t.metric) for r in runs)} for t in recipe.targets]
-    return {"recipe": name, "profile": profile, "seeds": seeds, "run_flags": extra, "runs": runs, "mean": mean,
-            "std": std, "targets": targets, "jobs": jobs,
+    check_one_code(name, runs, code)
+    return {"recipe": name, "profile": profile, "seeds": seeds, "run_flags": extra, "runs": runs,
+            **aggregate(runs, [(t.metric, t.op, t.value) for t in recipe.targets]), "jobs": jobs,
             "wall_time_s": {"mean": statistics.fmean(r["wall_time_s"] for r in runs),
                             "max": max(r["wall_time_s"] for r in runs)},
             "cpu_time_s": {"mean": statistics.fmean(r["cpu_time_s"] for r in runs)},
             "peak_rss_mb": {"max": max(r["peak_rss_mb"] for r in runs)},
-            "machine": machine(), "commit": git_commit()}
+            "machine": machine(), "commit": code["commit"], "src_sha256": code["src_sha256"],
+            "dirty": bool(code["dirty"]) or any(bool(r.get("dirty")) for r in runs)}
 
 
-def _met(summary: dict[str, Any], metric: str) -> bool:
-    return any(t["metric"] == metric and t["met"] is True for t in summary["targets"])
+def aggregate(runs: list[dict[str, Any]], targets: list[tuple[str, str, float]]) -> dict[str, Any]:
+    """Mean and sample standard deviation (n-1; none for one seed) of each metric over the seeds that measured it,
+    which seeds did not, and each target's verdict over all seeds: a seed that did not measure the target metric
+    (missing, None or NaN) has not met it. A target the runs' summaries did not judge (its settings, `for`, are not
+    the runs' own: a user's --data, another environment) gets no verdict (None) and keeps its `for`."""
+    names = list(dict.fromkeys(k for r in runs for k, v in r["metrics"].items() if _is_number(v)))
+    mean, std, unmeasured = {}, {}, {}
+    for key in names:
+        values = [r["metrics"][key] for r in runs if _is_number(r["metrics"].get(key))]
+        mean[key] = statistics.fmean(values)
+        if len(values) > 1:
+            std[key] = statistics.stdev(values)
+        if len(values) < len(runs):
+            unmeasured[key] = [r["seed"] for r in runs if not _is_number(r["metrics"].get(key))]
+    verdicts = []
+    for metric, op, value in targets:
+        not_judged = [t["for"] for r in runs for t in r.get("targets", [])
+                      if (t["metric"], t["op"], t["value"]) == (metric, op, value) and "for" in t]
+        met = None if not_judged else all(_met(r["metrics"].get(metric), op, value) for r in runs)
+        verdicts.append({"metric": metric, "op": op, "value": value, "met_all_seeds": met,
+                         **({"for": not_judged[0]} if not_judged else {})})
+    return {"mean": mean, "std": std, "std_ddof": 1, "unmeasured": unmeasured, "targets": verdicts}
+
+
+def _is_number(value: Any) -> bool:
+    """Measured, as `Target.met` counts it: a number that is not NaN (inf is a measured divergence)."""
+    return isinstance(value, (int, float)) and not math.isnan(value)
+
+
+def _met(value: Any, op: str, threshold: float) -> bool:
+    if not _is_number(value):
+        return False
+    return value <= threshold if op == "<=" else value >= threshold
+
+
+def check_one_code(name: str, runs: list[dict[str, Any]], code: dict[str, Any]) -> None:
+    """Refuse, in one line, to aggregate seeds that ran on different code: the tree moved under the bench."""
+    seen = [(code["commit"], code["src_sha256"])] + [(r.get("commit"), r.get("src_sha256")) for r in runs]
+    moved = [r["seed"] for r in runs if r.get("src_sha256_at_end")]
+    if len(set(seen)) > 1 or moved:
+        where = ", ".join(f"seed {r['seed']}: {r.get('commit')} src {str(r.get('src_sha256'))[:12]}" for r in runs)
+        raise CookbookError(f"bench {name}: the seeds did not all run on the code the bench started on (commit "
+                            f"{code['commit']} src {code['src_sha256'][:12]}; {where}"
+                            + (f"; changed during seed {', '.join(map(str, moved))}" if moved else "")
+                            + "); rerun on a tree that does not change")
+
+
+def check_clean_tree(allow_dirty: bool) -> None:
+    """`cookbook bench` measures committed code: refuse a dirty checkout in one line unless told otherwise."""
+    paths = dirty_paths()
+    if paths and not allow_dirty:
+        shown = ", ".join(paths[:4]) + (f" and {len(paths) - 4} more" if len(paths) > 4 else "")
+        raise CookbookError(f"the working tree differs from its commit ({shown}); commit first so the result names "
+                            "its code, or pass --allow-dirty (the result then records dirty: true)")
 
 
 def write_index(results_dir: Path) -> None:
     """benchmarks/README.md: one table over all committed results."""
     lines = ["# Benchmarks", "", "Generated by `cookbook bench` from `benchmarks/results/*.json`; do not edit.", "",
-             "| recipe | profile | seeds | target | mean ± std | met on all seeds | wall time/seed (s) "
-             "| CPU time/seed (s) | peak RSS (MB) | steps/s | samples/s | data share | machine |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| recipe | profile | seeds | target | mean ± std (n−1) | met on all seeds | wall time/seed (s) "
+             "| CPU time/seed (s) | peak RSS (MB) | steps/s | samples/s | data share | machine | commit |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for path in sorted(results_dir.glob("*.json")):
         data = json.loads(path.read_text())
         if "runs" not in data:  # hardware measurements (matmul.json, throughput.json): their own section below
             continue
         m = data["machine"]
-        where = f"{m['cpu']} ({m['cores']} cores), {m['device']}, torch {m['torch']}"
+        isa = ", ".join(m["isa"]) if "isa" in m else "ISA not recorded"
+        where = f"{m['cpu']} ({m['cores']} cores; {isa}), {m['device']}, torch {m['torch']}"
+        commit = data.get("commit", "-") + (" dirty" if data.get("dirty") else "")
         cpu = f"{data['cpu_time_s']['mean']:.0f}" if "cpu_time_s" in data else "-"  # recorded since 2026-11-23
         rss = f"{data['peak_rss_mb']['max']:.0f}" if "peak_rss_mb" in data else "-"
         rates = [r["steps_per_s"] for r in data["runs"] if r.get("steps_per_s") is not None]
@@ -174,14 +228,16 @@ def write_index(results_dir: Path) -> None:
         shares = [r["data_share"] for r in data["runs"] if r.get("data_share") is not None]
         share = f"{statistics.median(shares):.1%}" if shares else "-"
         for t in data["targets"]:
-            value = data["mean"].get(t["metric"])
-            shown = "-" if value is None else f"{value:.4g} ± {data['std'].get(t['metric'], 0):.2g}"
             lines.append(f"| {data['recipe']} | {data['profile']} | {len(data['seeds'])} | "
-                         f"{t['metric']} {t['op']} {t['value']:g} | {shown} | "
-                         f"{'yes' if t['met_all_seeds'] else 'NO'} | "
+                         f"{t['metric']} {t['op']} {t['value']:g} | {mean_std_text(data, t['metric'])} | "
+                         f"{verdict_text(t)} | "
                          f"{data['wall_time_s']['mean']:.0f} | {cpu} | {rss} | {rate} | {samples_rate} | {share} | "
-                         f"{where} |")
-    lines += ["", "steps/s: for each seed, the median over the run's logged intervals (all its variants, evaluation",
+                         f"{where} | {commit} |")
+    lines += ["", "mean ± std: over the seeds that measured the metric; std is the sample standard deviation (n−1 in",
+              "the denominator, `statistics.stdev`), none for a single seed. '(n)' marks a result recorded before",
+              "that, whose std divides by n. A seed that did not measure a target's metric has not met it. commit:",
+              "the one commit every seed of the result ran on ('dirty': with uncommitted changes, `--allow-dirty`).",
+              "", "steps/s: for each seed, the median over the run's logged intervals (all its variants, evaluation",
               "included) of steps per wall second; the table shows the median over seeds. A step is whatever the",
               "recipe counts as one (usually one optimizer update); compare it across commits and machines, not",
               "across recipes. Results measured before it was recorded show '-'.", "",
@@ -198,6 +254,22 @@ def write_index(results_dir: Path) -> None:
                   "out).", "",
                   "![time to target](time_to_target.png)"]
     (results_dir.parent / "README.md").write_text("\n".join(lines) + "\n")
+
+
+def mean_std_text(data: dict[str, Any], metric: str) -> str:
+    """`mean ± std` of a metric in a result file: '-' when no seed measured it, the mean alone for one seed."""
+    value = data["mean"].get(metric)
+    if value is None:
+        return "-"
+    std = data["std"].get(metric)
+    if std is None:
+        return f"{value:.4g}"
+    return f"{value:.4g} ± {std:.2g}" + ("" if data.get("std_ddof") == 1 else " (n)")
+
+
+def verdict_text(target: dict[str, Any]) -> str:
+    """A result's target verdict: yes, NO, or not judged (the runs were outside the target's settings)."""
+    return {True: "yes", False: "NO", None: "not judged"}[target["met_all_seeds"]]
 
 
 def gpu_section(gpu_dir: Path) -> list[str]:
@@ -218,10 +290,9 @@ def gpu_section(gpu_dir: Path) -> list[str]:
                 # bench's own `--threads N` comes first; show the flags the user gave after `--`
                 flags = " ".join(given[2:] if given[:1] == ["--threads"] else given)
                 for t in data["targets"]:
-                    value = data["mean"].get(t["metric"])
-                    shown = "-" if value is None else f"{value:.4g} ± {data['std'].get(t['metric'], 0):.2g}"
                     rows.append(f"| {data['recipe']} `{flags}` | {len(data['seeds'])} | {t['metric']} {t['op']} "
-                                f"{t['value']:g} | {shown} | {'yes' if t['met_all_seeds'] else 'NO'} | {path.name} |")
+                                f"{t['value']:g} | {mean_std_text(data, t['metric'])} | "
+                                f"{verdict_text(t)} | {path.name} |")
             elif "rows" in data:
                 for r in data["rows"]:
                     if "error" not in r:
@@ -230,7 +301,7 @@ def gpu_section(gpu_dir: Path) -> list[str]:
         if rows:
             lines += ["", f"## Measured on a GPU: {folder.name}", "", f"{machine_text}. Files in "
                       f"`benchmarks/gpu/{folder.name}/`; the write-up is in docs/performance.md (\"GPU\").", "",
-                      "| what | seeds | target / measure | mean ± std | met on all seeds | file |",
+                      "| what | seeds | target / measure | mean ± std (n−1) | met on all seeds | file |",
                       "|---|---|---|---|---|---|", *rows]
     return lines
 
@@ -349,6 +420,8 @@ def bench_main(argv: list[str]) -> int:
     parser.add_argument("--runs-root", type=Path, default=Path("runs/bench"))
     parser.add_argument("--threads", type=int, default=0, help="torch threads per run (0 = per core)")
     parser.add_argument("--jobs", type=int, default=1, help="seeds run side by side (give --threads 1 on 2 cores)")
+    parser.add_argument("--allow-dirty", action="store_true",
+                        help="bench a working tree with uncommitted changes (the result records dirty: true)")
     args = parser.parse_args(argv)
     names = recipes.names() if args.all or not args.names else args.names
     for flag in run_flags:
@@ -364,12 +437,14 @@ def bench_main(argv: list[str]) -> int:
         parser.error(f"--seeds {args.seeds}: must be at least 1")
     if args.jobs < 1:
         parser.error(f"--jobs {args.jobs}: must be at least 1")
+    check_clean_tree(args.allow_dirty)
+    code = code_version()  # every seed of every result must run on this code
     (args.out or RESULTS_DIR).mkdir(parents=True, exist_ok=True)  # the index is written even if every run fails
     failed = []
     for name in names:
         try:
             result = bench_recipe(name, list(range(args.seeds)), args.profile, args.runs_root,
-                                  ["--threads", str(args.threads), *run_flags], args.jobs)
+                                  ["--threads", str(args.threads), *run_flags], args.jobs, code)
         except CookbookError as e:
             print(f"cookbook bench: {e}", file=sys.stderr)
             failed.append(name)
@@ -377,7 +452,8 @@ def bench_main(argv: list[str]) -> int:
         out = (args.out or default_results_dir(result["runs"][0]["device"])) / f"{name}.json"
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=2) + "\n")
-        verdicts = ", ".join(f"{t['metric']} {t['op']} {t['value']:g}: {'met' if t['met_all_seeds'] else 'NOT met'}"
+        verdicts = ", ".join(f"{t['metric']} {t['op']} {t['value']:g}: "
+                             + {True: "met", False: "NOT met", None: "not judged"}[t["met_all_seeds"]]
                              for t in result["targets"])
         print(f"{name}: {verdicts} -> {out}", flush=True)
     write_index(args.out or RESULTS_DIR)

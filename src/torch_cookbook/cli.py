@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -22,6 +23,7 @@ def cmd_list(argv: list[str]) -> int:
     parser = Parser(prog="cookbook list", description="List recipes with their seed question and target.")
     parser.parse_args(argv)
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title="torch-cookbook recipes")
@@ -29,6 +31,8 @@ def cmd_list(argv: list[str]) -> int:
         table.add_column(col)
     for r in recipes.all_recipes():
         table.add_row(r.name, r.seed_question, "; ".join(map(str, r.targets)), _last_result(r.name))
+    for name, needs in recipes.unavailable().items():  # recipes whose pip extra is not installed
+        table.add_row(name, "-", escape(needs), "-")
     Console(width=160).print(table)
     return 0
 
@@ -170,6 +174,16 @@ def cmd_report(argv: list[str]) -> int:
     return report_main(argv)
 
 
+def version_text() -> str:
+    """`cookbook --version`: the package version and the code it runs (commit, dirty, hash of the package files)."""
+    from torch_cookbook import __version__
+    from torch_cookbook.engine.runs import code_version
+
+    code = code_version()
+    dirty = ", dirty" if code["dirty"] else ""
+    return f"torch-cookbook {__version__} (commit {code['commit']}{dirty}; src sha256 {code['src_sha256'][:12]})"
+
+
 COMMANDS = {"list": cmd_list, "run": cmd_run, "eval": cmd_eval, "predict": cmd_predict, "bench": cmd_bench,
             "report": cmd_report}
 
@@ -183,7 +197,11 @@ def main(argv: list[str] | None = None) -> int:
               "  eval RUN_DIR              recompute metrics from a run's checkpoints\n"
               "  predict NAME RUN_DIR ...  use a trained model\n"
               "  bench [NAMES] [--seeds N] full-profile benchmarks -> benchmarks/results/*.json\n"
-              "  report                    runs/ -> runs/report.html")
+              "  report                    runs/ -> runs/report.html\n"
+              "  --version                 the package version and the commit it runs")
+        return 0
+    if argv[0] in ("--version", "-V"):
+        print(version_text())
         return 0
     command = argv.pop(0)
     if command not in COMMANDS:
@@ -193,6 +211,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return COMMANDS[command](argv)
+    except BrokenPipeError:  # `cookbook predict ... | head`: the reader stopped reading; not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except CookbookError as e:
         message = str(e).splitlines()[0] if str(e) else type(e).__name__
         print(f"cookbook: error: {message}", file=sys.stderr)

@@ -1,7 +1,7 @@
 """Run directories: config, metrics (JSONL + TensorBoard), checkpoints, plots, summary.
 
 runs/<recipe>/<YYYYmmdd-HHMMSS>-<seed>/
-    config.json      {"recipe", "profile", "config"}
+    config.json      {"recipe", "profile", "config", "code"}: "code" is `code_version()` when the run was created
     data.json        a user's data, when the recipe was given some (`DATA_FIELDS`): for each such config field, the
                      file or folder (absolute path), its SHA-256, size and the column choices; see `record_data`
     metrics.jsonl    one object per logged step: {"step", "time_s", "train/loss": ...}
@@ -9,11 +9,13 @@ runs/<recipe>/<YYYYmmdd-HHMMSS>-<seed>/
     checkpoints/     last.pt, best.pt
     plots/*.png
     variants/<name>/ a sub-run per compared variant: metrics.jsonl, checkpoints/, result.json
-    summary.json     written only when the run completed: metrics, targets met or not, wall time, versions
+    summary.json     written only when the run completed: metrics, targets met or not, wall time, versions, and
+                     the code it started on (commit, dirty, src_sha256, copied from config.json)
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -67,7 +69,7 @@ class Run:
         if is_main_process():
             for sub in ("checkpoints", "plots", "tb"):
                 (directory / sub).mkdir(parents=True, exist_ok=True)
-            config = {"recipe": recipe, "profile": profile, "config": to_dict(cfg)}
+            config = {"recipe": recipe, "profile": profile, "config": to_dict(cfg), "code": code_version()}
             (directory / "config.json").write_text(json.dumps(config, indent=2) + "\n")
             if data:
                 (directory / DATA_FILE).write_text(json.dumps(data, indent=2) + "\n")
@@ -216,9 +218,12 @@ class Run:
             "wall_time_s": round(self.elapsed, 2),
             "device": device_description(self.device),
             "torch": torch.__version__,
-            "commit": git_commit(),
+            **self._code_at_start(),
             "status": "complete",
         }
+        now = code_version()["src_sha256"]
+        if now != summary["src_sha256"]:  # the package's files changed while it ran: later imports saw other code
+            summary["src_sha256_at_end"] = now
         if loop.SAMPLES_TAKEN:  # recipes whose batches come from engine.loop.take (this process's share only)
             summary["data_time_s"] = round(loop.DATA_TIME_S, 6)
             summary["train_samples"] = loop.SAMPLES_TAKEN
@@ -229,6 +234,14 @@ class Run:
             tmp.write_text(json.dumps(summary, indent=2) + "\n")
             os.replace(tmp, self.dir / "summary.json")
         return summary
+
+    def _code_at_start(self) -> dict[str, Any]:
+        """The code the run started on, as config.json recorded it (for a run made before it was recorded: now)."""
+        try:
+            recorded = json.loads((self.root.dir / "config.json").read_text()).get("code")
+        except (OSError, ValueError, AttributeError):
+            recorded = None
+        return recorded or code_version()
 
     def _plots_to_tensorboard(self) -> None:
         """Every saved plot also as a TensorBoard image (tag `plots/NAME`), at the run's last logged step,
@@ -315,13 +328,66 @@ def device_description(device: torch.device) -> str:
     return f"{device.type} ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
-def git_commit() -> str:
+# ---- the code that runs ------------------------------------------------------------------------------------
+PACKAGE_DIR = Path(__file__).resolve().parents[1]  # src/torch_cookbook in a checkout, or an installed copy
+
+
+def code_version() -> dict[str, Any]:
+    """Which code is running: `commit` (short hash; "unknown" outside a git checkout of this project), `dirty` (the
+    checkout differs from that commit, see `dirty_paths`; None outside a checkout) and `src_sha256`, a hash of the
+    package's files as they are on disk, so that a dirty tree, or an installed copy, is identified too."""
+    tracked = _git("ls-files", "-z", "--cached")
+    if tracked is None or "__init__.py" not in tracked:  # no git, or a git repository that is not this project's
+        files = [str(p.relative_to(PACKAGE_DIR)) for p in PACKAGE_DIR.rglob("*")
+                 if p.is_file() and "__pycache__" not in p.parts]
+        return {"commit": "unknown", "dirty": None, "src_sha256": _files_sha256(files)}
+    untracked = _git("ls-files", "-z", "--others", "--exclude-standard") or []
+    commit = _git("rev-parse", "--short", "HEAD")
+    return {"commit": commit[0] if commit else "unknown", "dirty": bool(dirty_paths()),
+            "src_sha256": _files_sha256(tracked + untracked)}
+
+
+def dirty_paths() -> list[str]:
+    """Where the checkout differs from its commit: tracked files changed, added or deleted anywhere in it, and new
+    files inside the package (they are imported: a new recipe module registers itself). [] outside a checkout."""
+    status = _git("status", "-z", "--porcelain=v1", "--untracked-files=no")
+    if status is None:
+        return []
+    changed, skip = [], False
+    for entry in status:
+        if not skip:
+            changed.append(entry[3:])
+        skip = entry[:1] in ("R", "C") and not skip  # a rename's entry is followed by its old path
+    prefix = _git("rev-parse", "--show-prefix") or [""]
+    new = [prefix[0] + p for p in _git("ls-files", "-z", "--others", "--exclude-standard") or []]
+    return changed + new
+
+
+def _files_sha256(relative_paths: list[str]) -> str:
+    """SHA-256 over (path, SHA-256 of content) of the package's files, in path order; deleted files are left out."""
+    digest = hashlib.sha256()
+    for rel in sorted(set(relative_paths)):
+        path = PACKAGE_DIR / rel
+        if path.is_file():
+            digest.update(rel.encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def _git(*args: str) -> list[str] | None:
+    """The output of `git ARGS` run in the package folder, split into entries (on NUL with -z, else on lines);
+    None where git is missing or the folder is not in a repository."""
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).resolve().parent)
-        return out.stdout.strip() or "unknown"
+        out = subprocess.run(["git", *args], capture_output=True, text=True, timeout=10, cwd=PACKAGE_DIR)
     except (OSError, subprocess.SubprocessError):
-        return "unknown"
+        return None
+    if out.returncode != 0:
+        return None
+    return [e for e in out.stdout.split("\0" if "-z" in args else "\n") if e]
+
+
+def git_commit() -> str:
+    """The short commit of the checkout ("unknown" outside one)."""
+    return code_version()["commit"]
 
 
 def _to_number(v: Any) -> Any:

