@@ -52,6 +52,25 @@ def test_a_target_the_runs_did_not_judge_gets_no_verdict():
     assert bench.verdict_text(verdict) == "not judged"
 
 
+def test_a_target_across_seeds_is_judged_once_on_the_pooled_figure_or_the_mean():
+    runs = [seed_run(s, {"final": r, "errors": e}) for s, r, e in ((0, 500.0, 30), (1, 250.0, 40), (2, 500.0, 35))]
+    targets = [("final", ">=", 400.0, True), ("final", ">=", 400.0), ("p_value", "<=", 0.05, True)]
+    result = bench.aggregate(runs, targets, pooled={"p_value": 0.01})
+    across, each, pooled = result["targets"]
+    assert (across["met_all_seeds"], across["measured"], across["across_seeds"]) == (True, 416.6666666666667, True)
+    assert each["met_all_seeds"] is False  # seed 1 alone misses it
+    assert (pooled["measured"], pooled["met_all_seeds"], result["pooled"]) == (0.01, True, {"p_value": 0.01})
+    assert bench.measured_text(result, across) == "416.7 (the seeds together)"
+
+
+def test_one_run_leaves_a_target_across_seeds_to_bench():
+    from torch_cookbook.engine.config import Target, verdict
+
+    judged = runs_module._judged(Target("final", ">=", 400.0, across_seeds=True), object(), {"final": 500.0})
+    assert judged == {"met": None, "across_seeds": True}
+    assert verdict(judged) == "judged across seeds by `cookbook bench`"
+
+
 def test_seeds_from_different_commits_are_refused():
     same = [seed_run(0, {}), seed_run(1, {})]
     bench.check_one_code("x", same, CODE)  # one commit, one hash: fine

@@ -139,8 +139,11 @@ def bench_recipe(name: str, seeds: list[int], profile: str, runs_root: Path, ext
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         runs = list(pool.map(lambda seed: _run_seed(name, seed, profile, runs_root, extra), seeds))
     check_one_code(name, runs, code)
+    across = getattr(recipe.module, "across_seeds", None)  # metrics only the seeds together measure (pooled tests)
+    pooled = across([Path(r["run_dir"]) for r in runs]) if across else {}
+    targets = [(t.metric, t.op, t.value, t.across_seeds) for t in recipe.targets]
     return {"recipe": name, "profile": profile, "seeds": seeds, "run_flags": extra, "runs": runs,
-            **aggregate(runs, [(t.metric, t.op, t.value) for t in recipe.targets]), "jobs": jobs,
+            **aggregate(runs, targets, pooled), "jobs": jobs,
             "wall_time_s": {"mean": statistics.fmean(r["wall_time_s"] for r in runs),
                             "max": max(r["wall_time_s"] for r in runs)},
             "cpu_time_s": {"mean": statistics.fmean(r["cpu_time_s"] for r in runs)},
@@ -149,11 +152,14 @@ def bench_recipe(name: str, seeds: list[int], profile: str, runs_root: Path, ext
             "dirty": bool(code["dirty"]) or any(bool(r.get("dirty")) for r in runs)}
 
 
-def aggregate(runs: list[dict[str, Any]], targets: list[tuple[str, str, float]]) -> dict[str, Any]:
+def aggregate(runs: list[dict[str, Any]], targets: list[tuple], pooled: dict[str, float] | None = None) -> dict:
     """Mean and sample standard deviation (n-1; none for one seed) of each metric over the seeds that measured it,
     which seeds did not, and each target's verdict over all seeds: a seed that did not measure the target metric
     (missing, None or NaN) has not met it. A target the runs' summaries did not judge (its settings, `for`, are not
-    the runs' own: a user's --data, another environment) gets no verdict (None) and keeps its `for`."""
+    the runs' own: a user's --data, another environment) gets no verdict (None) and keeps its `for`. A target
+    (metric, op, value, True) is about the seeds together: judged once, on `pooled[metric]` (what the recipe's
+    `across_seeds` measured over the runs) or else on the mean over the seeds."""
+    pooled = pooled or {}
     names = list(dict.fromkeys(k for r in runs for k, v in r["metrics"].items() if _is_number(v)))
     mean, std, unmeasured = {}, {}, {}
     for key in names:
@@ -164,13 +170,20 @@ def aggregate(runs: list[dict[str, Any]], targets: list[tuple[str, str, float]])
         if len(values) < len(runs):
             unmeasured[key] = [r["seed"] for r in runs if not _is_number(r["metrics"].get(key))]
     verdicts = []
-    for metric, op, value in targets:
+    for metric, op, value, *across in targets:
         not_judged = [t["for"] for r in runs for t in r.get("targets", [])
                       if (t["metric"], t["op"], t["value"]) == (metric, op, value) and "for" in t]
-        met = None if not_judged else all(_met(r["metrics"].get(metric), op, value) for r in runs)
-        verdicts.append({"metric": metric, "op": op, "value": value, "met_all_seeds": met,
+        if across and across[0]:
+            measured = pooled.get(metric, mean.get(metric))
+            met = None if not_judged else _met(measured, op, value)
+            extra: dict[str, Any] = {"across_seeds": True, "measured": measured}
+        else:
+            met = None if not_judged else all(_met(r["metrics"].get(metric), op, value) for r in runs)
+            extra = {}
+        verdicts.append({"metric": metric, "op": op, "value": value, "met_all_seeds": met, **extra,
                          **({"for": not_judged[0]} if not_judged else {})})
-    return {"mean": mean, "std": std, "std_ddof": 1, "unmeasured": unmeasured, "targets": verdicts}
+    return {"mean": mean, "std": std, "std_ddof": 1, "unmeasured": unmeasured, "pooled": pooled,
+            "targets": verdicts}
 
 
 def _is_number(value: Any) -> bool:
@@ -229,7 +242,7 @@ def write_index(results_dir: Path) -> None:
         share = f"{statistics.median(shares):.1%}" if shares else "-"
         for t in data["targets"]:
             lines.append(f"| {data['recipe']} | {data['profile']} | {len(data['seeds'])} | "
-                         f"{t['metric']} {t['op']} {t['value']:g} | {mean_std_text(data, t['metric'])} | "
+                         f"{t['metric']} {t['op']} {t['value']:g} | {measured_text(data, t)} | "
                          f"{verdict_text(t)} | "
                          f"{data['wall_time_s']['mean']:.0f} | {cpu} | {rss} | {rate} | {samples_rate} | {share} | "
                          f"{where} | {commit} |")
@@ -237,6 +250,8 @@ def write_index(results_dir: Path) -> None:
               "the denominator, `statistics.stdev`), none for a single seed. '(n)' marks a result recorded before",
               "that, whose std divides by n. A seed that did not measure a target's metric has not met it. commit:",
               "the one commit every seed of the result ran on ('dirty': with uncommitted changes, `--allow-dirty`).",
+              "'the seeds together': a target about all the seeds at once (a pooled test, a mean over seeds),",
+              "judged once on that figure.",
               "", "steps/s: for each seed, the median over the run's logged intervals (all its variants, evaluation",
               "included) of steps per wall second; the table shows the median over seeds. A step is whatever the",
               "recipe counts as one (usually one optimizer update); compare it across commits and machines, not",
@@ -254,6 +269,14 @@ def write_index(results_dir: Path) -> None:
                   "out).", "",
                   "![time to target](time_to_target.png)"]
     (results_dir.parent / "README.md").write_text("\n".join(lines) + "\n")
+
+
+def measured_text(data: dict[str, Any], target: dict[str, Any]) -> str:
+    """What a result measured for a target: mean ± std over the seeds, or one figure over the seeds together."""
+    if target.get("across_seeds"):
+        value = target.get("measured")
+        return "-" if value is None else f"{value:.4g} (the seeds together)"
+    return mean_std_text(data, target["metric"])
 
 
 def mean_std_text(data: dict[str, Any], metric: str) -> str:

@@ -64,6 +64,9 @@ class Target:
     op: str
     value: float
     when: tuple[tuple[str, Any], ...] = ()  # the settings the claim is about, e.g. (("env_id", "CartPole-v1"),)
+    # A claim about a bench's seeds together, judged by `cookbook bench`: the recipe's `across_seeds(run_dirs)` gives
+    # the metric (a pooled test, say), or else it is the mean over the seeds. One run does not judge it.
+    across_seeds: bool = False
 
     def applies(self, cfg: Any) -> bool:
         return all(getattr(cfg, name, None) == value for name, value in self.when)
@@ -84,6 +87,8 @@ ON_BUNDLED_DATA = (("data", ""),)  # `when` of a target that is a claim about a 
 
 def verdict(target: dict[str, Any]) -> str:
     """A summary's target in words: met, not met, not measured, or not judged (a run outside the claim's settings)."""
+    if target.get("across_seeds") and "met_all_seeds" not in target:
+        return "judged across seeds by `cookbook bench`"
     if "for" in target:
         settings = ("the bundled data" if (k, v) == ("data", "") else f"{k} {v}" for k, v in target["for"].items())
         return "not judged: a target for " + ", ".join(settings)

@@ -212,8 +212,7 @@ class Run:
             "profile": self.profile,
             "seed": self.cfg.seed,
             "metrics": metrics,
-            "targets": [{"metric": t.metric, "op": t.op, "value": t.value,
-                         **({"met": t.met(metrics)} if t.applies(self.cfg) else {"met": None, "for": dict(t.when)})}
+            "targets": [{"metric": t.metric, "op": t.op, "value": t.value, **_judged(t, self.cfg, metrics)}
                         for t in targets],
             "wall_time_s": round(self.elapsed, 2),
             "device": device_description(self.device),
@@ -262,6 +261,15 @@ class Run:
             else:
                 writer.add_image(f"plots/{plot.stem}", image[..., :3], step, dataformats="HWC")
         self.close()
+
+
+def _judged(target: Target, cfg: Any, metrics: dict[str, Any]) -> dict[str, Any]:
+    """A target's verdict in one run: met or not; not judged outside its settings (`for`); or left to bench."""
+    if not target.applies(cfg):
+        return {"met": None, "for": dict(target.when)}
+    if target.across_seeds:
+        return {"met": None, "across_seeds": True}
+    return {"met": target.met(metrics)}
 
 
 def open_run_dir(directory: Path) -> dict[str, Any]:
