@@ -1,16 +1,18 @@
-"""The autoencoder recipe: the seed's model exactly, the VAE's loss and closed-form KL, the smoke run."""
+"""The autoencoder recipe: the seed's model exactly, the VAE's loss and closed-form KL, the smoke run; a folder of
+your own images (--data): run -> eval -> predict, the networks at 32 and 64 pixels, grey or RGB, bad input refused."""
 
 from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 from torch.distributions import Normal
 from torch.distributions import kl_divergence as torch_kl
 
-from conftest import read_summary
+from conftest import only_run_dir, read_summary
 from torch_cookbook.nn.autoencoder import VAE, ConvAutoEncoder, SeedAutoEncoder, kl_divergence
 from torch_cookbook.recipes.autoencoder import vae_loss
 
@@ -98,3 +100,98 @@ def test_bad_config_is_one_line_exit_2(cli, tmp_path, args, expected):
     code, _, err = cli("run", "autoencoder", "--profile", "smoke", "--runs-root", tmp_path, *args)
     assert code == 2 and expected in err and len(err.strip().splitlines()) == 1
     assert not list(tmp_path.iterdir())
+
+
+# ---- your own images (--data DIR) ----------------------------------------------------------------------------
+def write_images(folder, n=12, size=16):
+    """n random size×size PNGs under `folder`, every third in a subfolder; grey and RGB mixed (so: 3 channels)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        where = folder / "more" if i % 3 == 0 else folder
+        where.mkdir(parents=True, exist_ok=True)
+        pixels = (rng.random((size, size) if i % 2 else (size, size, 3)) * 255).astype(np.uint8)
+        Image.fromarray(pixels).save(where / f"{i:02d}.png")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def own_run(tmp_path_factory):
+    from torch_cookbook.cli import main
+
+    root = tmp_path_factory.mktemp("autoencoder_own")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("COOKBOOK_CACHE", str(root / "cache"))
+        data = write_images(root / "photos")
+        assert main(["run", "autoencoder", "--profile", "smoke", "--batch_size", "4", "--threads", "2", "--data",
+                     str(data), "--runs-root", str(root / "runs")]) == 0
+    return only_run_dir(root / "runs", "autoencoder"), data, root / "cache"
+
+
+@pytest.mark.parametrize("size, channels", [(32, 1), (32, 3), (64, 1), (64, 3)])
+def test_models_take_32_or_64_pixels_grey_or_rgb(size, channels):
+    x = torch.rand(2, channels, size, size)
+    ae, vae = ConvAutoEncoder(7, 4, size, channels), VAE(5, 4, size, channels)
+    assert ae(x).shape == x.shape and ae.encode(x).shape == (2, 7)
+    assert vae(x)[0].shape == x.shape and vae.sample(3).shape == (3, channels, size, size)
+    assert SeedAutoEncoder(channels * size * size)(x.flatten(1)).shape == (2, channels * size * size)
+
+
+def test_own_images_run_then_eval_then_predict(own_run, cli, monkeypatch, tmp_path):
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    run_dir, data, cache = own_run
+    monkeypatch.setenv("COOKBOOK_CACHE", str(cache))
+    summary = read_summary(run_dir)
+    m = summary["metrics"]
+    # No labels: no k-NN; the VAE's samples get a Lite0 FID beside its floor; all named user_*.
+    assert all(k.startswith("user_") for k in m) and not any("knn" in k for k in m)
+    expected = {"user_conv_test_mse", "user_pca3_test_mse", "user_vae_fid", "user_fid_floor", "user_vae_fid_ratio"}
+    assert expected <= m.keys()
+    assert m["user_fid_images"] == 2 and m["user_vae_samples_saved"] == 1.0
+    assert all(t["met"] is None for t in summary["targets"])
+    plots = {p.name for p in (run_dir / "plots").glob("*.png")}
+    assert {"reconstructions.png", "latent_space_3d.png", "vae_samples.png", "learning_curves.png"} <= plots
+    conv = torch.load(run_dir / "variants" / "conv" / "checkpoints" / "last.pt", weights_only=True)["state"]["model"]
+    assert conv["encoder.0.0.weight"].shape[1] == 3  # grey and RGB files mixed: three channels inferred
+
+    code, out, err = cli("eval", run_dir)
+    assert code == 0, err
+    evaluated = json.loads(out)["metrics"]
+    assert evaluated == {k: v for k, v in m.items() if k != "user_vae_samples_saved"}
+
+    Image.fromarray(np.full((24, 40), 200, dtype=np.uint8)).save(tmp_path / "wide.jpg")  # another size and format
+    out_png = tmp_path / "recon.png"
+    code, out, err = cli("predict", "autoencoder", run_dir, data / "01.png", tmp_path / "wide.jpg", "--model", "vae",
+                         "--out", out_png)
+    assert code == 0, err
+    lines = out.strip().splitlines()
+    assert lines[0].startswith(f"{data / '01.png'}: vae reconstruction MSE ") and len(lines) == 3
+    assert plt.imread(out_png).shape[:2] == (2 * 34 + 2,) * 2  # 2 images over 2 reconstructions, 32 px
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["{missing}"], "missing.png: no such file"),
+    (["{not_an_image}"], "notes.png: not a readable image"),
+    (["{image}", "--out", "{tmp}/recon.jpg"], "give a path ending in .png"),
+    (["{image}", "--model", "pca"], "invalid choice: 'pca'"),
+])
+def test_predict_bad_input_is_one_line_exit_2(own_run, cli, monkeypatch, tmp_path, args, expected):
+    run_dir, data, cache = own_run
+    monkeypatch.setenv("COOKBOOK_CACHE", str(cache))
+    (tmp_path / "notes.png").write_text("not an image")
+    args = [a.format(missing=tmp_path / "missing.png", not_an_image=tmp_path / "notes.png", image=data / "01.png",
+                     tmp=tmp_path) for a in args]
+    code, _, err = cli("predict", "autoencoder", run_dir, *args)
+    assert code == 2 and expected in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_too_few_images_are_refused_at_launch_and_nothing_is_written(cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("COOKBOOK_CACHE", str(tmp_path / "cache"))
+    data = write_images(tmp_path / "photos", n=6)
+    code, _, err = cli("run", "autoencoder", "--profile", "smoke", "--data", data, "--runs-root", tmp_path / "runs")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"{data}: 6 images; --test_fraction 0.2 holds out 1 and leaves 5 to train on" in err
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("*"))

@@ -1,5 +1,5 @@
 """The gan recipe: DCGAN shapes, the D and G steps, FID against a reference formula, the smoke run, predict and its
-bad input."""
+bad input; a folder of your own images (--data): Lite0 FID, run -> eval -> predict, bad folders refused in one line."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import torch
 from scipy import linalg
 
 from conftest import only_run_dir, read_summary
+from torch_cookbook.nn.fid import fids
 from torch_cookbook.nn.fmnist_features import FashionClassifier, FeatureExtractor
 from torch_cookbook.nn.gan import Discriminator, Generator, dcgan_init
 from torch_cookbook.recipes import gan
-from torch_cookbook.recipes.gan import fids
 
 
 @pytest.fixture(scope="module")
@@ -162,3 +162,166 @@ def test_bad_config_is_one_line_exit_2(cli, tmp_path, args, expected):
     code, _, err = cli("run", "gan", "--profile", "smoke", "--runs-root", tmp_path, *args)
     assert code == 2 and expected in err and len(err.strip().splitlines()) == 1
     assert not list(tmp_path.iterdir())
+
+
+# ---- your own images (--data DIR) ----------------------------------------------------------------------------
+def write_images(folder, n=12, size=16, grey=True):
+    """n random size×size PNGs under `folder`, every third in a subfolder; grey (mode L) or RGB."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        where = folder / "more" if i % 3 == 0 else folder
+        where.mkdir(parents=True, exist_ok=True)
+        pixels = (rng.random((size, size) if grey else (size, size, 3)) * 255).astype(np.uint8)
+        Image.fromarray(pixels).save(where / f"{i:02d}.png")
+    return folder
+
+
+OWN = ("run", "gan", "--profile", "smoke", "--batch_size", "4", "--eval_samples", "20", "--threads", "2")
+
+
+@pytest.fixture(scope="module")
+def own_run(tmp_path_factory):
+    from torch_cookbook.cli import main
+
+    root = tmp_path_factory.mktemp("gan_own")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("COOKBOOK_CACHE", str(root / "cache"))
+        data = write_images(root / "photos")
+        assert main([*OWN, "--data", str(data), "--runs-root", str(root / "runs")]) == 0
+    return only_run_dir(root / "runs", "gan"), data, root / "cache"
+
+
+@pytest.mark.parametrize("size, channels", [(32, 1), (32, 3), (64, 1), (64, 3)])
+def test_networks_take_32_or_64_pixels_grey_or_rgb(size, channels):
+    g, d = Generator(latent_dim=10, width=4, image_size=size, channels=channels), Discriminator(4, size, channels)
+    images = g(torch.randn(3, 10))
+    assert images.shape == (3, channels, size, size) and d(images).shape == (3,)
+    stages = 3 if size == 64 else 2
+    assert g.base == 8 and d.net[-1].in_features == (4 << stages) * 8 * 8  # both work on an 8×8 base grid
+
+
+def test_own_images_run_then_eval_then_predict(own_run, cli, monkeypatch, tmp_path):
+    import json
+
+    import matplotlib.pyplot as plt
+
+    from torch_cookbook.data.userdata import fingerprint
+
+    run_dir, data, cache = own_run
+    monkeypatch.setenv("COOKBOOK_CACHE", str(cache))
+    summary = read_summary(run_dir)
+    m = summary["metrics"]
+    # No labels, so no classifier: Lite0 FID beside its floor, named user_* so the Fashion-MNIST targets do not apply.
+    assert set(m) == {"user_fid", "user_fid_floor", "user_fid_ratio", "user_fid_untrained_generator",
+                      "user_fid_generated_images", "user_fid_held_out_images"}
+    assert m["user_fid_held_out_images"] == 2 and m["user_fid_generated_images"] == 10  # 12 images, 20% held out
+    assert m["user_fid_ratio"] == pytest.approx(m["user_fid"] / m["user_fid_floor"]) and m["user_fid_floor"] > 0
+    assert all(t["met"] is None for t in summary["targets"])
+    assert json.loads((run_dir / "data.json").read_text())["data"] == {**fingerprint(data), "columns": {}}
+    plots = {p.name for p in (run_dir / "plots").glob("*.png")}
+    assert {"samples.png", "losses.png"} <= plots and "class_histogram.png" not in plots
+    g = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["state"]["g"]
+    assert g["net.3.weight"].shape[1] == 1  # every file is grey: one channel inferred
+    assert plt.imread(run_dir / "plots" / "samples.png").shape[:2] == (4 * 34 + 2,) * 2  # 16 samples of 32 px
+
+    code, out, err = cli("eval", run_dir)
+    assert code == 0, err
+    evaluated = json.loads(out)["metrics"]
+    assert evaluated.keys() == m.keys()
+    assert all(evaluated[k] == pytest.approx(m[k], rel=1e-6) for k in m)  # G in another memory layout: rounding
+    code, out, err = cli("predict", "gan", run_dir, "--n", "4", "--out", tmp_path / "new.png")
+    assert code == 0, err
+    assert plt.imread(tmp_path / "new.png").shape[:2] == (2 * 34 + 2,) * 2
+
+
+def test_changed_images_are_refused_by_eval(own_run, cli):
+    run_dir, data, _ = own_run
+    image = data / "01.png"
+    original = image.read_bytes()
+    try:
+        image.write_bytes(original[:-1] + bytes([original[-1] ^ 1]))
+        code, _, err = cli("eval", run_dir)
+        assert code == 2 and len(err.strip().splitlines()) == 1 and f"--data {data} changed since the run" in err
+    finally:
+        image.write_bytes(original)
+
+
+def _reference_fid_of_features(a, b):
+    return _reference_fid(a.double().numpy(), b.double().numpy())
+
+
+@pytest.mark.filterwarnings("ignore::scipy.linalg.LinAlgWarning")
+def test_lite0_fid_matches_the_reference_formula_and_leaves_the_rng_alone():
+    from torch_cookbook.nn.fid import frechet_distance, image_features, lite0_fids, lite0_instrument
+
+    torch.manual_seed(0)
+    a, b = torch.randn(300, 16), torch.randn(300, 16) * 1.5 + 0.3
+    assert frechet_distance(a, b) == pytest.approx(_reference_fid_of_features(a, b), rel=1e-6)
+    torch.manual_seed(1)
+    expected = torch.rand(1)
+    torch.manual_seed(1)
+    model = lite0_instrument()  # its random initialisation is drawn on a forked RNG
+    assert torch.equal(torch.rand(1), expected)
+    real = (torch.rand(8, 1, 32, 32) * 255).round().to(torch.uint8)
+    features = image_features(model, real)
+    assert features.shape == (8, 1280) and features.dtype == torch.float64
+    torch.testing.assert_close(features, image_features(model, [real[:3].float() / 255, real[3:].float() / 255]))
+    itself, darker = lite0_fids(real, real, real // 3)
+    assert itself == pytest.approx(0.0, abs=1e-6) and darker > 1e-3
+
+
+def test_the_split_is_seeded_disjoint_and_complete(tmp_path, monkeypatch):
+    from torch_cookbook.data import image_sets
+
+    monkeypatch.setenv("COOKBOOK_CACHE", str(tmp_path / "cache"))
+    data = write_images(tmp_path / "photos", n=20, grey=False)
+    a, again, other = (image_sets.read(data, 32, 0, seed, 0.25, 4) for seed in (0, 0, 1))
+    assert a.channels == 3 and a.train.dtype == torch.uint8 and (len(a.train), len(a.test)) == (15, 5)
+    assert torch.equal(a.train, again.train) and torch.equal(a.test, again.test)
+    every = {bytes(x.numpy()) for x in torch.cat([a.train, a.test])}
+    assert len(every) == 20 and every == {bytes(x.numpy()) for x in torch.cat([other.train, other.test])}
+    assert not torch.equal(a.test, other.test)
+    assert image_sets.read(data, 32, 1, 0, 0.25, 4).channels == 1  # --channels 1 reads RGB files as grey
+
+
+def _truncated(folder):
+    write_images(folder)
+    png = folder / "04.png"
+    png.write_bytes(png.read_bytes()[:120])
+
+
+BAD_FOLDERS = [
+    (lambda f: f.mkdir(), "no images in this folder"),
+    (lambda f: (write_images(f), (f / "notes.txt").write_text("x")), "notes.txt: unknown extension '.txt'"),
+    (lambda f: (write_images(f), (f / "05.png").write_bytes(b"not a png")), "05.png: not a readable image"),
+    (_truncated, "04.png: not a readable image"),
+    (lambda f: write_images(f, n=4), "4 images; --test_fraction 0.2 holds out 1 and leaves 3 to train on"),
+]
+
+
+@pytest.mark.parametrize("make, expected", BAD_FOLDERS)
+def test_bad_folders_are_refused_at_launch_in_one_line(tmp_path, monkeypatch, make, expected):
+    from torch_cookbook.errors import DataError
+
+    monkeypatch.setenv("COOKBOOK_CACHE", str(tmp_path / "cache"))
+    make(tmp_path / "photos")
+    cfg = gan.Config(**{**gan.profiles["smoke"], "batch_size": 4}, data=str(tmp_path / "photos"))
+    with pytest.raises(DataError) as refused:
+        gan.check_launch(cfg)
+    assert expected in str(refused.value) and "\n" not in str(refused.value)
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--data", "{empty}"], "no images in this folder"),
+    (["--data", "{empty}/../nowhere"], "no such file or folder"),
+    (["--data", "{empty}", "--image_size", "48"], "--image_size 48: not one of the allowed values (32, 64)"),
+    (["--data", "{empty}", "--channels", "2"], "--channels 2: not one of the allowed values (0, 1, 3)"),
+])
+def test_bad_data_through_the_cli_is_one_line_and_writes_nothing(cli, tmp_path, args, expected):
+    (tmp_path / "empty").mkdir()
+    args = [a.format(empty=tmp_path / "empty") for a in args]
+    code, _, err = cli("run", "gan", "--profile", "smoke", "--runs-root", tmp_path / "runs", *args)
+    assert code == 2 and expected in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("*"))

@@ -46,9 +46,9 @@ CHUNK = 1 << 20
 def data_files(path: str | Path) -> list[tuple[str, Path]]:
     """(path relative to `path`, file) for a file, or for every non-hidden file under a folder, in sorted order."""
     root = Path(path)
-    if root.is_file():
+    if os.path.isfile(root):  # os.path's tests say False, where Path's raise, on a name the OS refuses
         return [(root.name, root)]
-    if not root.is_dir():
+    if not os.path.isdir(root):
         raise DataError(f"{root}: no such file or folder")
     found = []
     for folder, dirs, files in os.walk(root, followlinks=True):
@@ -269,6 +269,8 @@ def read_image(path: Path, mode: str = "RGB") -> np.ndarray:
     alpha channel is dropped. Unreadable or truncated files are refused naming the file."""
     from PIL import Image, UnidentifiedImageError
 
+    if not os.path.isfile(path):
+        raise DataError(f"{path}: no such image file")
     try:
         with Image.open(path) as im:
             im.load()  # decodes the whole file here, so a truncated one fails now, not halfway through training

@@ -305,7 +305,7 @@ def record_data(cfg: Any, fields: dict[str, tuple[str, ...]]) -> dict[str, Any]:
     from torch_cookbook.data.userdata import fingerprint
 
     for f in fields:
-        if getattr(cfg, f) and not Path(getattr(cfg, f)).exists():
+        if getattr(cfg, f) and not os.path.exists(getattr(cfg, f)):  # False, not OSError, on a name too long
             raise DataError(f"--{f} {getattr(cfg, f)}: no such file or folder")
     return {f: {**fingerprint(getattr(cfg, f)), "columns": {c: getattr(cfg, c) for c in columns}}
             for f, columns in fields.items() if getattr(cfg, f)}

@@ -1,8 +1,10 @@
-"""Autoencoders for 28×28 greyscale images in [0, 1]: the seed's MLP, a convolutional AE, and a VAE.
+"""Autoencoders for images in [0, 1]: the seed's MLP, a convolutional AE, and a VAE.
 
 `SeedAutoEncoder` is the seed's model exactly (784-128-64-12-3, ReLU, sigmoid output); it takes
-flattened images (N, 784). The others take (N, 1, 28, 28). Every model has `encode(x)` giving the code
-used for k-NN and plots (for the VAE: the posterior mean).
+flattened images (N, 784), or (N, pixels) for other image sizes. The others take (N, channels, size, size)
+for 28×28 (the bundled Fashion-MNIST), 32×32 or 64×64 images, grey or RGB: stride-2 convolutions down to a
+7×7 or 8×8 grid (two stages, three for 64 pixels), as `nn.gan.stages_for` says. Every model has `encode(x)`
+giving the code used for k-NN and plots (for the VAE: the posterior mean).
 """
 
 from __future__ import annotations
@@ -10,16 +12,18 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from torch_cookbook.nn.gan import stages_for
+
 __all__ = ["SeedAutoEncoder", "ConvAutoEncoder", "VAE", "kl_divergence"]
 
 
 class SeedAutoEncoder(nn.Module):
     """The seed's autoencoder, layer for layer: a 3-D linear code, a sigmoid output in [0, 1]."""
 
-    def __init__(self) -> None:
+    def __init__(self, pixels: int = 28 * 28) -> None:
         super().__init__()
         self.encoder = nn.Sequential(
-            nn.Linear(28 * 28, 128), nn.ReLU(),
+            nn.Linear(pixels, 128), nn.ReLU(),
             nn.Linear(128, 64), nn.ReLU(),
             nn.Linear(64, 12), nn.ReLU(),
             nn.Linear(12, 3),
@@ -28,7 +32,7 @@ class SeedAutoEncoder(nn.Module):
             nn.Linear(3, 12), nn.ReLU(),
             nn.Linear(12, 64), nn.ReLU(),
             nn.Linear(64, 128), nn.ReLU(),
-            nn.Linear(128, 28 * 28), nn.Sigmoid(),
+            nn.Linear(128, pixels), nn.Sigmoid(),
         )
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
@@ -40,30 +44,36 @@ class SeedAutoEncoder(nn.Module):
         return decoded
 
 
-def _conv_encoder(width: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(1, width, 3, stride=2, padding=1), nn.ReLU(),  # 28 → 14
-        nn.Conv2d(width, 2 * width, 3, stride=2, padding=1), nn.ReLU(),  # 14 → 7
-        nn.Flatten(),
-    )
+def _conv_encoder(width: int, image_size: int, channels: int) -> tuple[nn.Sequential, int]:
+    """Stride-2 3×3 convolutions, doubling the channels (28 → 14 → 7 at two stages), flattened; and its width."""
+    stages = stages_for(image_size)
+    layers: list[nn.Module] = []
+    for stage in range(stages):
+        layers += [nn.Conv2d(channels if stage == 0 else width << (stage - 1), width << stage, 3, stride=2,
+                             padding=1), nn.ReLU()]
+    base = image_size >> stages
+    return nn.Sequential(*layers, nn.Flatten()), (width << (stages - 1)) * base * base
 
 
-def _conv_decoder(latent: int, width: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Linear(latent, 2 * width * 7 * 7), nn.ReLU(),
-        nn.Unflatten(1, (2 * width, 7, 7)),
-        nn.ConvTranspose2d(2 * width, width, 4, stride=2, padding=1), nn.ReLU(),  # 7 → 14
-        nn.ConvTranspose2d(width, 1, 4, stride=2, padding=1),  # 14 → 28, logits
-    )
+def _conv_decoder(latent: int, width: int, image_size: int, channels: int) -> nn.Sequential:
+    """The encoder's mirror: Linear to the base grid, stride-2 transposed convolutions back (7 → 14 → 28), logits."""
+    stages = stages_for(image_size)
+    base, top = image_size >> stages, width << (stages - 1)
+    layers: list[nn.Module] = [nn.Linear(latent, top * base * base), nn.ReLU(), nn.Unflatten(1, (top, base, base))]
+    for stage in range(stages - 1, 0, -1):
+        layers += [nn.ConvTranspose2d(width << stage, width << (stage - 1), 4, stride=2, padding=1), nn.ReLU()]
+    layers.append(nn.ConvTranspose2d(width, channels, 4, stride=2, padding=1))  # logits
+    return nn.Sequential(*layers)
 
 
 class ConvAutoEncoder(nn.Module):
     """Strided convolutions down to a `latent`-sized code, transposed convolutions back; sigmoid output."""
 
-    def __init__(self, latent: int = 32, width: int = 16) -> None:
+    def __init__(self, latent: int = 32, width: int = 16, image_size: int = 28, channels: int = 1) -> None:
         super().__init__()
-        self.encoder = nn.Sequential(_conv_encoder(width), nn.Linear(2 * width * 7 * 7, latent))
-        self.decoder = _conv_decoder(latent, width)
+        trunk, features = _conv_encoder(width, image_size, channels)
+        self.encoder = nn.Sequential(trunk, nn.Linear(features, latent))
+        self.decoder = _conv_decoder(latent, width, image_size, channels)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.encoder(x)
@@ -75,12 +85,12 @@ class ConvAutoEncoder(nn.Module):
 class VAE(nn.Module):
     """Variational AE: q(z|x) = N(mu, diag(exp(logvar))), prior N(0, I), Bernoulli decoder (returns logits)."""
 
-    def __init__(self, latent: int = 16, width: int = 16) -> None:
+    def __init__(self, latent: int = 16, width: int = 16, image_size: int = 28, channels: int = 1) -> None:
         super().__init__()
         self.latent = latent
-        self.trunk = _conv_encoder(width)
-        self.to_stats = nn.Linear(2 * width * 7 * 7, 2 * latent)
-        self.decoder = _conv_decoder(latent, width)
+        self.trunk, features = _conv_encoder(width, image_size, channels)
+        self.to_stats = nn.Linear(features, 2 * latent)
+        self.decoder = _conv_decoder(latent, width, image_size, channels)
 
     def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mu, logvar = self.to_stats(self.trunk(x)).chunk(2, dim=1)

@@ -1,53 +1,74 @@
-"""DCGAN generator and discriminator sized for 28×28 greyscale images (Radford et al., 2015).
+"""DCGAN generator and discriminator for 28×28, 32×32 or 64×64 images, grey or RGB (Radford et al., 2015).
 
 The DCGAN rules, kept: strided (transposed) convolutions instead of pooling, BatchNorm in G (not on
 its output) and in D (not on its input), ReLU in G with tanh output, LeakyReLU(0.2) in D, weights
-drawn from N(0, 0.02). Images are in [-1, 1].
+drawn from N(0, 0.02). Images are in [-1, 1]. Both networks work on a base grid of 7×7 (28 pixels) or
+8×8 (32 and 64 pixels) and double it per stride-2 stage: two stages, or three for 64 pixels.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import torch
 from torch import nn
 
-__all__ = ["Generator", "Discriminator", "dcgan_init"]
+__all__ = ["IMAGE_SIZES", "Generator", "Discriminator", "dcgan_init", "stages_for", "generate_batches"]
+
+IMAGE_SIZES = (28, 32, 64)  # 28: the bundled Fashion-MNIST; 32 and 64: a user's images, resized
+
+
+def stages_for(image_size: int) -> int:
+    """Stride-2 stages between the base grid and the image: 28 → 7 and 32 → 8 take two, 64 → 8 three."""
+    if image_size not in IMAGE_SIZES:
+        raise ValueError(f"image size {image_size}: allowed {', '.join(map(str, IMAGE_SIZES))}")
+    return 3 if image_size == 64 else 2
 
 
 class Generator(nn.Module):
-    """z (N, latent) → Linear → (4w, 7, 7) → ConvT → (2w, 14, 14) → ConvT → (1, 28, 28) in [-1, 1]."""
+    """z (N, latent) → Linear → (2^s·w, base, base) → s ConvT stages, halving channels → (channels, size, size).
 
-    def __init__(self, latent_dim: int = 64, width: int = 16) -> None:
+    At 28 pixels: (4w, 7, 7) → (2w, 14, 14) → (1, 28, 28) in [-1, 1]."""
+
+    def __init__(self, latent_dim: int = 64, width: int = 16, image_size: int = 28, channels: int = 1) -> None:
         super().__init__()
-        self.latent_dim = latent_dim
-        self.project = nn.Sequential(nn.Linear(latent_dim, 4 * width * 7 * 7, bias=False),
-                                     nn.BatchNorm1d(4 * width * 7 * 7), nn.ReLU())
-        self.net = nn.Sequential(
-            nn.ConvTranspose2d(4 * width, 2 * width, 4, stride=2, padding=1, bias=False),  # 7 → 14
-            nn.BatchNorm2d(2 * width), nn.ReLU(),
-            nn.ConvTranspose2d(2 * width, 1, 4, stride=2, padding=1),  # 14 → 28
-            nn.Tanh(),
-        )
-        self.width = width
+        stages = stages_for(image_size)
+        self.latent_dim, self.width = latent_dim, width
+        self.base, self.top = image_size >> stages, width << stages
+        cells = self.top * self.base * self.base
+        self.project = nn.Sequential(nn.Linear(latent_dim, cells, bias=False), nn.BatchNorm1d(cells), nn.ReLU())
+        layers: list[nn.Module] = []
+        for stage in range(stages - 1):
+            c = self.top >> stage
+            layers += [nn.ConvTranspose2d(c, c // 2, 4, stride=2, padding=1, bias=False),  # doubles the grid
+                       nn.BatchNorm2d(c // 2), nn.ReLU()]
+        layers += [nn.ConvTranspose2d(2 * width, channels, 4, stride=2, padding=1), nn.Tanh()]
+        self.net = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.net(self.project(z).view(len(z), 4 * self.width, 7, 7))
+        return self.net(self.project(z).view(len(z), self.top, self.base, self.base))
 
 
 class Discriminator(nn.Module):
-    """(N, 1, 28, 28) → Conv s2 → (w, 14, 14) → Conv s2 → (2w, 7, 7) → Linear → one logit per image.
+    """(N, channels, size, size) → s Conv stages, doubling channels → (2^s·w, base, base) → Linear → one logit.
 
-    It returns logits, not probabilities: `binary_cross_entropy_with_logits` is the numerically safe
-    form of the seed's "cross-entropy" (log-sigmoid never rounds to log 0).
+    At 28 pixels: (1, 28, 28) → (2w, 14, 14) → (4w, 7, 7) → 1. It returns logits, not probabilities:
+    `binary_cross_entropy_with_logits` is the numerically safe form of the seed's "cross-entropy" (log-sigmoid
+    never rounds to log 0).
     """
 
-    def __init__(self, width: int = 16) -> None:
+    def __init__(self, width: int = 16, image_size: int = 28, channels: int = 1) -> None:
         super().__init__()
-        self.net = nn.Sequential(
-            nn.Conv2d(1, 2 * width, 4, stride=2, padding=1), nn.LeakyReLU(0.2),  # no BN on the input layer
-            nn.Conv2d(2 * width, 4 * width, 4, stride=2, padding=1, bias=False),
-            nn.BatchNorm2d(4 * width), nn.LeakyReLU(0.2),
-            nn.Flatten(), nn.Linear(4 * width * 7 * 7, 1),
-        )
+        stages = stages_for(image_size)
+        base = image_size >> stages
+        layers: list[nn.Module] = [nn.Conv2d(channels, 2 * width, 4, stride=2, padding=1),
+                                   nn.LeakyReLU(0.2)]  # no BN on the input layer
+        for stage in range(1, stages):
+            c = width << stage
+            layers += [nn.Conv2d(c, 2 * c, 4, stride=2, padding=1, bias=False), nn.BatchNorm2d(2 * c),
+                       nn.LeakyReLU(0.2)]
+        layers += [nn.Flatten(), nn.Linear((width << stages) * base * base, 1)]
+        self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x).squeeze(1)
@@ -62,3 +83,19 @@ def dcgan_init(module: nn.Module) -> None:
     elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
         nn.init.normal_(module.weight, 1.0, 0.02)
         nn.init.zeros_(module.bias)
+
+
+@torch.no_grad()
+def generate_batches(g: Generator, n: int, seed: int, device: torch.device,
+                     batch: int = 1000) -> Iterator[torch.Tensor]:
+    """n samples in [0, 1], `batch` at a time, from G in eval mode (BN running statistics) and a noise stream of
+    their own (seeded: the global RNG is untouched). G is back in its own mode after the last batch."""
+    gen = torch.Generator().manual_seed(seed)
+    mode = g.training
+    g.eval()
+    try:
+        for i in range(0, n, batch):
+            z = torch.randn(min(batch, n - i), g.latent_dim, generator=gen)
+            yield ((g(z.to(device)).float().cpu() + 1) / 2).clamp(0, 1)
+    finally:
+        g.train(mode)

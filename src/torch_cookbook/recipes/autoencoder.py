@@ -5,13 +5,16 @@ training. This recipe trains it exactly as given, beside three better-suited mod
 one run: a convolutional AE, the same conv AE trained to denoise (noisy input, clean target), and a VAE
 (reparameterisation, closed-form KL, samples from the prior). It reports test reconstruction MSE per
 model, k-NN (k=5) accuracy on the latent codes, and PCA with 3 components as the classical baseline.
+On your own images (`--data DIR`, unlabelled): no k-NN, a FID of the VAE's samples in Lite0 features instead.
 
 Docs: docs/autoencoder.md
 """
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
+from pathlib import Path
 
 import matplotlib
 
@@ -20,13 +23,14 @@ import matplotlib.pyplot as plt
 import torch
 from torch import nn
 
-from torch_cookbook.data import fashion_mnist
-from torch_cookbook.engine.config import BaseConfig, Target, param
+from torch_cookbook.data import fashion_mnist, image_sets
+from torch_cookbook.engine.config import ON_BUNDLED_DATA, BaseConfig, Target, param
 from torch_cookbook.engine.loop import autocast, batches, eval_mode, grad_scaler
 from torch_cookbook.engine.runs import Run
 from torch_cookbook.engine.trainer import Trainer
 from torch_cookbook.errors import ConfigError
 from torch_cookbook.nn.autoencoder import VAE, ConvAutoEncoder, SeedAutoEncoder, kl_divergence
+from torch_cookbook.nn.fid import lite0_fids
 
 seed_question = "Q67 Autoencoder"
 summary = "Seed MLP AE (3-D code) vs conv AE, denoising AE and VAE on Fashion-MNIST: test MSE, k-NN on codes."
@@ -43,10 +47,15 @@ class Config(BaseConfig):
     vae_latent: int = param(16, "latent size of the VAE", low=1)
     noise_std: float = param(0.3, "std of the Gaussian noise added for the denoising AE (pixels in [0, 1])",
                              low=0, high=1, low_open=True)
-    knn_k: int = param(5, "neighbours of the k-NN classifier on latent codes", low=1)
+    knn_k: int = param(5, "neighbours of the k-NN classifier on latent codes (labelled data only)", low=1)
     eval_every: int = param(500, "log test MSE (on up to 2,000 test images) every N steps", low=1)
-    train_subset: int = param(0, "train on the first N images (0 = all 60,000)", low=0)
-    eval_subset: int = param(0, "evaluate on the first N test images (0 = all 10,000)", low=0)
+    train_subset: int = param(0, "train on the first N training images (0 = all: 60,000, or all of --data's)", low=0)
+    eval_subset: int = param(0, "evaluate on the first N test images (0 = all 10,000, or all held out)", low=0)
+    data: str = param("", "a folder of your own images (all under it, unlabelled) instead of Fashion-MNIST; see"
+                      " docs/autoencoder.md, 'On your own data'")
+    image_size: int = param(32, "--data images are centre-cropped and resized to this size", choices=image_sets.SIZES)
+    channels: int = param(0, "--data as 1 (grey) or 3 (RGB) channels; 0: 1 if all are grey, else 3", choices=(0, 1, 3))
+    test_fraction: float = param(0.2, "share of --data held out (seeded): the test images", low=0.01, high=0.5)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -63,12 +72,14 @@ profiles = {
 }
 
 targets = [
-    Target("mse_ratio_mlp_over_conv", ">=", 2.0),  # conv AE's test MSE at least 2× lower than the seed MLP's
-    Target("mlp_knn_accuracy", ">=", 0.70),  # k-NN on the seed model's 3-D codes
-    Target("vae_samples_saved", ">=", 1.0),  # the VAE's samples-from-the-prior grid was written
+    Target("mse_ratio_mlp_over_conv", ">=", 2.0, when=ON_BUNDLED_DATA),  # conv AE's test MSE ≥ 2× lower than the MLP's
+    Target("mlp_knn_accuracy", ">=", 0.70, when=ON_BUNDLED_DATA),  # k-NN on the seed model's 3-D codes
+    Target("vae_samples_saved", ">=", 1.0, when=ON_BUNDLED_DATA),  # the VAE's samples-from-the-prior grid was written
 ]
 
 MODELS = ("mlp", "conv", "denoising", "vae")  # the variants, trained in this order
+DATA_FIELDS = {"data": ()}  # the run records your folder's SHA-256 (data.json); eval, predict, resume check it
+LIMIT = 10_000  # your data: at most this many images fit PCA-3, and on each side of a FID
 
 
 # ---- the technique: what each model minimises ------------------------------------------------------
@@ -101,17 +112,18 @@ def add_noise(x: torch.Tensor, std: float, generator: torch.Generator | None = N
     return (x + std * torch.randn(x.shape, generator=generator)).clamp(0, 1)
 
 
-def build(name: str, cfg: Config) -> nn.Module:
+def build(name: str, cfg: Config, channels: int = 1) -> nn.Module:
     torch.manual_seed(cfg.seed)  # every model starts from the same seed's stream
+    size = image_size(cfg)
     if name == "mlp":
-        return SeedAutoEncoder()
+        return SeedAutoEncoder(channels * size * size)
     if name == "vae":
-        return VAE(cfg.vae_latent, cfg.width)
-    return ConvAutoEncoder(cfg.conv_latent, cfg.width)
+        return VAE(cfg.vae_latent, cfg.width, size, channels)
+    return ConvAutoEncoder(cfg.conv_latent, cfg.width, size, channels)
 
 
 def reconstruct(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """The model's deterministic reconstruction of x (N, 1, 28, 28) in [0, 1]."""
+    """The model's deterministic reconstruction of x (N, channels, size, size) in [0, 1]."""
     if isinstance(model, SeedAutoEncoder):
         return model(x.flatten(1)).view_as(x)  # the seed's MLP takes flat (N, 784) images
     if isinstance(model, VAE):
@@ -121,7 +133,7 @@ def reconstruct(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 # ---- train ---------------------------------------------------------------------------------------
 def run(cfg: Config, run: Run) -> dict[str, float | None]:
-    data = fashion_mnist.subsets(cfg.train_subset, cfg.eval_subset, normalize=False)  # [0, 1], like the sigmoid
+    data = load_data(cfg)
     if len(data[0]) < cfg.batch_size:
         raise ConfigError(f"--batch_size {cfg.batch_size}: larger than the {len(data[0])} training images")
     for name in MODELS:
@@ -129,27 +141,53 @@ def run(cfg: Config, run: Run) -> dict[str, float | None]:
         if sub.result is None:
             train_variant(cfg, sub, name, data)
 
-    models = {name: load_model(cfg, run, name) for name in MODELS}
+    models = {name: load_model(cfg, run, name, data[0].shape[1]) for name in MODELS}
     metrics = measure(cfg, models, data, run.device)
     plot_reconstructions(cfg, run, models, data[2])
     plot_latent_space(cfg, run, models["mlp"], data[2], data[3])
     metrics["vae_samples_saved"] = float(plot_vae_samples(cfg, run, models["vae"]))
     plot_curves(run)
-    return metrics
+    return named(cfg, metrics)
+
+
+def named(cfg: Config, metrics: dict[str, float]) -> dict[str, float]:
+    """Your data's metrics are user_*, as textclass names them: the targets are claims about Fashion-MNIST."""
+    return {f"user_{k}": v for k, v in metrics.items()} if cfg.data else metrics
+
+
+def check_launch(cfg: Config) -> None:
+    if cfg.data:  # read and split your images before the run directory exists: bad data writes nothing
+        read_images(cfg)
+
+
+def read_images(cfg: Config) -> image_sets.ImageSet:
+    return image_sets.read(cfg.data, cfg.image_size, cfg.channels, cfg.seed, cfg.test_fraction, cfg.batch_size)
+
+
+def image_size(cfg: Config) -> int:
+    return cfg.image_size if cfg.data else 28  # Fashion-MNIST is 28×28
+
+
+def load_data(cfg: Config) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor | None]:
+    """(x_train, y_train, x_test, y_test) in [0, 1]; your images: no labels, training part uint8 (scaled per batch)."""
+    if not cfg.data:
+        return fashion_mnist.subsets(cfg.train_subset, cfg.eval_subset, normalize=False)
+    images = read_images(cfg)
+    return images.train[:cfg.train_subset or None], None, image_sets.unit(images.test[:cfg.eval_subset or None]), None
 
 
 def train_variant(cfg: Config, run: Run, name: str, data: tuple) -> dict[str, float]:
     x_train, _, x_test, _ = data
     device = run.device
     steps = (cfg.mlp_steps or cfg.steps) if name == "mlp" else cfg.steps
-    model = build(name, cfg).to(device)
+    model = build(name, cfg, x_train.shape[1]).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     trainer = Trainer(run, steps, every=cfg.eval_every, description=f"autoencoder {name}", model=model,
                       optimizer=optimizer, scaler=grad_scaler(device, cfg.amp))
 
     model.train()
     for step, idx in trainer.steps(batches(len(x_train), cfg.batch_size, cfg.seed, trainer.start)):
-        clean = x_train[idx]
+        clean = image_sets.unit(x_train[idx])
         # The denoising AE sees a fresh noisy copy each step and must reproduce the clean image.
         inputs = add_noise(clean, cfg.noise_std) if name == "denoising" else clean
         clean, inputs = clean.to(device), inputs.to(device)
@@ -192,15 +230,14 @@ def knn_accuracy(train_codes: torch.Tensor, y_train: torch.Tensor, test_codes: t
 
 
 def measure(cfg: Config, models: dict[str, nn.Module], data: tuple, device: torch.device) -> dict[str, float]:
-    """Test MSE and k-NN accuracy per model, denoising on noisy test images, and PCA-3 as the baseline."""
-    from sklearn.decomposition import PCA
-
+    """Test MSE and k-NN accuracy per model, denoising on noisy test images, and PCA-3 as the baseline. Your
+    images: no labels, so no k-NN; FID of the VAE's samples and its real-vs-real floor instead."""
     x_train, y_train, x_test, y_test = data
     out: dict[str, float] = {}
     for name, model in models.items():
         out[f"{name}_test_mse"] = test_mse(model, x_test, device)
     out["mse_ratio_mlp_over_conv"] = out["mlp_test_mse"] / out["conv_test_mse"]
-    for name, model in models.items():
+    for name, model in models.items() if y_train is not None else ():
         out[f"{name}_knn_accuracy"] = knn_accuracy(codes(model, x_train, device), y_train,
                                                    codes(model, x_test, device), y_test, cfg.knn_k)
 
@@ -215,14 +252,31 @@ def measure(cfg: Config, models: dict[str, nn.Module], data: tuple, device: torc
         mu, logvar = vae.posterior(x_test.to(device))
     out["vae_test_kl"] = kl_divergence(mu, logvar).mean().item()  # nats per image
 
-    # Classical baseline: PCA with as many components as the seed's code (3), fitted on the train set.
-    pca = PCA(n_components=3, svd_solver="full").fit(x_train.flatten(1).numpy())
+    # Classical baseline: PCA with as many components as the seed's code (3), fitted on the train set (your images:
+    # on at most LIMIT of them, a random pick, by the randomised solver: a large folder is never one matrix).
+    from sklearn.decomposition import PCA
+
+    labelled = y_train is not None
+    fit = x_train if labelled else image_sets.unit(x_train[:LIMIT])
+    solver = {"svd_solver": "full"} if labelled else {"svd_solver": "randomized", "random_state": cfg.seed}
+    pca = PCA(n_components=3, **solver).fit(fit.flatten(1).numpy())
     test_pca = pca.transform(x_test.flatten(1).numpy())
     recon = torch.from_numpy(pca.inverse_transform(test_pca)).float().clamp(0, 1)
     out["pca3_test_mse"] = (recon - x_test.flatten(1)).pow(2).mean().item()
+    if not labelled:
+        return {**out, **vae_fid(cfg, vae, x_train, x_test)}
     out["pca3_knn_accuracy"] = knn_accuracy(torch.from_numpy(pca.transform(x_train.flatten(1).numpy())), y_train,
                                             torch.from_numpy(test_pca), y_test, cfg.knn_k)
     return out
+
+
+@torch.no_grad()
+def vae_fid(cfg: Config, vae: VAE, x_train: torch.Tensor, x_test: torch.Tensor) -> dict[str, float]:
+    """FID (Lite0 features) of VAE samples against held-out images; the floor: training images; k of each."""
+    k, gen = min(len(x_test), LIMIT), torch.Generator().manual_seed(cfg.seed + 3)
+    samples = (vae.eval().sample(min(1000, k - i), gen).float().cpu() for i in range(0, k, 1000))
+    floor, fid = lite0_fids(x_test[:k], x_train[:k], samples)
+    return {"vae_fid": fid, "fid_floor": floor, "vae_fid_ratio": fid / floor, "fid_images": k}
 
 
 @torch.no_grad()
@@ -233,28 +287,28 @@ def mse_against(model: nn.Module, inputs: torch.Tensor, target: torch.Tensor, de
     return total / target.numel()
 
 
-def load_model(cfg: Config, run: Run, name: str) -> nn.Module:
-    model = build(name, cfg)
+def load_model(cfg: Config, run: Run, name: str, channels: int = 1) -> nn.Module:
+    model = build(name, cfg, channels)
     run.variant(name).load(model)
     return model.to(run.device).eval()
 
 
 def evaluate(cfg: Config, run: Run) -> dict[str, float]:
     """Every measured number, recomputed from the four saved checkpoints."""
-    data = fashion_mnist.subsets(cfg.train_subset, cfg.eval_subset, normalize=False)
-    return measure(cfg, {name: load_model(cfg, run, name) for name in MODELS}, data, run.device)
+    data = load_data(cfg)
+    models = {name: load_model(cfg, run, name, data[0].shape[1]) for name in MODELS}
+    return named(cfg, measure(cfg, models, data, run.device))
 
 
 # ---- plots ---------------------------------------------------------------------------------------
 def _show_rows(rows: list[tuple[str, torch.Tensor]], path, title: str) -> None:
     n = rows[0][1].shape[0]
-    fig, axes = plt.subplots(len(rows), n, figsize=(n * 0.9, len(rows) * 1.0 + 0.4))
+    fig, axes = plt.subplots(len(rows), n, figsize=(n * 0.9, len(rows) * 1.0 + 0.4), squeeze=False)
     for r, (label, images) in enumerate(rows):
         for c in range(n):
             ax = axes[r, c]
-            ax.imshow(images[c, 0].numpy(), cmap="gray", vmin=0, vmax=1)
-            ax.set_xticks([])
-            ax.set_yticks([])
+            ax.imshow(image_sets.picture(images[c]), cmap="gray", vmin=0, vmax=1)  # cmap: grey images only
+            ax.set(xticks=[], yticks=[])
             if c == 0:
                 ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
     fig.suptitle(title, fontsize=10)
@@ -277,18 +331,21 @@ def plot_reconstructions(cfg: Config, run: Run, models: dict[str, nn.Module], x_
 
 
 @torch.no_grad()
-def plot_latent_space(cfg: Config, run: Run, model: nn.Module, x_test: torch.Tensor, y_test: torch.Tensor) -> None:
+def plot_latent_space(cfg: Config, run: Run, model: nn.Module, x_test: torch.Tensor,
+                      y_test: torch.Tensor | None) -> None:
     if not run.is_main:
         return
     z = codes(model, x_test, run.device).numpy()
     fig = plt.figure(figsize=(8, 6.5))
     ax = fig.add_subplot(projection="3d")
-    cmap = plt.get_cmap("tab10")
-    for c in range(10):
-        pts = z[(y_test == c).numpy()][:400]  # at most 400 per class keeps the plot readable
-        ax.scatter(pts[:, 0], pts[:, 1], pts[:, 2], s=3, color=cmap(c), label=fashion_mnist.CLASSES[c])
+    # At most 400 per class (your images, unlabelled: 4,000 in one colour) keeps the plot readable.
+    groups = ([(fashion_mnist.CLASSES[c], z[(y_test == c).numpy()][:400]) for c in range(10)] if y_test is not None
+              else [(None, z[:4000])])
+    for c, (label, pts) in enumerate(groups):
+        ax.scatter(pts[:, 0], pts[:, 1], pts[:, 2], s=3, color=plt.get_cmap("tab10")(c), label=label)
     ax.set(xlabel="z1", ylabel="z2", zlabel="z3", title="seed MLP autoencoder: 3-D codes of test images")
-    ax.legend(markerscale=4, fontsize=7, loc="upper left")
+    if y_test is not None:
+        ax.legend(markerscale=4, fontsize=7, loc="upper left")
     fig.tight_layout()
     fig.savefig(run.plot_path("latent_space_3d"), dpi=90)
     plt.close(fig)
@@ -298,11 +355,9 @@ def plot_vae_samples(cfg: Config, run: Run, vae: VAE) -> bool:
     """Samples decoded from the prior N(0, I); True when the grid was written."""
     if not run.is_main:
         return False
-    from torchvision.utils import make_grid
-
     images = vae.eval().sample(64, torch.Generator().manual_seed(cfg.seed)).cpu()
     path = run.plot_path("vae_samples")
-    plt.imsave(path, make_grid(images, nrow=8, padding=2, pad_value=1.0)[0].numpy(), cmap="gray", vmin=0, vmax=1)
+    image_sets.save_image_grid(images, path, nrow=8)
     return path.is_file()
 
 
@@ -319,3 +374,27 @@ def plot_curves(run: Run) -> None:
     fig.tight_layout()
     fig.savefig(run.plot_path("learning_curves"), dpi=100)
     plt.close(fig)
+
+
+# ---- predict: reconstruct your images ------------------------------------------------------------
+def predict_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("images", nargs="+", type=Path, help="image files, any size, grey or RGB (at most 64)")
+    parser.add_argument("--model", choices=MODELS, default="conv", help="the autoencoder that reconstructs them")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="PNG: the images above their reconstructions [RUN_DIR/plots/predicted.png]")
+
+
+@torch.no_grad()
+def predict(cfg: Config, run: Run, args: argparse.Namespace) -> Path:
+    """Each image read as the run's training images were (28×28 grey for Fashion-MNIST), then reconstructed."""
+    if len(args.images) > 64:
+        raise ConfigError(f"{len(args.images)} images: at most 64 per call")
+    out = image_sets.output_png(args.out, run.dir / "plots" / "predicted.png")
+    channels = image_sets.image_channels(cfg.data, cfg.channels) if cfg.data else 1
+    x = image_sets.read_files(args.images, image_size(cfg), channels)
+    recon = reconstruct(load_model(cfg, run, args.model, channels), x.to(run.device)).float().cpu()
+    image_sets.save_image_grid(torch.cat([x, recon]), out, nrow=len(x))
+    for path, mse in zip(args.images, (recon - x).pow(2).flatten(1).mean(1).tolist()):
+        print(f"{path}: {args.model} reconstruction MSE {mse:.5f}")
+    print(f"wrote {len(x)} images (top row) and their reconstructions (bottom row) to {out}")
+    return out

@@ -5,6 +5,8 @@ make D call its fakes real: G minimises BCE(D(G(z)), 1) = -log D(G(z)), the non-
 of the minimax log(1 - D(G(z))), whose gradient vanishes exactly when G is bad. Quality is measured, not
 eyeballed: FID in the feature space of a Fashion-MNIST classifier (Inception weights cannot be downloaded
 here) beside the real-train-vs-real-test floor, and the class histogram of the samples (mode coverage).
+On your own folder of images (`--data DIR`, 32 or 64 pixels, grey or RGB, unlabelled) FID is measured in
+EfficientNet-Lite0's ImageNet features against held-out images, beside the same floor; no class histogram.
 
 Docs: docs/gan.md
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,12 +26,13 @@ import matplotlib.pyplot as plt
 import torch
 from torch import nn
 
-from torch_cookbook.data import fashion_mnist
-from torch_cookbook.engine.config import BaseConfig, Target, param
+from torch_cookbook.data import fashion_mnist, image_sets
+from torch_cookbook.engine.config import ON_BUNDLED_DATA, BaseConfig, Target, param
 from torch_cookbook.engine.loop import autocast, batches, eval_mode, grad_scaler, take
 from torch_cookbook.engine.runs import Run
 from torch_cookbook.engine.trainer import Trainer
 from torch_cookbook.errors import ConfigError
+from torch_cookbook.nn.fid import fids, frechet_distance, image_features, lite0_fids, lite0_instrument
 from torch_cookbook.nn.fmnist_features import (
     FashionClassifier,
     FeatureExtractor,
@@ -36,7 +40,7 @@ from torch_cookbook.nn.fmnist_features import (
     load_classifier,
     save_classifier,
 )
-from torch_cookbook.nn.gan import Discriminator, Generator, dcgan_init
+from torch_cookbook.nn.gan import Discriminator, Generator, dcgan_init, generate_batches
 
 seed_question = "Q31 GAN"
 summary = "DCGAN on Fashion-MNIST (non-saturating loss): FID vs the real-data floor, mode coverage, sample grids."
@@ -47,7 +51,7 @@ class Config(BaseConfig):
     steps: int = param(12000, "training steps (one D update and one G update each)", low=1)
     batch_size: int = param(64, "minibatch size", low=2)
     latent_dim: int = param(64, "size of the noise vector z", low=1)
-    g_width: int = param(16, "generator width (channels of its 14×14 layer / 2)", low=1)
+    g_width: int = param(16, "generator width (channels of its last hidden layer / 2)", low=1)
     d_width: int = param(16, "discriminator width (channels of its first layer / 2)", low=1)
     lr_g: float = param(2e-4, "Adam learning rate of G", low=0, low_open=True)
     lr_d: float = param(2e-4, "Adam learning rate of D", low=0, low_open=True)
@@ -63,6 +67,12 @@ class Config(BaseConfig):
                                " choosing a budget or a setting", low=0)
     dev_fid_samples: int = param(2000, "generated samples per development FID (FID grows as samples shrink: compare"
                                  " only at one count)", low=2)
+    data: str = param("", "a folder of your own images (all under it, unlabelled) instead of Fashion-MNIST; see"
+                      " docs/gan.md, 'On your own data'")
+    image_size: int = param(32, "--data images are centre-cropped and resized to this size", choices=image_sets.SIZES)
+    channels: int = param(0, "--data as 1 (grey) or 3 (RGB) channels; 0: 1 if all are grey, else 3", choices=(0, 1, 3))
+    test_fraction: float = param(0.2, "share of --data held out (seeded): the real side of FID and of the floor",
+                                 low=0.01, high=0.5)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -78,11 +88,12 @@ profiles = {
 }
 
 targets = [
-    Target("fid_ratio", "<=", 5.0),  # FID within 5× the real-train-vs-real-test floor
-    Target("min_class_fraction", ">=", 0.05),  # every class at least 5% of the samples
-    Target("kl_to_uniform", "<=", 0.05),  # class histogram close to uniform: no mode collapse
+    Target("fid_ratio", "<=", 5.0, when=ON_BUNDLED_DATA),  # FID within 5× the real-train-vs-real-test floor
+    Target("min_class_fraction", ">=", 0.05, when=ON_BUNDLED_DATA),  # every class at least 5% of the samples
+    Target("kl_to_uniform", "<=", 0.05, when=ON_BUNDLED_DATA),  # class histogram close to uniform: no mode collapse
 ]
 
+DATA_FIELDS = {"data": ()}  # the run records your folder's SHA-256 (data.json); eval, predict, resume check it
 bce = nn.functional.binary_cross_entropy_with_logits  # from logits: log-sigmoid never rounds to log 0
 
 
@@ -113,11 +124,11 @@ def g_step(trainer: Trainer, d: Discriminator, opt_g: torch.optim.Optimizer, sca
     return loss
 
 
-def build_models(cfg: Config, device: torch.device) -> tuple[Generator, Discriminator]:
+def build_models(cfg: Config, device: torch.device, channels: int = 1) -> tuple[Generator, Discriminator]:
     """G and D with the DCGAN initialisation, N(0, 0.02) weights, from the seed."""
     torch.manual_seed(cfg.seed)
-    g = Generator(cfg.latent_dim, cfg.g_width)
-    d = Discriminator(cfg.d_width)
+    g = Generator(cfg.latent_dim, cfg.g_width, image_size(cfg), channels)
+    d = Discriminator(cfg.d_width, image_size(cfg), channels)
     g.apply(dcgan_init)
     d.apply(dcgan_init)
     # channels_last (NHWC) for the (transposed) convolutions: fewer layout reorders on CPU (docs/performance.md).
@@ -129,9 +140,9 @@ def run(cfg: Config, run: Run) -> dict[str, float | None]:
     data, x_train = load_data(cfg)
     if len(x_train) < cfg.batch_size:
         raise ConfigError(f"--batch_size {cfg.batch_size}: larger than the {len(x_train)} training images")
-    classifier, classifier_accuracy = instrument(run, data)
+    classifier, classifier_accuracy = (None, None) if cfg.data else instrument(run, data)
     device = run.device
-    g, d = build_models(cfg, device)
+    g, d = build_models(cfg, device, channels=x_train.shape[1])
 
     # fused: one kernel for the whole update instead of several passes per parameter (same algorithm).
     opt_g = torch.optim.Adam(g.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, 0.999), fused=True)
@@ -142,12 +153,13 @@ def run(cfg: Config, run: Run) -> dict[str, float | None]:
     fixed_z = torch.randn(cfg.grid_size, cfg.latent_dim, generator=torch.Generator().manual_seed(cfg.seed))
     steps_per_epoch = len(x_train) // cfg.batch_size
     if cfg.dev_fid_every:
-        extractor, dev_real = FeatureExtractor(classifier), real_train_images(cfg, data)
+        dev_fid = development_fid(cfg, data, classifier)
 
     g.train()
     d.train()
     for step, idx in trainer.steps(batches(len(x_train), cfg.batch_size, cfg.seed, trainer.start)):
         (real,) = take(idx, x_train, device=device)
+        real = to_tanh_range(real)
         z = torch.randn(len(idx), cfg.latent_dim, device=device)
         with autocast(device, cfg.amp):
             fake = g(z)
@@ -161,23 +173,45 @@ def run(cfg: Config, run: Run) -> dict[str, float | None]:
                      "train/d_fake": torch.sigmoid(d_fake).mean().item()}, done)
         if cfg.dev_fid_every and (done % cfg.dev_fid_every == 0 or done == cfg.steps):
             # Samples from a noise stream of their own and G in eval mode: training's RNG and BN are untouched.
-            dev_fakes = generate(g, cfg.dev_fid_samples, cfg.seed + 2, device)
-            run.log({"eval/dev_fid": fids(extractor, dev_real, dev_fakes)[0]}, done)
+            run.log({"eval/dev_fid": dev_fid(generate(g, cfg.dev_fid_samples, cfg.seed + 2, device))}, done)
         if done % steps_per_epoch == 0 or done == cfg.steps:
             save_grid(g, fixed_z, run.plot_path(f"samples_epoch{math.ceil(done / steps_per_epoch):02d}"), run)
 
-    metrics = measure(cfg, g, classifier, data, device)
+    metrics = measure_own(cfg, g, data, device) if cfg.data else measure(cfg, g, classifier, data, device)
     save_grid(g, fixed_z, run.plot_path("samples"), run)
     plot_losses(run)
+    if cfg.data:
+        return metrics  # no labels: no classifier, no class histogram
     plot_histogram(run, metrics)
     return {**metrics, "classifier_test_accuracy": classifier_accuracy}
 
 
-def load_data(cfg: Config) -> tuple[fashion_mnist.FashionMNIST, torch.Tensor]:
-    """The data set (its test images are FID's real side) and the training images in [-1, 1], like tanh."""
+def check_launch(cfg: Config) -> None:
+    if cfg.data:  # read and split your images before the run directory exists: bad data writes nothing
+        read_images(cfg)
+
+
+def read_images(cfg: Config) -> image_sets.ImageSet:
+    return image_sets.read(cfg.data, cfg.image_size, cfg.channels, cfg.seed, cfg.test_fraction, cfg.batch_size)
+
+
+def image_size(cfg: Config) -> int:
+    return cfg.image_size if cfg.data else 28  # Fashion-MNIST is 28×28
+
+
+def load_data(cfg: Config) -> tuple[fashion_mnist.FashionMNIST | image_sets.ImageSet, torch.Tensor]:
+    """The data set (its test or held-out images are FID's real side) and the training images: Fashion-MNIST in
+    [-1, 1], like tanh; your images as uint8, scaled batch by batch (`to_tanh_range`), so memory holds bytes."""
+    if cfg.data:
+        images = read_images(cfg)
+        return images, images.train[:cfg.train_subset or None]
     data = fashion_mnist.load()
     n = cfg.train_subset or len(data.train_labels)
     return data, fashion_mnist.as_float(data.train_images[:n], normalize=False) * 2 - 1
+
+
+def to_tanh_range(x: torch.Tensor) -> torch.Tensor:
+    return image_sets.unit(x) * 2 - 1 if x.dtype == torch.uint8 else x
 
 
 def instrument(run: Run, data: fashion_mnist.FashionMNIST) -> tuple[FashionClassifier, float]:
@@ -192,37 +226,20 @@ def instrument(run: Run, data: fashion_mnist.FashionMNIST) -> tuple[FashionClass
 
 
 # ---- evaluate ------------------------------------------------------------------------------------
-@torch.no_grad()
-def generate(g: Generator, n: int, seed: int, device: torch.device, batch: int = 1000) -> torch.Tensor:
+def generate(g: Generator, n: int, seed: int, device: torch.device) -> torch.Tensor:
     """n samples in [0, 1] from G in eval mode (BN running statistics), from a noise stream of their own."""
-    gen = torch.Generator().manual_seed(seed)
-    out = []
-    with eval_mode(g):
-        for i in range(0, n, batch):
-            z = torch.randn(min(batch, n - i), g.latent_dim, generator=gen)
-            out.append(((g(z.to(device)).float().cpu() + 1) / 2).clamp(0, 1))
-    return torch.cat(out)
+    return torch.cat(list(generate_batches(g, n, seed, device)))
 
 
-@torch.no_grad()
-def fids(extractor: FeatureExtractor, real: torch.Tensor, *others: torch.Tensor, batch: int = 1000) -> list[float]:
-    """torchmetrics' FID of each set in `others` against `real`, with our classifier as the feature extractor.
-
-    The real statistics are computed once and kept (`reset_real_features=False`); `reset()` clears only
-    the other side between sets.
-    """
-    from torchmetrics.image.fid import FrechetInceptionDistance
-
-    metric = FrechetInceptionDistance(feature=extractor, reset_real_features=False)
-    for i in range(0, len(real), batch):
-        metric.update(real[i:i + batch], real=True)
-    out = []
-    for images in others:
-        metric.reset()
-        for i in range(0, len(images), batch):
-            metric.update(images[i:i + batch], real=False)
-        out.append(metric.compute().item())
-    return out
+def development_fid(cfg: Config, data: fashion_mnist.FashionMNIST | image_sets.ImageSet,
+                    classifier: FashionClassifier | None) -> Callable[[torch.Tensor], float]:
+    """samples → their FID against fid_real real *training* images, whose features are computed once."""
+    if cfg.data:
+        model = lite0_instrument()
+        real = image_features(model, data.train[:cfg.fid_real])
+        return lambda fakes: frechet_distance(real, image_features(model, fakes))
+    extractor, real = FeatureExtractor(classifier), real_train_images(cfg, data)
+    return lambda fakes: fids(extractor, real, fakes)[0]
 
 
 def real_train_images(cfg: Config, data: fashion_mnist.FashionMNIST) -> torch.Tensor:
@@ -255,35 +272,47 @@ def measure(cfg: Config, g: Generator, classifier: FashionClassifier, data: fash
     return out
 
 
-def load_generator(cfg: Config, run: Run) -> Generator:
-    g = Generator(cfg.latent_dim, cfg.g_width)
+@torch.no_grad()
+def measure_own(cfg: Config, g: Generator, images: image_sets.ImageSet, device: torch.device) -> dict[str, float]:
+    """Your images have no labels, so no classifier measures them: FID in EfficientNet-Lite0's ImageNet features
+    against the held-out images (at most fid_real). The floor and the samples use the same counts: as many
+    training images as samples (eval_samples, at most all of them). Each set's features are computed once."""
+    n = min(cfg.eval_samples, len(images.train))
+    with torch.random.fork_rng(devices=[]):  # rebuilding the initial G must not move the caller's RNG
+        untrained = build_models(cfg, device, images.channels)[0]
+    # The same noise through the trained and the untrained G.
+    floor, fid, fid_untrained = lite0_fids(images.test[:cfg.fid_real], images.train[:n],
+                                           generate_batches(g, n, cfg.seed + 1, device),
+                                           generate_batches(untrained, n, cfg.seed + 1, device))
+    # Named user_*, as textclass names them: the targets are claims about Fashion-MNIST.
+    return {"user_fid": fid, "user_fid_floor": floor, "user_fid_ratio": fid / floor,
+            "user_fid_untrained_generator": fid_untrained, "user_fid_generated_images": n,
+            "user_fid_held_out_images": min(cfg.fid_real, len(images.test))}
+
+
+def load_generator(cfg: Config, run: Run, channels: int = 1) -> Generator:
+    g = Generator(cfg.latent_dim, cfg.g_width, image_size(cfg), channels)
     run.load(g, name="g")
     return g.to(run.device).eval()
 
 
 def evaluate(cfg: Config, run: Run) -> dict[str, float]:
-    """FID, floor and coverage recomputed from the saved generator and the run's classifier copy."""
-    data, _ = load_data(cfg)
+    """FID, floor and coverage recomputed from the saved generator and the run's classifier copy (your images: FID
+    and floor in Lite0's features)."""
+    data, x_train = load_data(cfg)
+    if cfg.data:
+        return measure_own(cfg, load_generator(cfg, run, x_train.shape[1]), data, run.device)
     classifier, _ = instrument(run, data)
     return measure(cfg, load_generator(cfg, run), classifier, data, run.device)
 
 
 # ---- plots ---------------------------------------------------------------------------------------
-def save_image_grid(images: torch.Tensor, path: Path) -> None:
-    """Images in [0, 1], (N, 1, 28, 28) → one PNG grid, about square."""
-    from torchvision.utils import make_grid
-
-    nrow = math.ceil(math.sqrt(len(images)))
-    grid = make_grid(images, nrow=nrow, padding=2, pad_value=1.0)[0]
-    plt.imsave(path, grid.numpy(), cmap="gray", vmin=0, vmax=1)
-
-
 def save_grid(g: Generator, z: torch.Tensor, path: Path, run: Run) -> None:
     if not run.is_main:
         return
     with eval_mode(g), torch.no_grad():
         images = ((g(z.to(run.device)).float().cpu() + 1) / 2).clamp(0, 1)
-    save_image_grid(images, path)
+    image_sets.save_image_grid(images, path)
 
 
 def plot_losses(run: Run) -> None:
@@ -340,12 +369,8 @@ def predict_arguments(parser: argparse.ArgumentParser) -> None:
 def predict(cfg: Config, run: Run, args: argparse.Namespace) -> Path:
     if not 1 <= args.n <= 1024:
         raise ConfigError(f"--n {args.n}: out of range, allowed [1, 1024]")
-    out = Path(args.out) if args.out is not None else run.dir / "plots" / "predicted.png"
-    if out.suffix.lower() != ".png":
-        raise ConfigError(f"--out {out}: the grid is written as PNG; give a path ending in .png")
-    if not out.parent.is_dir():
-        raise ConfigError(f"--out {out}: folder {out.parent} does not exist")
-    g = load_generator(cfg, run)
-    save_image_grid(generate(g, args.n, args.sample_seed, run.device), out)
+    out = image_sets.output_png(args.out, run.dir / "plots" / "predicted.png")
+    g = load_generator(cfg, run, image_sets.image_channels(cfg.data, cfg.channels) if cfg.data else 1)
+    image_sets.save_image_grid(generate(g, args.n, args.sample_seed, run.device), out)
     print(f"wrote {args.n} samples to {out}")
     return out
