@@ -1,6 +1,9 @@
-"""LSTM modules: packed vs unpacked equivalence, the seed's out[:, -1] bug, attention pooling, padding invariance."""
+"""LSTM modules: packed vs unpacked equivalence, the seed's out[:, -1] bug, attention pooling, padding invariance;
+the recipe's targets and its reference arm (textclass's packed BiLSTM with textclass's settings)."""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 import torch
@@ -138,10 +141,61 @@ def test_lstm_recipe_rejects_bad_flags(cli):
 
 def test_target_metrics_are_the_variant_differences(smoke_runs):
     from conftest import read_summary
+    from torch_cookbook.recipes import lstm
 
-    m = read_summary(smoke_runs("lstm")[0])["metrics"]
+    run_dir = smoke_runs("lstm")[0]
+    m = read_summary(run_dir)["metrics"]
+    cfg = lstm.Config(**json.loads((run_dir / "config.json").read_text())["config"])
     assert m["text_bi_minus_padded_last_macro_f1"] == m["text_bi_macro_f1"] - m["text_bi_padded_last_macro_f1"]
     assert m["text_attention_minus_uni_macro_f1"] == m["text_uni_attention_macro_f1"] - m["text_uni_macro_f1"]
+    # The best variant is picked on validation (the seed's padded_last is not a candidate), then scored on test.
+    candidates = [v for v in cfg.variants if v not in lstm.TEXT_ONLY]
+    best = max(candidates, key=lambda v: m[f"text_{v}_val_macro_f1"])
+    assert m["text_best_variant_macro_f1"] == m[f"text_{best}_macro_f1"]
+    gap = m[f"{cfg.dataset}_best_variant_minus_textclass_bilstm_macro_f1"]
+    assert gap == m["text_best_variant_macro_f1"] - m["text_textclass_bilstm_macro_f1"]
+
+
+def test_the_absolute_bar_is_a_claim_about_bbc():
+    from torch_cookbook.recipes import lstm
+
+    bar = next(t for t in lstm.targets if "textclass" in t.metric)
+    assert (bar.metric, bar.op, bar.value) == ("bbc_best_variant_minus_textclass_bilstm_macro_f1", ">=", -0.03)
+    assert bar.applies(lstm.Config()) and not bar.applies(lstm.Config(dataset="drugs"))
+
+
+def test_reference_arm_is_textclass_bilstm_with_textclass_settings(monkeypatch):
+    """No recipe imports another, so lstm restates textclass's settings: this keeps the two in step."""
+    from types import SimpleNamespace
+
+    from torch_cookbook.recipes import lstm, textclass
+
+    tc, cfg = textclass.Config(), lstm.Config()
+    ref = lstm.reference_config(cfg)
+    for key in lstm.REFERENCE_SETTINGS:
+        assert getattr(ref, key) == getattr(tc, key), key
+    assert ref.text_steps == tc.steps
+    # The same tokens: BPE of textclass's vocabulary size on texts cut as textclass cuts them, the LSTM's share of it.
+    assert tc.tokenizer == "bpe" and cfg.vocab_size == tc.vocab_size and cfg.chars == 8 * tc.max_len
+    assert cfg.max_len == textclass.tokens_read(tc, "lstm")
+    # The same split: textclass's stratified, seeded split with its validation and test shares.
+    calls = []
+    monkeypatch.setattr(lstm.textdata, "prepare", lambda *a, **kw: calls.append((a, kw)))
+    lstm.prepare_text(cfg)
+    (args, kwargs), = calls
+    assert args == ("bbc", cfg.seed, "bpe", tc.vocab_size, cfg.max_len) and "cv_folds" not in kwargs
+    assert (kwargs["val_fraction"], kwargs["test_fraction"], kwargs["chars"]) == (tc.val_fraction, tc.test_fraction,
+                                                                                 8 * tc.max_len)
+    # The same model, initialised the same: textclass seeds its models with the run's seed before building them.
+    data = SimpleNamespace(vocab_size=300, classes=tuple("abcde"))
+    mine = lstm.text_model(ref, lstm.REFERENCE, data)
+    torch.manual_seed(cfg.seed)
+    theirs = textclass.MODELS["lstm"].build(tc, 300, 5)
+    assert (mine.bidirectional, mine.num_layers, mine.pooling) == (theirs.bidirectional, theirs.num_layers,
+                                                                  theirs.pooling)
+    assert mine.dropout.p == theirs.dropout.p
+    for (name, a), (_, b) in zip(mine.state_dict().items(), theirs.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name
 
 
 def test_a_difference_without_both_variants_is_none():
@@ -149,11 +203,10 @@ def test_a_difference_without_both_variants_is_none():
 
     assert difference({"a": 0.9, "b": 0.7}, "a", "b") == pytest.approx(0.2)
     assert difference({"a": 0.9}, "a", "b") is None
+    assert difference({"a": None, "b": 0.7}, "a", "b") is None  # no variant to pick
 
 
 def test_each_variant_is_scored_from_its_best_validation_checkpoint(smoke_runs):
-    import json
-
     run_dir = smoke_runs("lstm")[0]
     variants = sorted((run_dir / "variants").iterdir())
     assert {v.name.split("_")[0] for v in variants} == {"text", "series"}
@@ -166,4 +219,5 @@ def test_each_variant_is_scored_from_its_best_validation_checkpoint(smoke_runs):
             assert result["val_macro_f1"] == best and result["best_step"] == best_step
         else:
             assert result["val_mae"] == min(r["eval/val_mae"] for r in logged if "eval/val_mae" in r)
-        assert len(logged) == 2  # smoke: 10 steps, validated every 5
+        # smoke: 10 steps, validated every 5; the reference arm every 50 as textclass does, so at its last step only
+        assert len(logged) == (1 if variant.name == "text_textclass_bilstm" else 2)
