@@ -178,6 +178,14 @@ def test_smoke_run_end_to_end_and_predict(smoke_run, cli):
     summary = read_summary(smoke_run)
     m = summary["metrics"]
     assert m["env_steps"] == 400 and m["episodes"] > 5
+    # best.pt and the last weights are both scored on the same episodes; the late periodic evaluations beside them
+    for key in ("eval_return_mean", "eval_return_std", "final_return_mean", "final_return_std", "final_return_min"):
+        assert isinstance(m[key], float), key
+    assert m["late_eval_return_mean"] is not None  # the evaluation at step 400, in the last quarter
+    code, out, err = cli("eval", smoke_run)
+    assert code == 0, err
+    evaluated = json.loads(out)
+    assert evaluated["metrics"] == evaluated["summary_metrics"] and "final_return_mean" in evaluated["metrics"]
     assert (smoke_run / "checkpoints" / "best.pt").exists() and (smoke_run / "plots" / "learning_curve.png").exists()
     logged = (smoke_run / "metrics.jsonl").read_text()
     for key in ("train/episode_return", "train/td_loss", "train/q_max_mean", "perf/steps_per_s", "eval/return_mean"):
@@ -235,13 +243,30 @@ def toy_envs():
 
 
 # ---- another environment -------------------------------------------------------------------------
+def test_the_full_profile_trains_the_whole_budget():
+    from torch_cookbook.recipes import dqn
+
+    # no early stop by default, so the last weights are those after all total_steps; --stop_return opts in
+    assert dqn.Config().stop_return == 0 and "stop_return" not in dqn.profiles["full"]
+    final = [t for t in dqn.targets if t.metric == "final_return_mean"]
+    assert [(t.op, t.value, t.across_seeds) for t in final] == [(">=", 400.0, True)]  # the mean over the seeds
+
+
+def test_one_run_leaves_the_final_policy_target_to_bench(smoke_run):
+    verdicts = {t["metric"]: t for t in read_summary(smoke_run)["targets"]}
+    assert verdicts["final_return_mean"] == {"metric": "final_return_mean", "op": ">=", "value": 400.0, "met": None,
+                                             "across_seeds": True}
+    assert verdicts["eval_return_mean"]["met"] is False  # judged per run: the smoke profile does not learn
+
+
 @pytest.fixture(scope="module")
 def mountaincar_run(tmp_path_factory):
     from torch_cookbook.cli import main
 
     root = tmp_path_factory.mktemp("runs")
-    assert main(["run", "dqn", "--profile", "smoke", "--env_id", "MountainCar-v0", "--runs-root", str(root),
-                 "--threads", "1"]) == 0
+    # a negative --stop_return stops too (MountainCar's returns are at most 0): here at the first evaluation
+    assert main(["run", "dqn", "--profile", "smoke", "--env_id", "MountainCar-v0", "--stop_return", "-1000",
+                 "--runs-root", str(root), "--threads", "1"]) == 0
     return only_run_dir(root, "dqn")
 
 
@@ -250,9 +275,11 @@ def test_another_environment_runs_evaluates_and_predicts(mountaincar_run, cli):
     m = summary["metrics"]
     assert json.loads((mountaincar_run / "config.json").read_text())["config"]["env_id"] == "MountainCar-v0"
     # MountainCar pays -1 a step for 200 steps unless the car reaches the flag: the untrained agent does not
-    assert m["eval_return_mean"] == m["random_policy_return"] == -200.0 and m["env_steps"] == 400
+    assert m["eval_return_mean"] == m["random_policy_return"] == m["final_return_mean"] == -200.0
+    assert m["env_steps"] == 200  # stopped by --stop_return -1000 at the evaluation of step 200
+    assert m["late_eval_return_mean"] is None  # no evaluation in the last quarter of the 400 steps
     assert m["env_reward_threshold"] == -110.0  # gymnasium's own level, reported beside the returns
-    assert [(t["met"], t["for"]) for t in summary["targets"]] == [(None, {"env_id": "CartPole-v1"})] * 2  # not judged
+    assert [(t["met"], t["for"]) for t in summary["targets"]] == [(None, {"env_id": "CartPole-v1"})] * 3  # not judged
     assert (mountaincar_run / "plots" / "learning_curve.png").exists()
     code, out, err = cli("eval", mountaincar_run)
     assert code == 0, err
