@@ -31,7 +31,11 @@ def test_split_is_chronological_and_standardised_on_train_only():
     w = weather.windows(cfg.lookback)
     test = w.dates >= np.datetime64(cfg.test_from)
     assert len(d.x_test) == test.sum() == 365 and test[-365:].all()  # 2015 is the test year
-    assert torch.allclose(d.x_train.mean(0), torch.zeros(d.x_train.shape[1]), atol=1e-4)
+    n_window = w.x.shape[1]
+    assert torch.allclose(d.x_train[:, :n_window].mean(0), torch.zeros(n_window), atol=1e-4)
+    # today's class, what persistence forecasts, is an extra 0/1 input of every variant
+    today = torch.cat([d.x_train, d.x_test])[:, n_window:]
+    assert torch.equal(today, F.one_hot(w.last_class, len(weather.CLASSES)).float())
     train = ~torch.from_numpy(test)
     assert d.d_mean == pytest.approx((w.y_temp[train] - w.last_temp[train]).mean().item())
     persistence = (w.last_temp[torch.from_numpy(test)] - w.y_temp[torch.from_numpy(test)]).abs().mean().item()
@@ -81,6 +85,13 @@ def test_seed_unscaled_loss_is_dominated_by_the_regression_term():
     unscaled = multitask.losses("seed_unscaled", model, x, c, t, last, d, cfg, None).item() - ce
     scaled = multitask.losses("multihead", model, x, c, t, last, d, cfg, None).item() - ce
     assert unscaled > 20 * ce and scaled < 5 * ce
+
+
+def test_targets_compare_with_persistence_on_the_weather_and_the_single_task_models_relatively():
+    targets = {t.metric: t for t in multitask.targets}
+    assert targets["multihead_accuracy_ratio"].value == 0.98  # "within 2%" is relative, like the MAE ratio's
+    for name in ("multihead_accuracy_over_persistence", "multihead_macro_f1_over_persistence"):
+        assert targets[name].applies(multitask.Config()) and not targets[name].applies(multitask.Config(data="t.csv"))
 
 
 @pytest.mark.parametrize("args, fragment", [

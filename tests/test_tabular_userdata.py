@@ -37,7 +37,8 @@ def write_csv(path, rows, header=HEADER):
     return path
 
 
-REG_ARGS = ["--profile", "smoke", "--threads", "1", "--steps", "200", "--mlp_steps", "20", "--target", "price"]
+REG_ARGS = ["--profile", "smoke", "--threads", "1", "--steps", "200", "--sgd_steps", "400", "--mlp_steps", "20",
+            "--target", "price"]
 MT_ARGS = ["--profile", "smoke", "--threads", "1", "--steps", "20", "--target", "kind,price"]
 
 
@@ -60,7 +61,7 @@ def test_regression_on_a_user_table_runs_evaluates_and_predicts(runs, cli):
     assert metrics["data_rows_train"] == 36 and metrics["data_rows_val"] == metrics["data_rows_test"] == 12
     assert metrics["data_inputs"] == 2 + len(CITIES) + 2 and metrics["data_filled_values"] == 2  # kind: one-hot
     assert metrics["closed_form_test_mse"] < 0.2 * metrics["mean_test_mse"]  # the features explain the price
-    assert metrics["linear_sgd_vs_closed_form"] < 0.05
+    assert metrics["full_batch_vs_closed_form"] < 0.05 and metrics["minibatch_sgd_vs_closed_form"] < 1.05
     assert (run_dir / "plots" / "fits.png").exists()
     recorded = json.loads((run_dir / "data.json").read_text())["data"]["columns"]
     assert recorded == {"target": "price", "features": "", "drop": "", "max_categories": 50}
@@ -86,6 +87,9 @@ def test_multitask_on_a_user_table_runs_evaluates_and_predicts(runs, cli):
     assert {"majority_accuracy", "mean_mae", "multihead_mae_over_mean", "multihead_accuracy"} <= metrics.keys()
     assert metrics["data_rows_val"] == 0 and metrics["data_rows_train"] + metrics["data_rows_test"] == 60
     assert metrics["multihead_mae"] < metrics["mean_mae"]
+    judged = {t["metric"]: t for t in read_summary(run_dir)["targets"]}
+    assert judged["multihead_accuracy_over_persistence"]["for"] == {"data": ""}  # not judged on a table
+    assert judged["multihead_accuracy_ratio"]["met"] is not None
     code, out, err = cli("eval", run_dir)
     assert code == 0, err
     evaluated = json.loads(out)["metrics"]

@@ -231,8 +231,32 @@ class Prepared:
 
     @torch.no_grad()
     def predict(self, model: torch.nn.Module, x: torch.Tensor, standardise: bool = True) -> torch.Tensor:
-        """A model's predictions for inputs `x` (in their own units), in the target's units."""
-        return self.y_scale.inverse(model.eval()(self.scaled(x, standardise)).squeeze(1))
+        """A model's predictions for inputs `x` (in their own units), in the target's units (float64): the inputs are
+        cast to the model's precision, its outputs back to float64."""
+        dtype = next(model.parameters()).dtype
+        return self.y_scale.inverse(model.eval()(self.scaled(x, standardise).to(dtype)).squeeze(1).double())
+
+
+@torch.no_grad()
+def polynomial_predict(model: torch.nn.Module, data: Prepared, which: str, degree: int) -> torch.Tensor:
+    """A polynomial model's predictions on split `which` of a one-input data set (the CO2 trend), in its units."""
+    return data.y_scale.inverse(model(polynomial_features(data.inputs(which)[:, 0], degree)).squeeze(1))
+
+
+def polynomial_metrics(model: torch.nn.Module, data: Prepared, degree: int) -> dict[str, float]:
+    out = {}
+    for which in ("val", "test"):
+        m = regression_metrics(polynomial_predict(model, data, which, degree), getattr(data.split, f"y_{which}"))
+        out.update({f"{which}_{k}": v for k, v in m.items()})
+    return out
+
+
+def polynomial_closed_form(data: Prepared, degree: int) -> dict[str, float]:
+    """numpy's least-squares polynomial of the degree on the same standardised time axis, scored on test."""
+    t_train, t_test = data.inputs("train")[:, 0].numpy(), data.inputs("test")[:, 0].numpy()
+    poly = np.polynomial.Polynomial.fit(t_train, data.split.y_train.numpy(), degree)
+    m = regression_metrics(torch.from_numpy(poly(t_test)), data.split.y_test)
+    return {f"poly_closed_form_test_{k}": v for k, v in m.items()}
 
 
 def prepare(split: Split, encoding: Encoding | None = None, **labels: Any) -> Prepared:
@@ -478,6 +502,7 @@ def rows_to_predict(encoding: Encoding, pairs: Sequence[str], rows: str | None) 
         numbers.append(row_numbers)
         codes.append(row_codes)
     return where, torch.from_numpy(encoding.transform(np.array(numbers), np.array(codes))[0])
+
 
 def regression_data(path: str, target: str, features: str = "", drop: str = "", seed: int = 0,
                     val_fraction: float = 0.2, test_fraction: float = 0.2, max_categories: int = 50) -> Prepared:
