@@ -151,16 +151,18 @@ def execute(recipe: recipes.Recipe, cfg: Any, profile: str, root: Path = Path("r
     if quiet:
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - closed in the finally below
     try:
-        if multi:
-            if device.type == "cuda":
-                device = torch.device("cuda", distributed.local_rank())  # one GPU per rank
-            distributed.init_from_env(device, getattr(cfg, "backend", "auto"))
+        # Every rank checks before it joins the group (the world size is known from torchrun's environment): a bad
+        # setting ends each rank with its one line, instead of one rank leaving while the other waits to join.
         if directory is not None:
             check_data(directory)  # a resumed run continues on the data it started on, or not at all
         data = record_data(cfg, data_fields) if directory is None else None  # a missing file fails here
         check_launch = getattr(recipe.module, "check_launch", None)
         if check_launch is not None:  # launch-dependent checks (world size vs batch) before anything is written
             check_launch(cfg)
+        if multi:
+            if device.type == "cuda":
+                device = torch.device("cuda", distributed.local_rank())  # one GPU per rank
+            distributed.init_from_env(device, getattr(cfg, "backend", "auto"))
         # Per-rank seeds: rank 0 uses the seed itself (a 1-process run is unchanged); recipes seed
         # their model initialisation with cfg.seed explicitly, so every rank starts from the same weights.
         seed_everything(cfg.seed + distributed.rank())

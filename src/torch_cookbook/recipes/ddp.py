@@ -247,7 +247,8 @@ def run_checks(cfg: Config, run: Run, x: torch.Tensor, y: torch.Tensor) -> dict[
 
 # ---- the recipe ----------------------------------------------------------------------------------
 def check_launch(cfg: Config) -> None:
-    """Called by the CLI once the process group exists, before the run directory is created."""
+    """Called by the CLI before the process group is joined and the run directory created (torchrun's environment
+    gives the world size)."""
     world = dist.world_size()
     parts = "the world size" if cfg.accum_steps == 1 else f"world size x accum_steps = {world} x {cfg.accum_steps} ="
     dist.check_divisible(cfg.batch_size, world * cfg.accum_steps, "--batch_size", parts)
