@@ -1,10 +1,11 @@
 """Autoencoders on Fashion-MNIST: the seed's MLP, a convolutional AE, a denoising AE and a VAE.
 
-Seed Q67 gives an MLP autoencoder (784-128-64-12-3, sigmoid output) and stops there: no data, loss or
-training. This recipe trains it exactly as given, beside three better-suited models, each a variant of
-one run: a convolutional AE, the same conv AE trained to denoise (noisy input, clean target), and a VAE
-(reparameterisation, closed-form KL, samples from the prior). It reports test reconstruction MSE per
-model, k-NN (k=5) accuracy on the latent codes, and PCA with 3 components as the classical baseline.
+Seed Q67 gives an MLP autoencoder (784-128-64-12-3, sigmoid output) and stops there: no data, loss or training.
+This recipe trains it exactly as given beside better-suited models, each a variant of one run: a conv AE, the same
+conv AE trained to denoise (noisy input, clean target), a conv VAE (reparameterisation, closed-form KL, samples from
+the prior); and controls: the MLP with the conv AE's code size, the conv AE with the seed's 3-D code, Kingma &
+Welling's 784-400-20 MLP VAE. It reports test MSE per model, the VAEs' test negative ELBO, k-NN (k=5) accuracy on
+the codes, and PCA with 3 components as the classical baseline.
 On your own images (`--data DIR`, unlabelled): no k-NN, a FID of the VAE's samples in Lite0 features instead.
 
 Docs: docs/autoencoder.md
@@ -29,21 +30,21 @@ from torch_cookbook.engine.loop import autocast, batches, eval_mode, grad_scaler
 from torch_cookbook.engine.runs import Run
 from torch_cookbook.engine.trainer import Trainer
 from torch_cookbook.errors import ConfigError
-from torch_cookbook.nn.autoencoder import VAE, ConvAutoEncoder, SeedAutoEncoder, kl_divergence
+from torch_cookbook.nn.autoencoder import MLPVAE, VAE, ConvAutoEncoder, MLPAutoEncoder, SeedAutoEncoder, kl_divergence
 from torch_cookbook.nn.fid import lite0_fids
 
 seed_question = "Q67 Autoencoder"
-summary = "Seed MLP AE (3-D code) vs conv AE, denoising AE and VAE on Fashion-MNIST: test MSE, k-NN on codes."
+summary = "Seed MLP AE vs conv AE at equal codes, denoising AE, conv VAE vs MLP VAE: test MSE, ELBO, k-NN on codes."
 
 
 @dataclass
 class Config(BaseConfig):
     steps: int = param(2000, "training steps per model", low=1)
-    mlp_steps: int = param(6000, "steps for the seed MLP (0 = --steps): it is cheap and slow to converge", low=0)
+    mlp_steps: int = param(6000, "steps for the two MLP AEs (0 = --steps): they are cheap and slow to converge", low=0)
     batch_size: int = param(128, "minibatch size", low=2)
     lr: float = param(1e-3, "Adam learning rate", low=0, low_open=True)
     width: int = param(16, "channels of the first conv layer of the conv models (the second has twice)", low=1)
-    conv_latent: int = param(32, "code size of the conv and denoising autoencoders", low=1)
+    conv_latent: int = param(32, "code size of the conv and denoising AEs and of their MLP control", low=1)
     vae_latent: int = param(16, "latent size of the VAE", low=1)
     noise_std: float = param(0.3, "std of the Gaussian noise added for the denoising AE (pixels in [0, 1])",
                              low=0, high=1, low_open=True)
@@ -72,12 +73,14 @@ profiles = {
 }
 
 targets = [
-    Target("mse_ratio_mlp_over_conv", ">=", 2.0, when=ON_BUNDLED_DATA),  # conv AE's test MSE ≥ 2× lower than the MLP's
+    Target("mse_ratio_mlp_wide_over_conv", ">=", 2.0, when=ON_BUNDLED_DATA),  # conv AE vs MLP AE, both 32-D codes
     Target("mlp_knn_accuracy", ">=", 0.70, when=ON_BUNDLED_DATA),  # k-NN on the seed model's 3-D codes
-    Target("vae_samples_saved", ">=", 1.0, when=ON_BUNDLED_DATA),  # the VAE's samples-from-the-prior grid was written
+    Target("nelbo_mlp_vae_minus_vae", ">=", 0.0, when=ON_BUNDLED_DATA),  # conv VAE's test -ELBO below the MLP VAE's
 ]
 
-MODELS = ("mlp", "conv", "denoising", "vae")  # the variants, trained in this order
+MODELS = ("mlp", "conv", "denoising", "vae", "mlp_wide", "conv3", "mlp_vae")  # the variants, trained in this order
+VAES = ("vae", "mlp_vae")
+SEED_CODE = 3  # the seed MLP's code size, given to the conv3 control
 DATA_FIELDS = {"data": ()}  # the run records your folder's SHA-256 (data.json); eval, predict, resume check it
 LIMIT = 10_000  # your data: at most this many images fit PCA-3, and on each side of a FID
 
@@ -98,13 +101,13 @@ def vae_loss(logits: torch.Tensor, x: torch.Tensor, mu: torch.Tensor, logvar: to
 
 def training_loss(name: str, model: nn.Module, inputs: torch.Tensor,
                   clean: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(loss, KL or None): the negative ELBO for the VAE, else the MSE of the reconstruction of `inputs`
+    """(loss, KL or None): the negative ELBO for the VAEs, else the MSE of the reconstruction of `inputs`
     against the clean images (the denoising AE's inputs are noisy, its targets are not)."""
-    if name == "vae":
+    if name in VAES:
         logits, mu, logvar = model(inputs)  # z = mu + sigma * eps inside: the reparameterisation
         loss, _, kl = vae_loss(logits.float(), clean, mu.float(), logvar.float())
         return loss, kl
-    return nn.functional.mse_loss(reconstruct(model, inputs).float(), clean), None
+    return nn.functional.mse_loss(model.reconstruct(inputs).float(), clean), None
 
 
 def add_noise(x: torch.Tensor, std: float, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -115,20 +118,12 @@ def add_noise(x: torch.Tensor, std: float, generator: torch.Generator | None = N
 def build(name: str, cfg: Config, channels: int = 1) -> nn.Module:
     torch.manual_seed(cfg.seed)  # every model starts from the same seed's stream
     size = image_size(cfg)
-    if name == "mlp":
-        return SeedAutoEncoder(channels * size * size)
-    if name == "vae":
-        return VAE(cfg.vae_latent, cfg.width, size, channels)
-    return ConvAutoEncoder(cfg.conv_latent, cfg.width, size, channels)
-
-
-def reconstruct(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """The model's deterministic reconstruction of x (N, channels, size, size) in [0, 1]."""
-    if isinstance(model, SeedAutoEncoder):
-        return model(x.flatten(1)).view_as(x)  # the seed's MLP takes flat (N, 784) images
-    if isinstance(model, VAE):
-        return model.reconstruct(x)
-    return model(x)
+    if name in ("mlp", "mlp_wide"):
+        pixels = channels * size * size
+        return SeedAutoEncoder(pixels) if name == "mlp" else MLPAutoEncoder(cfg.conv_latent, pixels)
+    if name in VAES:
+        return VAE(cfg.vae_latent, cfg.width, size, channels) if name == "vae" else MLPVAE(20, 400, size, channels)
+    return ConvAutoEncoder(SEED_CODE if name == "conv3" else cfg.conv_latent, cfg.width, size, channels)
 
 
 # ---- train ---------------------------------------------------------------------------------------
@@ -137,15 +132,14 @@ def run(cfg: Config, run: Run) -> dict[str, float | None]:
     if len(data[0]) < cfg.batch_size:
         raise ConfigError(f"--batch_size {cfg.batch_size}: larger than the {len(data[0])} training images")
     for name in MODELS:
-        sub = run.variant(name)
-        if sub.result is None:
+        if (sub := run.variant(name)).result is None:  # resume: a finished variant is not trained again
             train_variant(cfg, sub, name, data)
 
     models = {name: load_model(cfg, run, name, data[0].shape[1]) for name in MODELS}
     metrics = measure(cfg, models, data, run.device)
     plot_reconstructions(cfg, run, models, data[2])
     plot_latent_space(cfg, run, models["mlp"], data[2], data[3])
-    metrics["vae_samples_saved"] = float(plot_vae_samples(cfg, run, models["vae"]))
+    plot_vae_samples(cfg, run, models)
     plot_curves(run)
     return named(cfg, metrics)
 
@@ -179,7 +173,7 @@ def load_data(cfg: Config) -> tuple[torch.Tensor, torch.Tensor | None, torch.Ten
 def train_variant(cfg: Config, run: Run, name: str, data: tuple) -> dict[str, float]:
     x_train, _, x_test, _ = data
     device = run.device
-    steps = (cfg.mlp_steps or cfg.steps) if name == "mlp" else cfg.steps
+    steps = (cfg.mlp_steps or cfg.steps) if name in ("mlp", "mlp_wide") else cfg.steps
     model = build(name, cfg, x_train.shape[1]).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     trainer = Trainer(run, steps, every=cfg.eval_every, description=f"autoencoder {name}", model=model,
@@ -205,13 +199,14 @@ def train_variant(cfg: Config, run: Run, name: str, data: tuple) -> dict[str, fl
 
 # ---- evaluate ------------------------------------------------------------------------------------
 @torch.no_grad()
-def test_mse(model: nn.Module, x: torch.Tensor, device: torch.device, batch: int = 1000) -> float:
-    """Mean squared error per pixel over x, reconstructions in eval mode (VAE: from the posterior mean)."""
-    total = 0.0
+def test_mse(model: nn.Module, x: torch.Tensor, device: torch.device, target: torch.Tensor | None = None,
+             batch: int = 1000) -> float:
+    """MSE per pixel of x's reconstructions (eval mode; VAE: posterior mean) against `target`, by default x."""
+    total, target = 0.0, x if target is None else target
     with eval_mode(model):
         for i in range(0, len(x), batch):
-            xb = x[i:i + batch].to(device)
-            total += (reconstruct(model, xb).float() - xb).pow(2).sum().item()
+            recon = model.reconstruct(x[i:i + batch].to(device)).float().cpu()
+            total += (recon - target[i:i + batch]).pow(2).sum().item()
     return total / x.numel()
 
 
@@ -229,14 +224,16 @@ def knn_accuracy(train_codes: torch.Tensor, y_train: torch.Tensor, test_codes: t
     return float((knn.predict(test_codes.numpy()) == y_test.numpy()).mean())
 
 
+@torch.no_grad()
 def measure(cfg: Config, models: dict[str, nn.Module], data: tuple, device: torch.device) -> dict[str, float]:
-    """Test MSE and k-NN accuracy per model, denoising on noisy test images, and PCA-3 as the baseline. Your
-    images: no labels, so no k-NN; FID of the VAE's samples and its real-vs-real floor instead."""
+    """Test MSE and k-NN per model, denoising, the VAEs' ELBO, PCA-3 (baseline); your images: a FID, no k-NN."""
     x_train, y_train, x_test, y_test = data
     out: dict[str, float] = {}
     for name, model in models.items():
         out[f"{name}_test_mse"] = test_mse(model, x_test, device)
-    out["mse_ratio_mlp_over_conv"] = out["mlp_test_mse"] / out["conv_test_mse"]
+    out["mse_ratio_mlp_over_conv"] = out["mlp_test_mse"] / out["conv_test_mse"]  # 3-D code over 32-D
+    out["mse_ratio_mlp_over_conv3"] = out["mlp_test_mse"] / out["conv3_test_mse"]  # both 3-D
+    out["mse_ratio_mlp_wide_over_conv"] = out["mlp_wide_test_mse"] / out["conv_test_mse"]  # both --conv_latent
     for name, model in models.items() if y_train is not None else ():
         out[f"{name}_knn_accuracy"] = knn_accuracy(codes(model, x_train, device), y_train,
                                                    codes(model, x_test, device), y_test, cfg.knn_k)
@@ -245,12 +242,15 @@ def measure(cfg: Config, models: dict[str, nn.Module], data: tuple, device: torc
     noisy = add_noise(x_test, cfg.noise_std, torch.Generator().manual_seed(cfg.seed + 2))
     out["noisy_input_mse"] = (noisy - x_test).pow(2).mean().item()
     for name in ("conv", "denoising"):
-        out[f"{name}_on_noisy_mse"] = mse_against(models[name], noisy, x_test, device)
+        out[f"{name}_on_noisy_mse"] = test_mse(models[name], noisy, device, x_test)
 
-    vae = models["vae"].eval()
-    with torch.no_grad():
-        mu, logvar = vae.posterior(x_test.to(device))
-    out["vae_test_kl"] = kl_divergence(mu, logvar).mean().item()  # nats per image
+    for name in VAES:  # nats per image
+        mu, logvar = models[name].eval().posterior(x_test.to(device))
+        out[f"{name}_test_kl"] = kl_divergence(mu, logvar).mean().item()
+        out[f"{name}_test_nelbo"] = negative_elbo(models[name], x_test, device, cfg.seed + 4)
+    out["nelbo_mlp_vae_minus_vae"] = out["mlp_vae_test_nelbo"] - out["vae_test_nelbo"]
+    # Grey levels as Bernoulli means: even a perfect decoder pays the pixels' own entropy, the same for both VAEs.
+    out["test_pixel_entropy"] = nn.functional.binary_cross_entropy(x_test, x_test, reduction="sum").item() / len(x_test)
 
     # Classical baseline: PCA with as many components as the seed's code (3), fitted on the train set (your images:
     # on at most LIMIT of them, a random pick, by the randomised solver: a large folder is never one matrix).
@@ -264,10 +264,21 @@ def measure(cfg: Config, models: dict[str, nn.Module], data: tuple, device: torc
     recon = torch.from_numpy(pca.inverse_transform(test_pca)).float().clamp(0, 1)
     out["pca3_test_mse"] = (recon - x_test.flatten(1)).pow(2).mean().item()
     if not labelled:
-        return {**out, **vae_fid(cfg, vae, x_train, x_test)}
+        return {**out, **vae_fid(cfg, models["vae"], x_train, x_test)}
     out["pca3_knn_accuracy"] = knn_accuracy(torch.from_numpy(pca.transform(x_train.flatten(1).numpy())), y_train,
                                             torch.from_numpy(test_pca), y_test, cfg.knn_k)
     return out
+
+
+@torch.no_grad()
+def negative_elbo(vae: nn.Module, x: torch.Tensor, device: torch.device, seed: int, batch: int = 1000) -> float:
+    """The negative ELBO in nats per image over x: one z ~ q(z|x) per image, its noise seeded so eval repeats it."""
+    noise, total = torch.Generator().manual_seed(seed), 0.0
+    for i in range(0, len(x), batch):
+        xb = x[i:i + batch].to(device)
+        logits, mu, logvar = vae.eval()(xb, torch.randn(len(xb), vae.latent, generator=noise).to(device))
+        total += vae_loss(logits.float(), xb, mu.float(), logvar.float())[0].item() * len(xb)
+    return total / len(x)
 
 
 @torch.no_grad()
@@ -279,14 +290,6 @@ def vae_fid(cfg: Config, vae: VAE, x_train: torch.Tensor, x_test: torch.Tensor) 
     return {"vae_fid": fid, "fid_floor": floor, "vae_fid_ratio": fid / floor, "fid_images": k}
 
 
-@torch.no_grad()
-def mse_against(model: nn.Module, inputs: torch.Tensor, target: torch.Tensor, device: torch.device) -> float:
-    model.eval()
-    total = sum((reconstruct(model, inputs[i:i + 1000].to(device)).float().cpu() - target[i:i + 1000])
-                .pow(2).sum().item() for i in range(0, len(inputs), 1000))
-    return total / target.numel()
-
-
 def load_model(cfg: Config, run: Run, name: str, channels: int = 1) -> nn.Module:
     model = build(name, cfg, channels)
     run.variant(name).load(model)
@@ -294,7 +297,7 @@ def load_model(cfg: Config, run: Run, name: str, channels: int = 1) -> nn.Module
 
 
 def evaluate(cfg: Config, run: Run) -> dict[str, float]:
-    """Every measured number, recomputed from the four saved checkpoints."""
+    """Every measured number, recomputed from the variants' saved checkpoints."""
     data = load_data(cfg)
     models = {name: load_model(cfg, run, name, data[0].shape[1]) for name in MODELS}
     return named(cfg, measure(cfg, models, data, run.device))
@@ -323,10 +326,12 @@ def plot_reconstructions(cfg: Config, run: Run, models: dict[str, nn.Module], x_
         return
     x = x_test[:10]
     noisy = add_noise(x, cfg.noise_std, torch.Generator().manual_seed(cfg.seed + 2))
-    rows = [("test image", x)]
-    rows += [(f"{name} AE" if name != "vae" else "VAE", reconstruct(models[name], x.to(run.device)).cpu())
-             for name in ("mlp", "conv", "vae")]
-    rows += [("noisy input", noisy), ("denoising AE", reconstruct(models["denoising"], noisy.to(run.device)).cpu())]
+    code = f"{cfg.conv_latent}-D"
+    labels = {"mlp": "seed MLP, 3-D", "conv3": "conv AE, 3-D", "mlp_wide": f"MLP, {code}", "conv": f"conv AE, {code}",
+              "vae": "conv VAE", "mlp_vae": "MLP VAE"}
+    rows = [("test image", x)] + [(label, models[name].reconstruct(x.to(run.device)).cpu())
+                                  for name, label in labels.items()]
+    rows += [("noisy input", noisy), ("denoising AE", models["denoising"].reconstruct(noisy.to(run.device)).cpu())]
     _show_rows(rows, run.plot_path("reconstructions"), "test images and their reconstructions")
 
 
@@ -351,14 +356,11 @@ def plot_latent_space(cfg: Config, run: Run, model: nn.Module, x_test: torch.Ten
     plt.close(fig)
 
 
-def plot_vae_samples(cfg: Config, run: Run, vae: VAE) -> bool:
-    """Samples decoded from the prior N(0, I); True when the grid was written."""
-    if not run.is_main:
-        return False
-    images = vae.eval().sample(64, torch.Generator().manual_seed(cfg.seed)).cpu()
-    path = run.plot_path("vae_samples")
-    image_sets.save_image_grid(images, path, nrow=8)
-    return path.is_file()
+def plot_vae_samples(cfg: Config, run: Run, models: dict[str, nn.Module]) -> None:
+    """64 samples decoded from the prior N(0, I) by each VAE (the same generator seed for both)."""
+    for name in VAES if run.is_main else ():
+        images = models[name].eval().sample(64, torch.Generator().manual_seed(cfg.seed)).cpu()
+        image_sets.save_image_grid(images, run.plot_path(f"{name}_samples"), nrow=8)
 
 
 def plot_curves(run: Run) -> None:
@@ -366,9 +368,7 @@ def plot_curves(run: Run) -> None:
         return
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for name in MODELS:
-        curve = run.variant(name).history("eval/mse")
-        if curve:
-            ax.plot(*zip(*curve), label=name)
+        ax.plot(*zip(*run.variant(name).history("eval/mse")), label=name)
     ax.set(xlabel="training step", ylabel="test MSE per pixel", yscale="log", title="reconstruction error")
     ax.legend()
     fig.tight_layout()
@@ -380,8 +380,7 @@ def plot_curves(run: Run) -> None:
 def predict_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("images", nargs="+", type=Path, help="image files, any size, grey or RGB (at most 64)")
     parser.add_argument("--model", choices=MODELS, default="conv", help="the autoencoder that reconstructs them")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="PNG: the images above their reconstructions [RUN_DIR/plots/predicted.png]")
+    parser.add_argument("--out", type=Path, help="PNG: images over reconstructions [RUN_DIR/plots/predicted.png]")
 
 
 @torch.no_grad()
@@ -392,7 +391,7 @@ def predict(cfg: Config, run: Run, args: argparse.Namespace) -> Path:
     out = image_sets.output_png(args.out, run.dir / "plots" / "predicted.png")
     channels = image_sets.image_channels(cfg.data, cfg.channels) if cfg.data else 1
     x = image_sets.read_files(args.images, image_size(cfg), channels)
-    recon = reconstruct(load_model(cfg, run, args.model, channels), x.to(run.device)).float().cpu()
+    recon = load_model(cfg, run, args.model, channels).reconstruct(x.to(run.device)).float().cpu()
     image_sets.save_image_grid(torch.cat([x, recon]), out, nrow=len(x))
     for path, mse in zip(args.images, (recon - x).pow(2).flatten(1).mean(1).tolist()):
         print(f"{path}: {args.model} reconstruction MSE {mse:.5f}")
