@@ -1,15 +1,21 @@
 """Transfer-learning pieces: grey ResNet-18, ImageNet conv1 conversion, freezing, parameter groups, the digit
-splits, and one-line errors (including --weights imagenet without cached weights)."""
+splits, and one-line errors (including --weights imagenet without cached weights); EfficientNet-Lite0 and the
+user's own class folders of images (--data): a run -> eval -> predict round trip, the splits, bad images."""
 
 from __future__ import annotations
 
+import json
+
+import numpy as np
 import pytest
 import torch
 import torchvision
 
 from torch_cookbook import recipes
-from torch_cookbook.data import mnist_digits
-from torch_cookbook.nn.resnet import freeze_backbone, grey_state_dict, replace_head, resnet18_grey
+from torch_cookbook.data import mnist_digits, transfer_data
+from torch_cookbook.errors import DataError
+from torch_cookbook.nn.backbones import freeze_backbone, replace_head
+from torch_cookbook.nn.resnet import grey_state_dict, resnet18_grey
 from torch_cookbook.recipes import transfer
 
 
@@ -74,6 +80,21 @@ def test_each_method_trains_at_its_own_learning_rate():
                    "lpft": [0.1]}  # LP-FT's fine-tuning phase; its probe phase uses head_optimizer at probe_lr
 
 
+def test_zero_rates_and_size_are_the_backbones_own_whatever_the_flags_order():
+    """The CLI builds a config from the defaults (resnet18's) and then applies --backbone: 0 must still mean
+    lite0's values, resolved when used."""
+    from torch_cookbook.nn.backbones import Lite0Classifier
+
+    cfg = recipes.get("transfer").config("smoke", {"backbone": "lite0"})
+    assert cfg.lr == 0 and cfg.effective("image_size") == transfer.BACKBONE_DEFAULTS["lite0"]["image_size"]
+    model = Lite0Classifier(3, pretrained=False)
+    lrs = {m: [g["lr"] for g in transfer.make_optimizer(cfg, model, m).param_groups] for m in ("scratch", "lowlr")}
+    lite0 = transfer.BACKBONE_DEFAULTS["lite0"]
+    assert lrs == {"scratch": [lite0["scratch_lr"]], "lowlr": pytest.approx([lite0["lr"] * 0.1, lite0["lr"]])}
+    assert transfer.head_optimizer(cfg, model).param_groups[0]["lr"] == lite0["probe_lr"]
+    assert recipes.get("transfer").config("smoke").effective("lr") == 0.05  # resnet18's, as before
+
+
 def test_lpft_trains_the_head_alone_first_then_everything(cli, tmp_path, monkeypatch):
     from conftest import only_run_dir
     from torch_cookbook.engine import trainer
@@ -131,7 +152,9 @@ def test_imagenet_weights_missing_is_one_line_and_writes_nothing(cli, tmp_path, 
 @pytest.mark.parametrize("args, fragment", [
     (["--weights", "coco"], "--weights coco: not one of the allowed values (source, imagenet)"),
     (["--labels_per_class", "50"], "must include 10"),
-    (["--labels_per_class", "10", "450"], "--labels_per_class 450: out of range"),
+    (["--labels_per_class", "10", "495"], "--labels_per_class 495 + --test_per_class 10: more than the 500"),
+    (["--image_size", "8"], "--image_size 8: use 0 (the backbone's own) or at least 16"),
+    (["--backbone", "vgg"], "--backbone vgg: not one of the allowed values (resnet18, lite0)"),
 ])
 def test_bad_input_is_one_line(cli, tmp_path, args, fragment):
     code, _, err = cli("run", "transfer", "--profile", "smoke", "--runs-root", tmp_path, *args)
@@ -211,16 +234,16 @@ def test_a_saved_28px_digit_is_exactly_the_training_input_and_paper_digits_are_i
     from torch_cookbook.data.images import load_image
 
     path, digit, _ = digit_png(tmp_path)
-    x = transfer.digit_tensor(load_image(path))
-    assert torch.equal(x, transfer.to_float(digit[None])[0])  # the same tensor the model was trained on
+    x = transfer_data.digit_image(load_image(path))
+    assert torch.equal(x, digit[None])  # the same pixels the model was trained on
     paper = tmp_path / "paper.png"  # dark ink on white, larger, off-centre: how a user's scan looks
     Image.open(path).point(lambda v: 255 - v).resize((112, 112)).save(tmp_path / "big.png")
     canvas = Image.new("L", (220, 160), 255)
     canvas.paste(Image.open(tmp_path / "big.png"), (90, 30))
     canvas.save(paper)
-    y = transfer.digit_tensor(load_image(paper))
-    assert y.shape == (1, 28, 28)
-    ink = (y[0] * transfer.STD + transfer.MEAN).clamp(min=0)
+    y = transfer_data.digit_image(load_image(paper))
+    assert y.shape == (1, 28, 28) and y.dtype == torch.uint8
+    ink = y[0].float() / 255
     rows, cols = torch.arange(28.0), torch.arange(28.0)
     centre = ((ink.sum(1) * rows).sum() / ink.sum(), (ink.sum(0) * cols).sum() / ink.sum())
     assert abs(centre[0] - 13.5) < 3 and abs(centre[1] - 13.5) < 3  # inverted, cropped and centred
@@ -255,3 +278,148 @@ def test_predict_bad_input_is_one_line(smoke_runs, cli, tmp_path, extra, fragmen
     code, _, err = cli("predict", "transfer", run_dir, str(path), *extra)
     assert code == 2
     assert len(err.strip().splitlines()) == 1 and fragment in err, err
+
+
+# ---- your own images: class folders (--data), EfficientNet-Lite0 ----------------------------------------
+CLASSES = ("bright", "dark", "stripes")
+USER_ARGS = ("run", "transfer", "--profile", "smoke", "--backbone", "lite0", "--image_size", "32", "--threads", "1")
+
+
+def write_images(root, per_class=15):
+    """Class folders of small images in three easy classes, of mixed sizes: grey PNGs and RGB JPEGs."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for name in CLASSES:
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            h, w = 20 + 4 * (i % 3), 24 + 6 * (i % 4)
+            base = {"bright": 200, "dark": 40, "stripes": 0}[name]
+            image = np.clip(base + rng.normal(0, 20, (h, w)), 0, 255)
+            if name == "stripes":
+                image[::4] = 255
+            if i % 2:
+                rgb = np.stack([image, image * 0.8, image * 0.6], -1).astype(np.uint8)
+                Image.fromarray(rgb).save(root / name / f"{i:02d}.jpg")
+            else:
+                Image.fromarray(image.astype(np.uint8)).save(root / name / f"{i:02d}.png")
+    return root
+
+
+def user_cfg(data, **kw):
+    return transfer.Config(**{"data": str(data), "backbone": "lite0", "image_size": 32, "labels_per_class": (10,),
+                              **kw})
+
+
+@pytest.fixture(scope="module")
+def user_run(tmp_path_factory):
+    from conftest import only_run_dir
+    from torch_cookbook.cli import main
+
+    root = tmp_path_factory.mktemp("transfer_user")
+    data = write_images(root / "images")
+    assert main([*USER_ARGS, "--data", str(data), "--runs-root", str(root / "runs")]) == 0
+    return only_run_dir(root / "runs", "transfer"), data
+
+
+def test_user_images_run_evaluate_and_predict_with_class_names(user_run, cli):
+    from torch_cookbook.data.userdata import fingerprint
+
+    run_dir, data = user_run
+    metrics = json.loads((run_dir / "summary.json").read_text())["metrics"]
+    assert "source_accuracy" not in metrics  # lite0 starts from ImageNet: no Fashion-MNIST pre-training
+    assert {f"{m}_10_val_accuracy" for m in transfer.METHODS} <= metrics.keys()
+    best = list(transfer.METHODS)[metrics["best_method_chosen"]]
+    assert metrics["best_val_accuracy"] == max(metrics[f"{m}_10_val_accuracy"] for m in transfer.METHODS)
+    assert metrics["best_accuracy"] == metrics[f"{best}_10_accuracy"]
+    assert json.loads((run_dir / "data.json").read_text())["data"] == {**fingerprint(data), "columns": {}}
+    code, out, err = cli("eval", run_dir)
+    assert code == 0, err
+    for key, value in json.loads(out)["metrics"].items():
+        assert value == pytest.approx(metrics[key], abs=1e-6), key
+    images = [data / "stripes" / "00.png", data / "bright" / "01.jpg"]
+    code, out, err = cli("predict", "transfer", run_dir, *images)
+    assert code == 0, err
+    lines = out.strip().splitlines()[-3:]
+    assert lines[0].startswith(f"model: {best}, 10 labels per class")  # the method chosen on validation
+    for line, path in zip(lines[1:], images):
+        name, rest = line.split(": ", 1)
+        assert name == str(path) and rest.split("  (")[0] in CLASSES
+        assert [part.split(": ")[0] for part in rest.split("  (")[1].rstrip(")").split(", ")][0] in CLASSES
+
+
+def test_cached_lite0_features_are_what_the_head_reads_in_eval_mode(user_run):
+    """The probe trains the head on features computed once; the saved model must give the same logits."""
+    from torch_cookbook.engine.config import from_dict
+    from torch_cookbook.engine.runs import Run, open_run_dir
+    from torch_cookbook.nn.backbones import head
+
+    run_dir, data = user_run
+    cfg = from_dict(transfer.Config, open_run_dir(run_dir)["config"])
+    target = transfer_data.target_images(cfg)
+    run = Run(run_dir, "transfer", cfg, "smoke", torch.device("cpu"))
+    run.is_main = False
+    features = transfer.frozen_features(cfg, run, target)
+    train = target.train[10]
+    assert features[train].abs().sum(1).min() > 0 and len(train) == 30
+    model = transfer.load_target_model(cfg, run, "probe", 10, len(CLASSES))
+    with torch.no_grad():
+        full = model(transfer_data.to_input(target.images[train[:6]], "lite0"))
+        torch.testing.assert_close(head(model)(features[train[:6]]), full, atol=1e-4, rtol=1e-4)
+
+
+def test_user_images_are_read_at_the_backbones_size_and_split_fixed_across_seeds(tmp_path):
+    data = write_images(tmp_path / "images", per_class=20)
+    grey = transfer_data.target_images(transfer.Config(data=str(data), labels_per_class=(10,)))
+    assert grey.images.shape[1:] == (1, 28, 28) and grey.images.dtype == torch.uint8  # resnet18: grey, 28 px
+    rgb = transfer_data.target_images(user_cfg(data, labels_per_class=(10, 12), seed=1))
+    assert rgb.images.shape[1:] == (3, 32, 32) and rgb.classes == CLASSES
+    assert torch.equal(torch.bincount(rgb.labels[rgb.train[12]]), torch.full((3,), 12))
+    assert set(rgb.train[10].tolist()) <= set(rgb.train[12].tolist())  # nested label budgets
+    assert not set(rgb.train[12].tolist()) & (set(rgb.val.tolist()) | set(rgb.test.tolist()))
+    other = transfer_data.target_images(user_cfg(data, labels_per_class=(10, 12), seed=2))
+    files = lambda t, idx: sorted(str(t.files[i]) for i in idx)  # noqa: E731
+    assert files(rgb, rgb.test) == files(other, other.test) and files(rgb, rgb.val) == files(other, other.val)
+    assert files(rgb, rgb.train[10]) != files(other, other.train[10])  # --seed draws the labelled images
+
+
+def test_split_folders_are_used_and_val_is_held_out_of_train(tmp_path):
+    write_images(tmp_path / "train", per_class=16)
+    write_images(tmp_path / "test", per_class=3)
+    listed, codes = transfer_data.listing(tmp_path)
+    assert listed.classes == CLASSES and np.bincount(codes).tolist() == [48, 0, 9]
+    pool, val, test = transfer_data.split(listed.labels, codes, 0.1, 0.2)
+    assert len(test) == 9 and len(val) == 6 and len(pool) == 42  # round(0.1 * 16) of each class's train images
+    (tmp_path / "test" / "blurry").mkdir()
+    (tmp_path / "test" / "stripes" / "00.png").rename(tmp_path / "test" / "blurry" / "00.png")
+    with pytest.raises(DataError, match=r"test/blurry: class 'blurry' is not in .*train; give it training images"):
+        transfer_data.listing(tmp_path)
+
+
+def truncate(path):
+    path.write_bytes(path.read_bytes()[:60])
+
+
+@pytest.mark.parametrize("damage, fragment", [
+    (lambda d: truncate(d / "dark" / "04.png"), "dark/04.png: not a readable image"),
+    (lambda d: (d / "bright" / "02.png").write_text("not a picture"), "bright/02.png: not a readable image"),
+    (lambda d: (d / "dark" / "notes.txt").write_text("x"), "notes.txt: unknown extension '.txt' in class folder"),
+    (lambda d: [p.unlink() for p in list((d / "dark").iterdir())[:6]],
+     "dark: 9 images, 6 of them for training after the val/test split; --labels_per_class 10 needs 10"),
+    (lambda d: [__import__("shutil").rmtree(d / c) for c in ("dark", "stripes")], "one class folder ('bright')"),
+])
+def test_bad_user_images_are_refused_in_one_line_naming_the_file(tmp_path, damage, fragment):
+    transfer_data.user_images.cache_clear()
+    data = write_images(tmp_path / "images")
+    damage(data)
+    with pytest.raises(DataError) as err:
+        transfer.check_launch(user_cfg(data))
+    assert fragment in str(err.value) and "\n" not in str(err.value) and str(data) in str(err.value)
+
+
+def test_bad_user_images_write_no_run_directory(tmp_path, cli):
+    data = write_images(tmp_path / "images")
+    truncate(data / "stripes" / "06.png")
+    code, _, err = cli(*USER_ARGS, "--data", data, "--runs-root", tmp_path / "runs")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "stripes/06.png: not a readable image" in err
+    assert not (tmp_path / "runs").exists()

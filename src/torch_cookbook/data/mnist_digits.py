@@ -45,15 +45,24 @@ def split(labels: torch.Tensor, per_class: int, test_per_class: int, seed: int) 
     of `per_class` images per digit drawn by `seed` from the rest. Training sets for a smaller `per_class`
     are subsets of those for a larger one (same seed), so accuracy-vs-labels compares like with like."""
     fixed = torch.Generator().manual_seed(20_000)
-    drawn = torch.Generator().manual_seed(seed)
-    test, train = [], []
+    test, pool = [], []
     for c in range(10):
         members = (labels == c).nonzero().squeeze(1)
         members = members[torch.randperm(len(members), generator=fixed)]
         test.append(members[:test_per_class])
-        pool = members[test_per_class:]
-        if per_class > len(pool):
-            raise DataError(f"{per_class} labels per class requested; only {len(pool)} digits of class {c} remain "
-                            f"after the {test_per_class}-per-class test set")
-        train.append(pool[torch.randperm(len(pool), generator=drawn)][:per_class])
-    return torch.cat(train), torch.cat(test)
+        pool.append(members[test_per_class:])
+    return draw_per_class(labels, torch.cat(pool), per_class, seed), torch.cat(test)
+
+
+def draw_per_class(labels: torch.Tensor, pool: torch.Tensor, per_class: int, seed: int) -> torch.Tensor:
+    """`per_class` indices of each class (0, 1, ... in turn) drawn by `seed` from `pool`; nested: the draw for a
+    smaller `per_class` is the start of the draw for a larger one."""
+    drawn = torch.Generator().manual_seed(seed)
+    train = []
+    for c in range(int(labels.max()) + 1):
+        members = pool[labels[pool] == c]
+        if per_class > len(members):
+            raise DataError(f"{per_class} labels per class requested; only {len(members)} images of class {c} remain "
+                            "for training")
+        train.append(members[torch.randperm(len(members), generator=drawn)][:per_class])
+    return torch.cat(train)

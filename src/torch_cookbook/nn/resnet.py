@@ -1,5 +1,5 @@
-"""torchvision's ResNet-18 for 28×28 greyscale images, and the three moves of transfer learning:
-load pretrained weights, replace the head, freeze (or slow down) the backbone.
+"""torchvision's ResNet-18 for 28×28 greyscale images, and its ImageNet weights adapted to them (the other moves
+of transfer learning, replacing the head and freezing the backbone, are in `nn.backbones`, for any backbone).
 
 The architecture is torchvision's own (`torchvision.models.resnet18`), so ImageNet weights load with
 `load_state_dict` unchanged except for the first convolution: a greyscale image is an RGB image with
@@ -21,8 +21,7 @@ from torch import nn
 
 from torch_cookbook.errors import ConfigError
 
-__all__ = ["backbone_parameters", "freeze_backbone", "grey_state_dict", "head_parameters", "imagenet_weights_path",
-           "load_imagenet_resnet18", "replace_head", "resnet18_grey", "imagenet_available"]
+__all__ = ["grey_state_dict", "imagenet_weights_path", "load_imagenet_resnet18", "resnet18_grey", "imagenet_available"]
 
 
 def resnet18_grey(num_classes: int = 10) -> torchvision.models.ResNet:
@@ -30,32 +29,6 @@ def resnet18_grey(num_classes: int = 10) -> torchvision.models.ResNet:
     model = torchvision.models.resnet18(num_classes=num_classes)
     model.conv1 = nn.Conv2d(1, 64, kernel_size=7, stride=2, padding=3, bias=False)
     return model
-
-
-def replace_head(model: torchvision.models.ResNet, num_classes: int) -> nn.Linear:
-    """The seed's step 2: a new, randomly initialised `fc` for the target's classes."""
-    model.fc = nn.Linear(model.fc.in_features, num_classes)
-    return model.fc
-
-
-def head_parameters(model: nn.Module) -> list[nn.Parameter]:
-    return list(model.fc.parameters())
-
-
-def backbone_parameters(model: nn.Module) -> list[nn.Parameter]:
-    head = {id(p) for p in model.fc.parameters()}
-    return [p for p in model.parameters() if id(p) not in head]
-
-
-def freeze_backbone(model: nn.Module) -> list[nn.Parameter]:
-    """Stop gradients to everything but `fc`; returns the parameters left trainable.
-
-    `requires_grad_(False)` does not freeze BatchNorm: its running statistics still move whenever the
-    model runs in train mode. Keep the frozen backbone in eval mode too (the recipe does `model.eval()`).
-    """
-    for p in backbone_parameters(model):
-        p.requires_grad_(False)
-    return head_parameters(model)
 
 
 def grey_state_dict(rgb_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -89,5 +62,5 @@ def load_imagenet_resnet18(num_classes: int = 10, download: bool = False) -> tor
                           "delete it and pass --download, or use --weights source") from None
     model = resnet18_grey(num_classes=1000)
     model.load_state_dict(grey_state_dict(rgb.state_dict()))
-    replace_head(model, num_classes)
+    model.fc = nn.Linear(model.fc.in_features, num_classes)  # a new head for the target's classes
     return model
