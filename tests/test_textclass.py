@@ -641,3 +641,180 @@ def test_a_folder_of_class_folders_is_a_dataset(tmp_path, monkeypatch):
     assert data.classes == tuple(sorted(WORDS)) and len(data.texts) == 30
     assert data.texts[0] == "ticket 0: " + WORDS["billing"]  # whitespace runs collapsed, as for the bundled sets
     assert sorted([*data.train.tolist(), *data.val.tolist(), *data.test.tolist()]) == list(range(30))
+
+
+# ---- cross-validation: the full profile's protocol -----------------------------------------------------------
+def test_stratified_folds_partition_each_repeat_evenly_and_repeats_differ():
+    from torch_cookbook.data.folds import stratified_folds
+
+    labels = np.repeat(np.arange(3), [23, 11, 7])
+    folds = stratified_folds(labels, 5, repeat=0)
+    assert sorted(np.bincount(folds).tolist()) == [8, 8, 8, 8, 9]  # 41 examples: sizes differ by at most one
+    for c, n in enumerate([23, 11, 7]):
+        counts = np.bincount(folds[labels == c], minlength=5)
+        assert counts.max() - counts.min() <= 1 and counts.sum() == n
+    assert np.array_equal(folds, stratified_folds(labels, 5, 0))  # seeded: the same on any machine
+    assert not np.array_equal(folds, stratified_folds(labels, 5, 1))
+
+
+def test_the_seed_picks_repeat_and_fold_and_a_repeats_test_folds_cover_every_text_once():
+    from torch_cookbook.data.folds import fold_split, repeat_and_fold, stratified_folds
+
+    labels = np.repeat(np.arange(3), [40, 30, 20])
+    assert [repeat_and_fold(s, 5) for s in (0, 4, 5, 14)] == [(0, 0), (0, 4), (1, 0), (2, 4)]
+    tests = []
+    for seed in range(5, 10):  # repeat 1
+        train, val, test = fold_split(labels, 5, seed, 0.1)
+        assert np.array_equal(test, np.flatnonzero(stratified_folds(labels, 5, 1) == seed - 5))
+        assert not {*train} & {*val} and not {*train} & {*test} and not {*val} & {*test}
+        assert len(train) + len(val) + len(test) == len(labels)
+        assert np.bincount(labels[val]).tolist() == [3, 2, 2]  # 10% of each class of the other folds, rounded
+        tests.append(test)
+    assert sorted(np.concatenate(tests).tolist()) == list(range(len(labels)))
+
+
+def test_mcnemar_exact_is_the_two_sided_binomial_on_the_discordant_pairs():
+    from torch_cookbook.data.folds import mcnemar_exact
+
+    assert mcnemar_exact(5, 0) == pytest.approx(2 * 0.5 ** 5)  # 0.0625: five to none is not significant
+    assert mcnemar_exact(0, 6) == pytest.approx(2 * 0.5 ** 6)
+    assert mcnemar_exact(10, 2) == pytest.approx(2 * sum(math.comb(12, i) for i in range(3)) / 2 ** 12)
+    assert mcnemar_exact(4, 4) == 1.0 and mcnemar_exact(0, 0) == 1.0
+
+
+def write_fold(run_dir, seed, labels, neural, tfidf, k=2):
+    from torch_cookbook.data.folds import save_out_of_fold
+
+    run_dir.mkdir(parents=True)
+    return save_out_of_fold(run_dir, "bbc", seed, k, ("a", "b"), torch.arange(len(labels)) + 100 * seed,
+                            torch.tensor(labels), {"best_neural": torch.tensor(neural), "tfidf": torch.tensor(tfidf)},
+                            best_neural="bow")
+
+
+def test_aggregate_pools_out_of_fold_errors_and_tests_each_repeat(tmp_path):
+    """Two repeats of two folds (each fold: 8 texts). Repeat 0: the neural model alone right on 6 texts, TF-IDF
+    alone on 1; repeat 1: 3 and 2."""
+    labels = [0, 0, 0, 0, 1, 1, 1, 1]
+    folds = {0: ([0, 0, 0, 0, 1, 1, 1, 1], [1, 1, 1, 0, 1, 1, 1, 0]),  # neural alone right 4 (TF-IDF's 4 errors)
+             1: ([0, 0, 1, 0, 1, 1, 1, 1], [1, 1, 0, 0, 1, 1, 1, 1]),  # neural alone right 2, TF-IDF alone right 1
+             2: ([0, 1, 0, 0, 1, 1, 1, 0], [0, 0, 0, 0, 1, 1, 1, 1]),  # TF-IDF alone right 2 (neural's 2 errors)
+             3: ([0, 0, 0, 0, 1, 1, 1, 1], [1, 1, 1, 0, 1, 1, 1, 1])}  # neural alone right 3
+    dirs = [tmp_path / f"run{seed}" for seed in folds]
+    for seed, (neural, tfidf) in folds.items():
+        write_fold(dirs[seed], seed, labels, neural, tfidf)
+    out = textclass.across_seeds(dirs)
+    assert out["bbc_cv_runs"] == 4 and out["bbc_cv_predictions"] == 32
+    assert out["bbc_cv_repeats"] == 2 and out["bbc_cv_repeats_complete"] == 2
+    assert out["bbc_cv_best_neural_errors"] == 0 + 1 + 2 + 0 and out["bbc_cv_tfidf_errors"] == 4 + 2 + 0 + 3
+    assert out["bbc_cv_best_neural_minus_tfidf_errors"] == -6
+    assert (out["bbc_cv_best_neural_only_right"], out["bbc_cv_tfidf_only_right"]) == (4 + 2 + 0 + 3, 0 + 1 + 2 + 0)
+    from torch_cookbook.data.folds import mcnemar_exact
+
+    assert out["bbc_cv_mcnemar_p_repeat0"] == mcnemar_exact(6, 1)  # the pairs of repeat 0: folds 0 and 1
+    assert out["bbc_cv_mcnemar_p_repeat1"] == mcnemar_exact(3, 2) == 1.0
+    assert out["bbc_cv_mcnemar_p_mean"] == pytest.approx((0.125 + 1.0) / 2)  # 6 to 1: p = 2 · 8/128
+    assert out["bbc_cv_mcnemar_p_max"] == 1.0
+    f1 = [[classification_metrics(torch.tensor(p), torch.tensor(labels), 2)["macro_f1"] for p in pair]
+          for pair in folds.values()]
+    assert out["bbc_cv_best_neural_macro_f1_mean"] == pytest.approx(np.mean([n for n, _ in f1]))
+    assert out["bbc_cv_tfidf_macro_f1_mean"] == pytest.approx(np.mean([t for _, t in f1]))
+    assert out["bbc_cv_best_neural_minus_tfidf_macro_f1_mean"] == pytest.approx(np.mean([n - t for n, t in f1]))
+    # The restated target, judged on these figures: fewer errors, but p (mean over repeats) 0.56 > 0.05.
+    verdicts = [t.met(out) for t in textclass.targets]
+    assert all(t.across_seeds for t in textclass.targets)
+    assert verdicts == [True, False, True]
+    # An incomplete repeat still counts (each text at most once), and says so.
+    assert textclass.across_seeds(dirs[:3])["bbc_cv_repeats_complete"] == 1
+
+
+def test_aggregate_refuses_what_is_not_one_protocol(tmp_path):
+    from torch_cookbook.errors import DataError
+
+    labels = [0, 1, 0, 1]
+    write_fold(tmp_path / "a", 0, labels, labels, labels)
+    write_fold(tmp_path / "b", 0, labels, labels, labels)  # the same fold again
+    write_fold(tmp_path / "c", 1, labels, labels, labels, k=3)
+    (tmp_path / "d").mkdir()
+    for dirs, words in ([["a", "b"], "fold 0 of repeat 0 is also in"], [["a", "c"], "pool runs of one protocol"],
+                        [["a", "d"], "not a cross-validation run"]):
+        with pytest.raises(DataError, match=words):
+            textclass.across_seeds([tmp_path / d for d in dirs])
+
+
+def test_tfidf_choose_keeps_the_setting_best_on_validation():
+    from torch_cookbook.nn.text import TFIDF_CS, tfidf_choose, tfidf_predict
+
+    data = textdata.load("drugs")
+    labels = torch.from_numpy(data.labels)
+    fit, val, test = (torch.arange(a, b) for a, b in ((0, 300), (300, 400), (400, 500)))
+    preds, chosen = tfidf_choose(data.texts, labels, fit, val, test, TFIDF_CS[:3], (1, 2))
+    scores = {(c, n): classification_metrics(tfidf_predict(data.texts, labels, fit, val, c, n), labels[val], 3)
+              ["macro_f1"] for c in TFIDF_CS[:3] for n in (1, 2)}
+    assert chosen["val_macro_f1"] == max(scores.values()) == scores[chosen["c_chosen"], chosen["ngram_chosen"]]
+    assert len(set(scores.values())) > 1  # the grid mattered on validation
+    assert torch.equal(preds, tfidf_predict(data.texts, labels, fit, test, chosen["c_chosen"], chosen["ngram_chosen"]))
+
+
+@pytest.fixture(scope="module")
+def cv_run(tmp_path_factory):
+    """Fold 1 of repeat 1 (seed 6) of the drug reviews, two small models."""
+    from torch_cookbook.cli import main
+
+    root = tmp_path_factory.mktemp("textclass_cv")
+    code = main(["run", "textclass", "--profile", "smoke", "--cv_datasets", "drugs", "--seed", "6", "--models", "bow",
+                 "cnn", "--steps", "8", "--eval_every", "4", "--runs-root", str(root), "--threads", "1"])
+    assert code == 0
+    return only_run_dir(root, "textclass")
+
+
+def test_a_cross_validation_run_scores_its_fold_and_saves_both_predictions(cv_run, cli):
+    from torch_cookbook.data.folds import fold_split
+
+    data = textdata.load("drugs")
+    train, val, test = fold_split(data.labels, 5, 6, 0.1)
+    oof = json.loads((cv_run / "oof_drugs.json").read_text())
+    assert (oof["repeat"], oof["fold"], oof["folds"], oof["pair"]) == (1, 1, 5, ["best_neural", "tfidf"])
+    assert oof["index"] == test.tolist() and oof["label"] == data.labels[test].tolist()
+    summary = json.loads((cv_run / "summary.json").read_text())["metrics"]
+    assert oof["best_neural"] in ("bow", "cnn") and summary[f"drugs_{oof['best_neural']}_picked"] == 1
+    labels = torch.tensor(oof["label"])
+    for name in ("best_neural", "tfidf"):
+        preds = torch.tensor(oof["predictions"][name])
+        assert summary[f"drugs_{name}_errors"] == int((preds != labels).sum())
+        assert summary[f"drugs_{name}_macro_f1"] == pytest.approx(classification_metrics(preds, labels, 3)["macro_f1"])
+    right = {n: torch.tensor(oof["predictions"][n]) == labels for n in ("best_neural", "tfidf")}
+    assert summary["drugs_best_neural_only_right"] == int((right["best_neural"] & ~right["tfidf"]).sum())
+    assert summary["drugs_tfidf_c_chosen"] == 10.0  # no --tfidf_grid: the fixed C
+    pooled = textclass.across_seeds([cv_run])
+    assert pooled["drugs_cv_runs"] == 1 and pooled["drugs_cv_repeats_complete"] == 0
+    assert pooled["drugs_cv_best_neural_errors"] == summary["drugs_best_neural_errors"]
+    code, out, err = cli("eval", cv_run)
+    assert code == 0, err
+    evaluated = json.loads(out)["metrics"]
+    assert evaluated["drugs_tfidf_macro_f1"] == summary["drugs_tfidf_macro_f1"]
+    assert evaluated["drugs_bow_macro_f1"] == pytest.approx(summary["drugs_bow_macro_f1"], abs=1e-6)
+
+
+def test_a_fold_trains_its_tokenizer_on_its_training_part_and_keys_the_encoder_cache_by_the_same_texts():
+    """The texts (all of them, in the dataset's order) are the same in every fold and in the single split, so the
+    frozen encoder's cached outputs, keyed by the texts, are shared; the tokenizer is not."""
+    settings = {"datasets": ["drugs"], "vocab_size": 1000, "max_len": 16, "bow_max_len": 16}
+    split = textclass.prepare(textclass.Config(**settings), "drugs")
+    fold = textclass.prepare(textclass.Config(**settings, cv_datasets=["drugs"]), "drugs")
+    assert fold.texts == split.texts and fold.name == split.name == "drugs"
+    assert len(fold.test) == 196 and not set(fold.test.tolist()) & set(fold.train.tolist())
+    assert fold.tokenizer_json != split.tokenizer_json
+
+
+def test_cross_validation_settings_are_checked_before_the_run(tmp_path, cli):
+    from torch_cookbook.errors import ConfigError, DataError
+
+    code, out, _ = cli("run", "textclass", "--help")  # every flag's help renders (argparse formats it with %)
+    assert code == 0 and "--cv_val_fraction" in out
+
+    with pytest.raises(ConfigError, match="--cv_datasets bcc: not one of"):
+        textclass.check_launch(textclass.Config(cv_datasets=["bcc"]))
+    path = write_tickets(tmp_path / "tickets.csv", n=12)  # 4 texts per label
+    with pytest.raises(DataError, match=r"tickets.csv: label 'billing' \(column 'stars'\) has 4 texts; 5-fold"):
+        textclass.check_launch(textclass.Config(data=str(path), text_column="review", label_column="stars",
+                                                cv_datasets=["user"], vocab_size=100))

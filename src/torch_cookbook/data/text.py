@@ -12,7 +12,8 @@ drugs     979 drug reviews (drugs.com via the UCI "Drug Review Dataset", CC BY 4
 user      your own labelled texts (`--data`): a CSV, TSV or JSONL file, or class folders of .txt files, read by
           `data.userdata`; its `split` column is used if it has one. Named "user" in a run's metrics and files.
 
-Splits are stratified by label and seeded. The tokenizer (`tokenizers` BPE or WordPiece) is trained on the
+Splits are stratified by label and seeded, or a fold of repeated stratified k-fold cross-validation (`data.folds`)
+with the rest split into training and validation. The tokenizer (`tokenizers` BPE or WordPiece) is trained on the
 training texts only: a vocabulary built on validation/test texts would leak them into the model.
 """
 
@@ -32,6 +33,7 @@ import numpy as np
 import torch
 
 from torch_cookbook.data import userdata
+from torch_cookbook.data.folds import fold_split
 from torch_cookbook.data.userdata import stratified_split
 from torch_cookbook.errors import DataError
 
@@ -146,9 +148,19 @@ def load(name: str, source: UserData | None = None) -> TextDataset:
     return load_bbc() if name == "bbc" else load_drugs()
 
 
-def split(data: TextDataset, seed: int, val_fraction: float = 0.1,
-          test_fraction: float = 0.2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(train, val, test) indices: stratified and seeded, or a user file's own `split` column (checked)."""
+def split(data: TextDataset, seed: int, val_fraction: float = 0.1, test_fraction: float = 0.2,
+          cv_folds: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(train, val, test) indices: stratified and seeded, or a user file's own `split` column (checked); with
+    `cv_folds`, fold seed % cv_folds of repeat seed // cv_folds is the test part (`folds.fold_split`; a user file's
+    `split` column is not used) and `val_fraction` of the rest is validation."""
+    if cv_folds:
+        counts = np.bincount(data.labels, minlength=len(data.classes))
+        if counts.min() < cv_folds:
+            where, column = (data.user.source, f" (column {data.user.label_column!r})"
+                             if data.user.label_column else "") if data.user is not None else (data.name, "")
+            raise DataError(f"{where}: label {data.classes[int(counts.argmin())]!r}{column} has {counts.min()} "
+                            f"texts; {cv_folds}-fold cross-validation (--cv_folds) needs at least {cv_folds} of each")
+        return fold_split(data.labels, cv_folds, seed, val_fraction)
     if data.user is None:
         return stratified_split(data.labels, seed, val_fraction, test_fraction)
     return userdata.split_indices(data.user, seed, val_fraction, test_fraction)
@@ -246,8 +258,9 @@ def load_trained(directory: Path, name: str):  # -> (tokenizers.Tokenizer, class
 
 def prepare(name: str, seed: int, kind: str = "wordpiece", vocab_size: int = 8000, max_len: int = 256,
             val_fraction: float = 0.1, test_fraction: float = 0.2, chars: int | None = None,
-            source: UserData | None = None) -> Prepared:
-    """Load, split, train the tokenizer on the training split, encode; cached by all of those settings.
+            source: UserData | None = None, cv_folds: int = 0) -> Prepared:
+    """Load, split (`cv_folds`: a cross-validation fold, see `split`), train the tokenizer on the training split,
+    encode; cached by all of those settings.
 
     Texts are first cut to `chars` characters, by default 8 per allowed token (English averages under 6 per
     token), which keeps every token a model could see and makes tokenising ~4x faster on long articles.
@@ -257,8 +270,9 @@ def prepare(name: str, seed: int, kind: str = "wordpiece", vocab_size: int = 800
     data = load(name, source)
     chars = chars or 8 * max_len
     texts = [t[:chars] for t in data.texts]
-    train, val, test = split(data, seed, val_fraction, test_fraction)
+    train, val, test = split(data, seed, val_fraction, test_fraction, cv_folds)
     key = f"{data.digest}|{seed}|{kind}|{vocab_size}|{max_len}|{val_fraction}|{test_fraction}|{chars}"
+    key += f"|cv{cv_folds}" if cv_folds else ""  # a fold trains its tokenizer on other texts than the split
     cache_name = f"text_{name}_{hashlib.sha256(key.encode()).hexdigest()[:16]}"
     cached = load_cached(cache_name, key)
     if cached is None:

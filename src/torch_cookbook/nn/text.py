@@ -6,7 +6,8 @@ BagOfEmbeddings  fastText-style: mean of token embeddings (padding excluded) →
                  initialisation (Joulin et al. 2016) by default; optional hashed bigrams (fastText's n-gram
                  trick) with a sparse embedding table.
 KimCNN           Kim (2014): embeddings → parallel 1-D convolutions of widths 3/4/5 → max over time → linear.
-tfidf_predict    the baseline they are measured against: TF-IDF + logistic regression (scikit-learn).
+tfidf_predict    the baseline they are measured against: TF-IDF + logistic regression (scikit-learn);
+tfidf_choose     the same with its C and n-gram range chosen on a validation split, as neural models are tuned.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import torch
 from torch import nn
 
 __all__ = ["BIGRAM_HASH", "BagOfEmbeddings", "KimCNN", "hashed_bigrams", "token_idf", "predict_logits",
-           "classification_metrics", "classification_report", "per_class_f1", "confusion", "tfidf_predict"]
+           "classification_metrics", "classification_report", "per_class_f1", "confusion", "tfidf_predict",
+           "tfidf_choose", "TFIDF_CS", "TFIDF_NGRAMS", "class_scores", "paired_counts", "comparison_metrics"]
 
 # fastText's multiplier for hashing a token sequence (src/dictionary.cc: h = h * 116049371 + id).
 BIGRAM_HASH = 116049371
@@ -160,6 +162,16 @@ def predict_logits(model: nn.Module, ids: torch.Tensor, lengths: torch.Tensor, d
     return torch.cat(out)
 
 
+def class_scores(models: list[nn.Module], inputs: list[tuple[torch.Tensor, torch.Tensor]],
+                 device: torch.device) -> torch.Tensor:
+    """One model's logits; for several, the mean of their class probabilities (not of their logits: each model's
+    confidence counts as the probability it states). Model i reads inputs[i]; the argmax is the prediction."""
+    if len(models) == 1:
+        return predict_logits(models[0], *inputs[0], device)
+    probs = [torch.softmax(predict_logits(m, x, n, device), 1) for m, (x, n) in zip(models, inputs)]
+    return torch.stack(probs).mean(0)
+
+
 def classification_metrics(preds: torch.Tensor, target: torch.Tensor, num_classes: int) -> dict[str, float]:
     """Accuracy and macro precision/recall/F1 from torchmetrics (macro: every class counts the same)."""
     from torchmetrics.functional.classification import (
@@ -201,16 +213,66 @@ def confusion(preds: torch.Tensor, target: torch.Tensor, num_classes: int) -> to
     return multiclass_confusion_matrix(preds, target, num_classes=num_classes)
 
 
+def paired_counts(predictions: dict[str, torch.Tensor], labels: torch.Tensor) -> dict[str, int]:
+    """Two models' predictions of the same examples, paired: `{a}_errors`, `{b}_errors`, and the discordant pairs
+    `{a}_only_right`, `{b}_only_right` (the examples one gets right and the other wrong), for `predictions` {a, b}."""
+    (a, pred_a), (b, pred_b) = predictions.items()
+    right_a, right_b = torch.as_tensor(pred_a) == labels, torch.as_tensor(pred_b) == labels
+    return {f"{a}_errors": int((~right_a).sum()), f"{b}_errors": int((~right_b).sum()),
+            f"{a}_only_right": int((right_a & ~right_b).sum()), f"{b}_only_right": int((right_b & ~right_a).sum())}
+
+
+def comparison_metrics(ds: str, results: dict[str, dict], best: str, baseline: dict[str, float],
+                       paired: dict[str, int]) -> dict[str, float]:
+    """One dataset's metrics, flat: each model's test metrics from `results` (`{ds}_{model}_{metric}`), the TF-IDF
+    `baseline`'s (`{ds}_tfidf_*`), which model validation picked (`{ds}_{model}_picked`: 1 or 0, so its mean over
+    seeds is how often) and its macro-F1 beside the baseline's, and the `paired_counts` of the two."""
+    out = {f"{ds}_tfidf_{k}": v for k, v in baseline.items()}
+    for name, r in results.items():
+        for key in ("accuracy", "macro_precision", "macro_recall", "macro_f1", "val_macro_f1", "params", "train_s"):
+            out[f"{ds}_{name}_{key}"] = r[key]
+        if name.endswith("ensemble"):  # its members alone: how much the average gains over one of them
+            out[f"{ds}_{name}_member_macro_f1_mean"] = sum(r["member_macro_f1"]) / len(r["member_macro_f1"])
+            out[f"{ds}_{name}_member_val_macro_f1_mean"] = sum(r["member_val_macro_f1"]) / len(r["member_val_macro_f1"])
+        out[f"{ds}_{name}_picked"] = int(name == best)
+    out[f"{ds}_best_neural_macro_f1"] = results[best]["macro_f1"]
+    out[f"{ds}_best_neural_minus_tfidf_macro_f1"] = results[best]["macro_f1"] - baseline["macro_f1"]
+    return {**out, **{f"{ds}_{k}": n for k, n in paired.items()}}
+
+
+TFIDF_CS = (1.0, 3.0, 10.0, 30.0, 100.0)  # the grid `tfidf_choose` is given in a fair comparison
+TFIDF_NGRAMS = (1, 2)  # the longest word n-gram: words alone, or words and word pairs
+
+
 def tfidf_predict(texts: list[str], labels: torch.Tensor, fit: torch.Tensor, predict: torch.Tensor,
-                  c: float) -> torch.Tensor:
-    """TF-IDF (word 1-2-grams, sublinear tf) + logistic regression fit on texts[fit]; labels for texts[predict]."""
+                  c: float, ngram: int = 2) -> torch.Tensor:
+    """TF-IDF (word 1- to `ngram`-grams, sublinear tf) + logistic regression fit on texts[fit]; labels for
+    texts[predict]."""
+    return tfidf_choose(texts, labels, fit, predict, predict, (c,), (ngram,))[0]
+
+
+def tfidf_choose(texts: list[str], labels: torch.Tensor, fit: torch.Tensor, val: torch.Tensor, predict: torch.Tensor,
+                 cs: tuple[float, ...] = TFIDF_CS, ngrams: tuple[int, ...] = TFIDF_NGRAMS) -> tuple[torch.Tensor, dict]:
+    """Every (C, n-gram) setting of the grid fit on texts[fit]; the one with the best macro-F1 on texts[val] (on a
+    tie the first: the smaller C, the shorter n-grams) gives the labels of texts[predict]. Returns them and the
+    choice: {"c_chosen", "ngram_chosen", "val_macro_f1"}."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from threadpoolctl import threadpool_limits
 
-    vec = TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2), min_df=2)
-    x_fit = vec.fit_transform([texts[i] for i in fit])
-    # One BLAS thread: on a small shared CPU, OpenBLAS's spinning worker threads make lbfgs many times slower.
-    with threadpool_limits(1):
-        clf = LogisticRegression(C=c, max_iter=2000).fit(x_fit, labels[fit].numpy())
-    return torch.from_numpy(clf.predict(vec.transform([texts[i] for i in predict])))
+    best: tuple[float, torch.Tensor, dict] | None = None
+    y_fit = labels[fit].numpy()
+    for ngram in ngrams:
+        vec = TfidfVectorizer(sublinear_tf=True, ngram_range=(1, ngram), min_df=2)
+        x_fit = vec.fit_transform([texts[i] for i in fit])
+        x_val, x_predict = (vec.transform([texts[i] for i in rows]) for rows in (val, predict))
+        for c in cs:
+            # One BLAS thread: on a small shared CPU, OpenBLAS's spinning worker threads make lbfgs many times slower.
+            with threadpool_limits(1):
+                clf = LogisticRegression(C=c, max_iter=2000).fit(x_fit, y_fit)
+            score = classification_metrics(torch.from_numpy(clf.predict(x_val)), labels[val],
+                                           int(labels.max()) + 1)["macro_f1"]
+            if best is None or score > best[0]:
+                best = score, torch.from_numpy(clf.predict(x_predict)), {"c_chosen": c, "ngram_chosen": ngram,
+                                                                          "val_macro_f1": score}
+    return best[1], best[2]
