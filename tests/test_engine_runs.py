@@ -1,14 +1,18 @@
-"""Run.log: every run gets perf/steps_per_s without the recipe asking, and it never spans a restart."""
+"""Run: perf/steps_per_s for every run without the recipe asking (never spanning a restart), and the config hash
+its checkpoints carry."""
 
 from __future__ import annotations
 
 import json
 import time
 
+import pytest
 import torch
 
 from torch_cookbook import recipes
+from torch_cookbook.engine.config import config_hash
 from torch_cookbook.engine.runs import Run
+from torch_cookbook.errors import CheckpointError
 
 
 def make_run(tmp_path) -> Run:
@@ -83,3 +87,19 @@ def test_take_returns_the_rows_and_the_summary_counts_them(tmp_path):
 def test_summary_has_no_data_figures_when_take_was_not_used(tmp_path):
     run = make_run(tmp_path)
     assert "data_time_s" not in run.write_summary({"loss": 1.0}, [])
+
+
+def test_a_setting_added_later_at_its_default_leaves_an_older_runs_checkpoints_loadable(tmp_path):
+    run = make_run(tmp_path)
+    path = run.dir / "config.json"
+    recorded = json.loads(path.read_text())
+    # The run as an older version of the recipe made it: without a setting (here `lr`) the recipe has since.
+    recorded["config"].pop("lr")
+    path.write_text(json.dumps(recorded))
+    run.checkpointer(every=1, model=torch.nn.Linear(2, 1)).save(step=1)
+    assert run.config_hash() != config_hash(run.cfg)  # hashing every current setting would refuse it
+    Run(run.dir, "regression", run.cfg, "smoke", torch.device("cpu")).load(torch.nn.Linear(2, 1))
+    # A recorded setting that differs still makes the checkpoint foreign.
+    changed = recipes.get("regression").config("smoke", {"seed": run.cfg.seed + 1})
+    with pytest.raises(CheckpointError, match="different config"):
+        Run(run.dir, "regression", changed, "smoke", torch.device("cpu")).load(torch.nn.Linear(2, 1))

@@ -12,6 +12,7 @@ import hashlib
 import json
 import math
 import typing
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -219,9 +220,13 @@ def with_overrides(cfg: Any, overrides: dict[str, Any]) -> Any:
     return from_dict(type(cfg), values)
 
 
-def config_hash(cfg: Any) -> str:
-    """A short hash of the settings that change what a checkpoint means (not device/threads/amp)."""
+def config_hash(cfg: Any, keys: Iterable[str] | None = None) -> str:
+    """A short hash of the settings that change what a checkpoint means (not device/threads/amp); of `keys` alone
+    when given (a run's hash covers the settings its config.json recorded, see `Run.config_hash`)."""
     values = to_dict(cfg)
+    if keys is not None:
+        wanted = set(keys)
+        values = {k: v for k, v in values.items() if k in wanted}
     for volatile in ("device", "threads", "checkpoint_every"):
         values.pop(volatile, None)
     blob = json.dumps(values, sort_keys=True, default=str).encode()

@@ -145,7 +145,7 @@ class Run:
                     run._rewind_metrics(step)
                 return step
 
-        return _RunCheckpointer(self.dir / "checkpoints", self.recipe, config_hash(self.cfg), every,
+        return _RunCheckpointer(self.dir / "checkpoints", self.recipe, self.config_hash(), every,
                                 enabled=self.is_main, **objects)
 
     def _rewind_metrics(self, step: int) -> None:
@@ -163,6 +163,13 @@ class Run:
             return 0.0
         lines = path.read_text().splitlines()
         return float(json.loads(lines[-1]).get("time_s", 0.0)) if lines else 0.0
+
+    def config_hash(self) -> str:
+        """The hash its checkpoints carry: of the settings the run's config.json recorded, so that a setting a recipe
+        gained later, at its default, does not make an older run's checkpoints foreign to `eval` and `--resume`."""
+        path = self.root.dir / "config.json"
+        keys = json.loads(path.read_text())["config"].keys() if path.exists() else None
+        return config_hash(self.cfg, keys)
 
     # ---- variants --------------------------------------------------------------------------
     def variant(self, name: str) -> Run:
@@ -182,7 +189,7 @@ class Run:
     def load(self, model: torch.nn.Module | None = None, which: str = "last", name: str = "model") -> dict[str, Any]:
         """Load this run's (or variant's) last or best checkpoint, checked to belong to this recipe and
         config; copy its state `name` into `model` when given. Returns the checkpoint dict."""
-        ckpt = load_checkpoint(self.checkpoint_path(which), self.recipe, config_hash(self.cfg))
+        ckpt = load_checkpoint(self.checkpoint_path(which), self.recipe, self.config_hash())
         if model is not None:
             if name not in ckpt["state"]:
                 raise CheckpointError(f"checkpoint {self.checkpoint_path(which)} has no state for {name!r}")
