@@ -7,7 +7,9 @@ as one rank of many:
 
     init_from_env(device, backend)     join the process group (gloo on CPU, nccl on CUDA)
     sharded_minibatches(...)           this rank's part of each global batch, via DistributedSampler
+    shard_batches(...)                 this rank's part of each global batch of a one-process order
     all_reduce_mean / all_reduce_sum   metrics that mean the same thing on every rank
+    convert_sync_batchnorm(model)      BatchNorm over the global batch (torch's on CUDA, `CpuSyncBatchNorm` on CPU)
     is_main_process()                  rank 0 writes logs, checkpoints and plots
     destroy()                          leave the group so no process lingers
 """
@@ -27,6 +29,7 @@ from torch import nn
 from torch.distributed.rendezvous import rendezvous
 from torch.utils.data.distributed import DistributedSampler
 
+from torch_cookbook.engine import loop
 from torch_cookbook.errors import ConfigError
 
 BACKENDS = ("auto", "gloo", "nccl")
@@ -138,16 +141,31 @@ def broadcast_object(obj: object, src: int = 0) -> object:
 
 
 # ---- the model -----------------------------------------------------------------------------------
-def wrap_ddp(model: nn.Module, device: torch.device) -> nn.Module:
+def wrap_ddp(model: nn.Module, device: torch.device, split_rng: bool = False) -> nn.Module:
     """DistributedDataParallel when in a process group, the model itself otherwise.
 
     DDP broadcasts rank 0's parameters at construction, then all-reduces (averages) gradients during
     backward, bucket by bucket, overlapping communication with the rest of the backward pass.
+    `split_rng`: also `split_rng_per_rank()`, after the model was seeded and a resume restored the stream.
     """
     if not is_distributed():
         return model
+    if split_rng:
+        split_rng_per_rank()
     ids = [device.index if device.index is not None else local_rank()] if device.type == "cuda" else None
     return nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+
+def split_rng_per_rank() -> None:
+    """Turn the torch random stream the ranks share into one per rank (nothing in one process).
+
+    A recipe that seeds its model with the run's seed leaves every rank on the same stream (the launcher's
+    seed + rank is gone), and the ranks would then draw the same dropout masks for different examples. Each
+    rank reseeds from one draw of the shared stream plus its rank: a function of the shared state, so a
+    resumed run splits the restored stream the same way on every attempt.
+    """
+    if is_distributed():
+        torch.manual_seed(int(torch.randint(0, 2**62, ())) + rank())
 
 
 # ---- data ----------------------------------------------------------------------------------------
@@ -159,6 +177,12 @@ def check_divisible(batch_size: int, size: int | None = None, flag: str = "--bat
         raise ConfigError(f"{flag} {batch_size}: not divisible by {parts} {size}; "
                           f"use a multiple of {size} (for example {max(size, batch_size // size * size)})")
     return batch_size // size
+
+
+def check_batches(**global_batches: int) -> None:
+    """`check_divisible` for each global batch a recipe takes, named by its flag: check_batches(batch_size=64)."""
+    for name, batch_size in global_batches.items():
+        check_divisible(batch_size, flag=f"--{name}")
 
 
 def epoch_indices(n: int, seed: int, epoch: int, rank_: int | None = None, size: int | None = None) -> torch.Tensor:
@@ -196,6 +220,20 @@ def sharded_minibatches(n: int, batch_size: int, seed: int, start_step: int = 0,
             step += 1
 
 
+def shard_batches(n: int, batch_size: int, seed: int, start_step: int = 0, rank_: int | None = None,
+                  size: int | None = None) -> Iterator[torch.Tensor]:
+    """This rank's positions r, r+W, r+2W, ... of each global batch of `engine.loop.batches(n, batch_size, ...)`.
+
+    For a recipe whose one-process order must stay exactly as it is (`sharded_minibatches` draws another order,
+    DistributedSampler's): W processes together see each global batch one process sees, and one process gets
+    `engine.loop.batches` itself. The global batch must split evenly, or ranks would average unequal shares.
+    """
+    r, w = (rank() if rank_ is None else rank_), (size or world_size())
+    check_divisible(batch_size, w)
+    for idx in loop.batches(n, batch_size, seed, start_step):
+        yield idx[r::w] if w > 1 else idx
+
+
 def shard_range(n: int, rank_: int | None = None, size: int | None = None) -> slice:
     """A contiguous slice of `n` items for this rank (for evaluation: each rank scores its part)."""
     r, w = (rank() if rank_ is None else rank_), (size or world_size())
@@ -222,6 +260,86 @@ def all_reduce_mean(values: dict[str, float]) -> dict[str, float]:
     dist.all_reduce(t, op=dist.ReduceOp.SUM)
     t /= world_size()
     return {k: t[i].item() for i, k in enumerate(keys)}
+
+
+# ---- BatchNorm over the global batch ------------------------------------------------------------------
+class SumOverRanks(torch.autograd.Function):
+    """all_reduce(SUM) that backward passes through: the gradient of a sum over ranks is the sum over ranks of
+    each rank's gradient. (torch.distributed.nn.functional.all_reduce does the same and is deprecated.)"""
+
+    @staticmethod
+    def forward(ctx: Any, t: torch.Tensor) -> torch.Tensor:
+        out = t.detach().clone(memory_format=torch.contiguous_format)
+        dist.all_reduce(out, op=dist.ReduceOp.SUM)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        return SumOverRanks.apply(grad)
+
+
+class CpuSyncBatchNorm(nn.modules.batchnorm._BatchNorm):
+    """BatchNorm whose training statistics are those of the global batch, on any device and backend (gloo).
+
+    torch's nn.SyncBatchNorm runs on CUDA only. In training, one all-reduce adds up each channel's sum and the
+    count over the ranks (the global mean), a second adds up each channel's squared deviations from that mean
+    (the global biased variance), and every rank normalises with both: W ranks with B/W examples each compute
+    what BatchNorm computes on the B together. (Summing x and x² in one all-reduce would save a message, but
+    E[x²] - mean² cancels in float32 when a channel's mean is much larger than its spread.) The all-reduces are
+    differentiable (`SumOverRanks`), so backward sends each rank's share of the gradient of the statistics to
+    the others. Running statistics are updated as BatchNorm updates them (with the unbiased variance). In eval
+    mode, or in one process, it is plain BatchNorm.
+    """
+
+    def _check_input_dim(self, input: torch.Tensor) -> None:
+        if input.dim() < 2:
+            raise ValueError(f"expected at least 2D input (N, C, ...), got {input.dim()}D")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._check_input_dim(x)
+        if not (self.training and is_distributed() and world_size() > 1):
+            return super().forward(x)
+        dtype = x.dtype
+        x = x.to(torch.promote_types(dtype, torch.float32))  # half-precision input (autocast): statistics in float32
+        dims, shape = [0, *range(2, x.dim())], (1, x.size(1)) + (1,) * (x.dim() - 2)  # every axis but the channels
+        count = torch.full((1,), x.numel() / x.size(1), dtype=x.dtype, device=x.device)
+        totals = SumOverRanks.apply(torch.cat([x.sum(dims), count]))
+        n = totals[-1]
+        centred = x - (totals[:-1] / n).view(shape)
+        var = SumOverRanks.apply((centred * centred).sum(dims)) / n
+        if self.track_running_stats:
+            self._update_running_stats(totals[:-1].detach() / n, var.detach() * n / (n - 1).clamp(min=1))
+        out = centred * torch.rsqrt(var.view(shape) + self.eps)
+        return (out * self.weight.view(shape) + self.bias.view(shape) if self.affine else out).to(dtype)
+
+    @torch.no_grad()
+    def _update_running_stats(self, mean: torch.Tensor, unbiased_var: torch.Tensor) -> None:
+        self.num_batches_tracked.add_(1)
+        factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum  # None: average
+        self.running_mean.lerp_(mean.to(self.running_mean.dtype), factor)
+        self.running_var.lerp_(unbiased_var.to(self.running_var.dtype), factor)
+
+
+def convert_sync_batchnorm(module: nn.Module) -> nn.Module:
+    """Every BatchNorm layer of `module` synchronised over the process group: torch's nn.SyncBatchNorm for a
+    layer on CUDA, `CpuSyncBatchNorm` otherwise. The new layers take over the old ones' parameters and buffers
+    (the same tensors, so an optimizer built before still holds them). Returns the converted module."""
+    if isinstance(module, nn.modules.batchnorm._BatchNorm) and not isinstance(module, CpuSyncBatchNorm):
+        state = [*module.parameters(recurse=False), *module.buffers(recurse=False)]
+        if any(t.device.type == "cuda" for t in state):
+            return nn.SyncBatchNorm.convert_sync_batchnorm(module)
+        converted = CpuSyncBatchNorm(module.num_features, module.eps, module.momentum, module.affine,
+                                     module.track_running_stats)
+        if module.affine:
+            converted.weight, converted.bias = module.weight, module.bias
+        if module.track_running_stats:
+            converted.running_mean, converted.running_var = module.running_mean, module.running_var
+            converted.num_batches_tracked = module.num_batches_tracked
+        converted.train(module.training)
+        return converted
+    for name, child in module.named_children():
+        module.add_module(name, convert_sync_batchnorm(child))
+    return module
 
 
 # ---- elastic restarts ----------------------------------------------------------------------------

@@ -29,7 +29,7 @@ import torch
 from torch_cookbook.engine import loop
 from torch_cookbook.engine.checkpoint import Checkpointer, load_checkpoint
 from torch_cookbook.engine.config import Target, config_hash, to_dict
-from torch_cookbook.engine.distributed import is_main_process
+from torch_cookbook.engine.distributed import barrier, is_main_process
 from torch_cookbook.errors import CheckpointError, DataError
 
 DATA_FILE = "data.json"
@@ -208,6 +208,7 @@ class Run:
             tmp = self.dir / "result.json.tmp"
             tmp.write_text(json.dumps(result, indent=2, default=_to_number) + "\n")
             os.replace(tmp, self.dir / "result.json")
+        barrier()  # under torchrun the other ranks may read result.json next
         self.close()
         return result
 

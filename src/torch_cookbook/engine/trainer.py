@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
-from torch_cookbook.engine import faults
+from torch_cookbook.engine import distributed, faults
 from torch_cookbook.engine.checkpoint import STOP
 from torch_cookbook.engine.loop import apply_update
 from torch_cookbook.engine.progress import Progress
@@ -190,4 +190,5 @@ class Trainer:
 
     def load_best(self, model: nn.Module, name: str = "model") -> dict[str, Any]:
         """Load best.pt's weights into `model` (train, keep the best on validation, reload it, test)."""
+        distributed.barrier()  # under torchrun rank 0 wrote best.pt: the others read it once it is whole
         return self.run.load(model, which="best", name=name)

@@ -86,7 +86,7 @@ targets = [
 
 # The model: make_mlp((784, hidden, hidden, 10)) = Flatten, Linear, ReLU, Linear, ReLU, Linear. No BatchNorm:
 # per-rank batch statistics would break the equivalence (under DDP a BN model needs
-# nn.SyncBatchNorm.convert_sync_batchnorm to see the global batch).
+# engine.distributed.convert_sync_batchnorm to see the global batch; torch's own runs on CUDA only).
 SPLIT_AT = 3  # the pipeline's stage 0 = Flatten, Linear, ReLU; stage 1 = Linear, ReLU, Linear
 
 

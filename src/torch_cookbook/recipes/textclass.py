@@ -23,8 +23,9 @@ from torch import nn
 
 from torch_cookbook.data import folds
 from torch_cookbook.data import text as textdata
+from torch_cookbook.engine import distributed as dist
 from torch_cookbook.engine.config import ON_BUNDLED_DATA, BaseConfig, Target, param
-from torch_cookbook.engine.loop import autocast, batches, grad_scaler
+from torch_cookbook.engine.loop import autocast, grad_scaler
 from torch_cookbook.engine.repro import member_seed
 from torch_cookbook.engine.runs import Run
 from torch_cookbook.engine.trainer import Trainer
@@ -178,26 +179,24 @@ def train_text_model(cfg: Config, run: Run, model: nn.Module, data: textdata.Pre
                       scaler=grad_scaler(run.device, cfg.amp))
     train_s = trainer.extra.get("train_s", 0.0)
     ids, lengths, labels = data.ids[data.train], data.lengths[data.train], data.labels[data.train]
-    model.train()
-    t0 = time.perf_counter()
-    seed = cfg.seed if seed is None else seed
-    for step, idx in trainer.steps(batches(len(ids), min(cfg.batch_size, len(ids)), seed, trainer.start)):
-        # Cut the batch to its longest text: fewer padded steps, same result (lengths live on the CPU: no sync).
-        width = int(lengths[idx].max())
+    ddp_model = dist.wrap_ddp(model.train(), run.device, split_rng=True)  # after the restore: see wrap_ddp
+    t0, seed = time.perf_counter(), (cfg.seed if seed is None else seed)
+    for step, idx in trainer.steps(dist.shard_batches(len(ids), min(cfg.batch_size, len(ids)), seed, trainer.start)):
+        width = int(lengths[idx].max())  # the batch cut to its longest text: same result, fewer padded steps, no sync
         x, y = ids[idx, :width].to(run.device), labels[idx].to(run.device)
         if lr_scale is not None:  # a function of the step alone, so a resumed run continues it exactly
             for group, peak in zip(optimizer.param_groups, peak_lrs):
                 group["lr"] = peak * lr_scale(step)
         with autocast(run.device, cfg.amp):
-            loss = nn.functional.cross_entropy(model(x, lengths[idx]), y)
+            loss = nn.functional.cross_entropy(ddp_model(x, lengths[idx]), y)
         trainer.backward(loss)
         done = step + 1
         if done % cfg.eval_every == 0 or done == cfg.steps:
             trainer.extra["train_s"] = train_s + time.perf_counter() - t0
             val = report(predict_logits(model, data.ids[data.val], data.lengths[data.val], run.device), data, data.val)
-            run.log({"train/loss": loss.item(), "eval/val_macro_f1": val["macro_f1"],
-                     "eval/val_accuracy": val["accuracy"]}, done)
             trainer.save_best(val["macro_f1"])
+            run.log({**dist.all_reduce_mean({"train/loss": loss.item()}), "eval/val_macro_f1": val["macro_f1"],
+                     "eval/val_accuracy": val["accuracy"]}, done)
     train_s += time.perf_counter() - t0
     best = trainer.load_best(model)  # the best on validation, scored on test
     result = report(predict_logits(model, data.ids[data.test], data.lengths[data.test], run.device), data, data.test,
@@ -222,7 +221,7 @@ def train_model(cfg: Config, sub: Run, data: textdata.Prepared, name: str, seed:
 
 def train_average(cfg: Config, run: Run, sub: Run, data: textdata.Prepared, name: str) -> dict:
     """Train (or reuse) the models `name` averages, each kept at its best validation step; score their mean."""
-    results = [run.variant(v).result or train_model(cfg, run.variant(v), data, m, s)
+    results = [dist.broadcast_object(run.variant(v).result) or train_model(cfg, run.variant(v), data, m, s)
                for v, m, s in members(cfg, data.name, name)]
     test, val = scores_on(cfg, run, data, name, data.test, data.val)
     result = report(test, data, data.test, per_class=True)
@@ -261,6 +260,7 @@ def check_launch(cfg: Config) -> None:
         raise ConfigError(f"--cv_datasets {unknown[0]}: not one of the allowed values (bbc, drugs, user)")
     if cfg.data:  # read, split and tokenise the user's data before the run directory exists: bad data writes nothing
         prepare(cfg, textdata.USER)
+    dist.check_batches(batch_size=cfg.batch_size, minilm_tune_batch=cfg.minilm_tune_batch)  # split over ranks
 
 
 def prepare(cfg: Config, name: str) -> textdata.Prepared:
