@@ -1,5 +1,7 @@
-"""The gan recipe: DCGAN shapes, the D and G steps, FID against a reference formula, the smoke run, predict and its
-bad input; a folder of your own images (--data): Lite0 FID, run -> eval -> predict, bad folders refused in one line."""
+"""The gan recipe: DCGAN and MLP GAN shapes, the D and G steps, FID against a reference formula, k-NN precision and
+recall on a hand-computed case, the calibration ladder's degradations, the smoke run (both GANs, the ladder, the
+target's ratio), predict and its bad input; a folder of your own images (--data): Lite0 FID, run -> eval -> predict,
+bad folders refused in one line."""
 
 from __future__ import annotations
 
@@ -10,10 +12,11 @@ import pytest
 import torch
 from scipy import linalg
 
-from conftest import only_run_dir, read_summary
+from conftest import comparable, only_run_dir, read_summary
 from torch_cookbook.nn.fid import fids
 from torch_cookbook.nn.fmnist_features import FashionClassifier, FeatureExtractor
-from torch_cookbook.nn.gan import Discriminator, Generator, dcgan_init
+from torch_cookbook.nn.gan import Discriminator, Generator, MLPDiscriminator, MLPGenerator, dcgan_init
+from torch_cookbook.nn.sample_quality import gaussian_blur, knn_precision_recall, knn_radii, pixel_noise
 from torch_cookbook.recipes import gan
 
 
@@ -30,6 +33,42 @@ def test_generator_and_discriminator_shapes():
     assert images.shape == (5, 1, 28, 28)
     assert images.min() >= -1 and images.max() <= 1  # tanh output, like the data scaled to [-1, 1]
     assert d(images).shape == (5,)  # one logit per image
+
+
+@pytest.mark.parametrize("size, channels", [(28, 1), (32, 3)])
+def test_mlp_gan_shapes(size, channels):
+    g, d = MLPGenerator(latent_dim=10, width=8, image_size=size, channels=channels), MLPDiscriminator(8, size, channels)
+    images = g(torch.randn(5, 10))
+    assert images.shape == (5, channels, size, size) and images.abs().max() <= 1
+    assert d(images).shape == (5,)
+    assert [m.out_features for m in g.net if isinstance(m, torch.nn.Linear)][:4] == [8, 16, 32, 64]  # w, 2w, 4w, 8w
+    assert not any(isinstance(m, torch.nn.Conv2d) for m in [*g.modules(), *d.modules()])  # fully connected
+
+
+def test_knn_precision_recall_on_a_hand_computed_case():
+    """Real points on the x axis, k = 2: each real ball reaches its second-nearest other real point."""
+    real = torch.tensor([[0.0, 0], [1, 0], [3, 0], [10, 0]])
+    assert knn_radii(real, k=2).tolist() == [3, 2, 3, 9]
+    # Three fakes inside the real balls; (0, -21) outside every one (its nearest real point is 21 away, radii <= 9).
+    fake = torch.tensor([[0.5, 0], [1.5, 0], [2.5, 0], [0, -21]])
+    # Fake radii (k = 2): 2, 1, 2 and 21.05 for the outlier, whose second-nearest fake is (1.5, 0). Real (10, 0) is
+    # 7.5 from (2.5, 0) (radius 2) and 23.3 from (0, -21) (radius 21.05): no fake ball covers it.
+    precision, recall = knn_precision_recall(real, fake, k=2)
+    assert (precision, recall) == (0.75, 0.75)
+    assert knn_precision_recall(real, torch.tensor([[6.0, 0], [7, 0], [20, 20]]), k=1)[0] == pytest.approx(2 / 3)
+    with pytest.raises(ValueError, match="k = 4"):
+        knn_radii(real, k=4)  # the k-th *other* point must exist
+
+
+def test_ladder_degradations_are_seeded_clipped_and_blur_keeps_mass():
+    images = torch.rand(3, 1, 28, 28)
+    noisy = pixel_noise(images, 0.2, seed=5)
+    assert torch.equal(noisy, pixel_noise(images, 0.2, seed=5)) and 0 <= noisy.min() and noisy.max() <= 1
+    assert torch.allclose(gaussian_blur(torch.full((1, 1, 9, 9), 0.7), 1.0), torch.full((1, 1, 9, 9), 0.7))
+    dot = torch.zeros(1, 3, 15, 15)
+    dot[:, :, 7, 7] = 1
+    spread = gaussian_blur(dot, 1.0)
+    assert spread.sum().item() == pytest.approx(3.0) and spread[0, 0, 7, 7] < 0.2  # each channel: mass kept, spread
 
 
 def test_non_saturating_loss_has_the_larger_gradient_where_g_is_bad():
@@ -96,15 +135,28 @@ def test_fid_with_the_classifier_features_matches_the_reference_formula():
     assert itself == pytest.approx(0.0, abs=1e-3)  # a set is at distance 0 from itself
 
 
-def test_smoke_run_saves_grids_losses_histogram_and_both_networks(smoke_run):
+def test_smoke_run_saves_grids_losses_histogram_ladder_and_both_gans(smoke_run):
     plots = {p.name for p in (smoke_run / "plots").glob("*.png")}
-    assert {"samples.png", "losses.png", "class_histogram.png", "samples_epoch01.png"} <= plots
-    ckpt = torch.load(smoke_run / "checkpoints" / "last.pt", weights_only=True)
-    assert {"g", "d", "opt_g", "opt_d"} <= set(ckpt["state"])
+    assert {"samples.png", "losses.png", "class_histogram.png", "samples_epoch01.png", "mlp_samples.png",
+            "fid_ladder.png"} <= plots
+    for where in (smoke_run, smoke_run / "variants" / "mlp"):  # the DCGAN in the run, the MLP GAN in its variant
+        ckpt = torch.load(where / "checkpoints" / "last.pt", weights_only=True)
+        assert {"g", "d", "opt_g", "opt_d"} <= set(ckpt["state"]) and ckpt["extra"]["train_cpu_s"] > 0
     m = read_summary(smoke_run)["metrics"]
     assert sum(m[f"class_fraction_{i}"] for i in range(10)) == pytest.approx(1.0)
     assert m["fid_ratio"] == pytest.approx(m["fid"] / m["fid_floor"])
     assert m["fid"] > m["fid_floor"] > 0  # 24 smoke steps do not reach real data
+    assert m["fid_ratio_to_mlp_gan"] == pytest.approx(m["fid"] / m["mlp_fid"])
+    # The ladder climbs with the noise and the blur, from the floor up.
+    assert m["fid_floor"] < m["fid_real_noise_0p05"] < m["fid_real_noise_0p1"] < m["fid_real_noise_0p2"]
+    assert m["fid_floor"] < m["fid_real_blur_0p5"] < m["fid_real_blur_1"]
+    for prefix in ("", "mlp_"):
+        assert all(0 <= m[f"{prefix}{k}"] <= 1 for k in ("precision", "recall", "min_class_fraction"))
+    assert m["dcgan_train_cpu_s"] > 0 and m["mlp_train_cpu_s"] > 0
+
+
+def test_models_train_in_a_fixed_order():
+    assert gan.Config(models=["mlp", "dcgan"]).models == ["dcgan", "mlp"]  # the DCGAN first: its RNG stream is fixed
 
 
 def test_dev_fid_is_logged_and_changes_nothing_else(smoke_run, tmp_path):
@@ -115,14 +167,16 @@ def test_dev_fid_is_logged_and_changes_nothing_else(smoke_run, tmp_path):
     assert main(["run", "gan", "--profile", "smoke", "--dev_fid_every", "8", "--dev_fid_samples", "300",
                  "--runs-root", str(tmp_path), "--threads", "2"]) == 0
     run = only_run_dir(tmp_path, "gan")
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").open()]
-    dev = [(r["step"], r["eval/dev_fid"]) for r in rows if "eval/dev_fid" in r]
-    assert [s for s, _ in dev] == [8, 16, 24] and all(v > 0 for _, v in dev)
+    for where in (run, run / "variants" / "mlp"):
+        rows = [json.loads(line) for line in (where / "metrics.jsonl").open()]
+        dev = [(r["step"], r["eval/dev_fid"]) for r in rows if "eval/dev_fid" in r]
+        assert [s for s, _ in dev] == [8, 16, 24] and all(v > 0 for _, v in dev)
     # Its samples come from their own noise stream with G in eval mode: the training run is the same run.
-    assert read_summary(run)["metrics"] == read_summary(smoke_run)["metrics"]
-    a = torch.load(run / "checkpoints" / "last.pt", weights_only=True)["state"]["g"]
-    b = torch.load(smoke_run / "checkpoints" / "last.pt", weights_only=True)["state"]["g"]
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert comparable(read_summary(run)["metrics"]) == comparable(read_summary(smoke_run)["metrics"])
+    for where in ("", "variants/mlp"):
+        a = torch.load(run / where / "checkpoints" / "last.pt", weights_only=True)["state"]["g"]
+        b = torch.load(smoke_run / where / "checkpoints" / "last.pt", weights_only=True)["state"]["g"]
+        assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_predict_writes_a_grid_of_new_samples(smoke_run, cli, tmp_path):
@@ -215,7 +269,8 @@ def test_own_images_run_then_eval_then_predict(own_run, cli, monkeypatch, tmp_pa
     m = summary["metrics"]
     # No labels, so no classifier: Lite0 FID beside its floor, named user_* so the Fashion-MNIST targets do not apply.
     assert set(m) == {"user_fid", "user_fid_floor", "user_fid_ratio", "user_fid_untrained_generator",
-                      "user_fid_generated_images", "user_fid_held_out_images"}
+                      "user_fid_generated_images", "user_fid_held_out_images", "user_mlp_fid", "user_mlp_fid_ratio",
+                      "user_fid_ratio_to_mlp_gan", "user_dcgan_train_cpu_s", "user_mlp_train_cpu_s"}
     assert m["user_fid_held_out_images"] == 2 and m["user_fid_generated_images"] == 10  # 12 images, 20% held out
     assert m["user_fid_ratio"] == pytest.approx(m["user_fid"] / m["user_fid_floor"]) and m["user_fid_floor"] > 0
     assert all(t["met"] is None for t in summary["targets"])
@@ -229,8 +284,8 @@ def test_own_images_run_then_eval_then_predict(own_run, cli, monkeypatch, tmp_pa
     code, out, err = cli("eval", run_dir)
     assert code == 0, err
     evaluated = json.loads(out)["metrics"]
-    assert evaluated.keys() == m.keys()
-    assert all(evaluated[k] == pytest.approx(m[k], rel=1e-6) for k in m)  # G in another memory layout: rounding
+    assert evaluated.keys() == comparable(m).keys()  # all but the CPU times
+    assert all(evaluated[k] == pytest.approx(m[k], rel=1e-6) for k in evaluated)
     code, out, err = cli("predict", "gan", run_dir, "--n", "4", "--out", tmp_path / "new.png")
     assert code == 0, err
     assert plt.imread(tmp_path / "new.png").shape[:2] == (2 * 34 + 2,) * 2
@@ -254,7 +309,7 @@ def _reference_fid_of_features(a, b):
 
 @pytest.mark.filterwarnings("ignore::scipy.linalg.LinAlgWarning")
 def test_lite0_fid_matches_the_reference_formula_and_leaves_the_rng_alone():
-    from torch_cookbook.nn.fid import frechet_distance, image_features, lite0_fids, lite0_instrument
+    from torch_cookbook.nn.fid import frechet_distance, image_features, lite0_fid_to, lite0_fids, lite0_instrument
 
     torch.manual_seed(0)
     a, b = torch.randn(300, 16), torch.randn(300, 16) * 1.5 + 0.3
@@ -270,6 +325,7 @@ def test_lite0_fid_matches_the_reference_formula_and_leaves_the_rng_alone():
     torch.testing.assert_close(features, image_features(model, [real[:3].float() / 255, real[3:].float() / 255]))
     itself, darker = lite0_fids(real, real, real // 3)
     assert itself == pytest.approx(0.0, abs=1e-6) and darker > 1e-3
+    assert lite0_fid_to(real)([real[:4] // 3, real[4:] // 3]) == pytest.approx(darker, rel=1e-4)  # --dev_fid_every
 
 
 def test_the_split_is_seeded_disjoint_and_complete(tmp_path, monkeypatch):

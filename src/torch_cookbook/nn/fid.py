@@ -12,14 +12,14 @@ Two instruments:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 from torch import nn
 
 from torch_cookbook.nn.efficientnet import lite0, lite0_features
 
-__all__ = ["lite0_instrument", "image_features", "frechet_distance", "lite0_fids", "fids"]
+__all__ = ["lite0_instrument", "image_features", "frechet_distance", "lite0_fids", "lite0_fid_to", "fids"]
 
 
 def lite0_instrument() -> nn.Module:
@@ -57,6 +57,13 @@ def lite0_fids(real: torch.Tensor, *others: torch.Tensor | Iterable[torch.Tensor
     model = lite0_instrument()
     reference = image_features(model, real)
     return [frechet_distance(reference, image_features(model, images)) for images in others]
+
+
+def lite0_fid_to(real: torch.Tensor) -> Callable[[torch.Tensor | Iterable[torch.Tensor]], float]:
+    """images → their FID against `real` in Lite0's features; the real set goes through the network once, now."""
+    model = lite0_instrument()
+    reference = image_features(model, real)
+    return lambda images: frechet_distance(reference, image_features(model, images))
 
 
 @torch.no_grad()

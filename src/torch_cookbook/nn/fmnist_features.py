@@ -23,7 +23,7 @@ from torch_cookbook.data.cache import load_cached, store_cached
 from torch_cookbook.errors import CheckpointError
 
 __all__ = ["FashionClassifier", "FeatureExtractor", "load_classifier", "save_classifier", "train_classifier",
-           "cached_classifier", "classifier_accuracy"]
+           "cached_classifier", "classifier_accuracy", "run_classifier"]
 
 _CACHE_NAME = "fmnist_classifier_v1"
 _TRAINING = {"seed": 1234, "epochs": 3, "batch_size": 128, "lr": 2e-3, "width": 16, "features": 128}
@@ -120,6 +120,18 @@ def cached_classifier(data: fashion_mnist.FashionMNIST | None = None) -> tuple[F
         return _from_blob(blob)
     model, accuracy = train_classifier(data if data is not None else fashion_mnist.load())
     store_cached(_CACHE_NAME, key, _to_blob(model, accuracy))
+    return model, accuracy
+
+
+def run_classifier(path: Path, data: fashion_mnist.FashionMNIST | None = None,
+                   write: bool = True) -> tuple[FashionClassifier, float]:
+    """One run's instrument: its copy at `path` if there is one, else the cached classifier, copied to `path` (when
+    `write`) so that `eval` and `--resume` measure with exactly these weights."""
+    if Path(path).exists():
+        return load_classifier(path)
+    model, accuracy = cached_classifier(data)
+    if write:
+        save_classifier(model, accuracy, path)
     return model, accuracy
 
 
