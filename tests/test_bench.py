@@ -170,7 +170,7 @@ def test_bench_runs_seeds_side_by_side_and_records_resources(tmp_path):
         assert std == pytest.approx(statistics.stdev(values))
     index = (tmp_path / "README.md").read_text()
     assert "| regression | smoke | 2 |" in index and "peak RSS" in index and "steps/s" in index
-    assert f"| {result['commit']}{' dirty' if result['dirty'] else ''} |" in index
+    assert f"| {result['commit']} src {result['src_sha256'][:8]}{' dirty' if result['dirty'] else ''} |" in index
 
 
 def test_bench_index_shows_hardware_files_beside_recipe_results(tmp_path):

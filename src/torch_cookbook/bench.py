@@ -231,7 +231,8 @@ def write_index(results_dir: Path) -> None:
         m = data["machine"]
         isa = ", ".join(m["isa"]) if "isa" in m else "ISA not recorded"
         where = f"{m['cpu']} ({m['cores']} cores; {isa}), {m['device']}, torch {m['torch']}"
-        commit = data.get("commit", "-") + (" dirty" if data.get("dirty") else "")
+        commit = (data.get("commit", "-") + (f" src {data['src_sha256'][:8]}" if data.get("src_sha256") else "")
+                  + (" dirty" if data.get("dirty") else ""))
         cpu = f"{data['cpu_time_s']['mean']:.0f}" if "cpu_time_s" in data else "-"  # recorded since 2026-11-23
         rss = f"{data['peak_rss_mb']['max']:.0f}" if "peak_rss_mb" in data else "-"
         rates = [r["steps_per_s"] for r in data["runs"] if r.get("steps_per_s") is not None]
@@ -249,7 +250,8 @@ def write_index(results_dir: Path) -> None:
     lines += ["", "mean ± std: over the seeds that measured the metric; std is the sample standard deviation (n−1 in",
               "the denominator, `statistics.stdev`), none for a single seed. '(n)' marks a result recorded before",
               "that, whose std divides by n. A seed that did not measure a target's metric has not met it. commit:",
-              "the one commit every seed of the result ran on ('dirty': with uncommitted changes, `--allow-dirty`).",
+              "the one commit every seed of the result ran on, and the SHA-256 of the package's files at it ('src'; a",
+              "later commit that changed only docs or results keeps it). 'dirty': uncommitted changes (--allow-dirty).",
               "'the seeds together': a target about all the seeds at once (a pooled test, a mean over seeds),",
               "judged once on that figure.",
               "", "steps/s: for each seed, the median over the run's logged intervals (all its variants, evaluation",
