@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from torch_cookbook.data import mnist_digits, userdata
+from torch_cookbook.data import fashion_mnist, mnist_digits, userdata
 from torch_cookbook.data.images import load_image, read_file
 from torch_cookbook.errors import DataError
 
@@ -33,7 +33,8 @@ SPLIT_SEED = 20_000  # the val/test split of a user's images, whatever --seed dr
 @dataclass
 class TargetImages:
     """Images uint8 (N, C, S, S), their labels (indices into `classes`), the labelled training draw for each label
-    budget, and the val (user data only) and test indices; `files[i]` is image i's file (user data)."""
+    budget, and the val (user data, Fashion-MNIST) and test indices; `files[i]` is image i's file (user data);
+    `native`, the images at 28×28 (Fashion-MNIST), and `draw`, the label draw's number (Fashion-MNIST)."""
 
     images: torch.Tensor
     labels: torch.Tensor
@@ -43,6 +44,12 @@ class TargetImages:
     val: torch.Tensor | None = None
     files: list[Path] | None = None
     name: str = "MNIST digits"
+    native: torch.Tensor | None = None
+    draw: int | None = None
+
+    def pixels(self, backbone: str) -> torch.Tensor:
+        """What `backbone` reads: ResNet-18 the 28×28 originals where there are any, else the resized images."""
+        return self.native if backbone == "resnet18" and self.native is not None else self.images
 
 
 def target_images(cfg: Any) -> TargetImages:
@@ -50,19 +57,23 @@ def target_images(cfg: Any) -> TargetImages:
     (grey for resnet18, RGB for lite0)."""
     size = cfg.effective("image_size")  # 0 is the backbone's size
     if not cfg.data:
-        return digits(cfg.labels_per_class, cfg.test_per_class, cfg.seed, size)
-    return user_images(cfg.data, tuple(cfg.labels_per_class), cfg.seed, size, channels(cfg.backbone), cfg.val_fraction,
+        return digits(cfg.budgets, cfg.effective("test_per_class"), cfg.seed, size)
+    return user_images(cfg.data, cfg.budgets, cfg.seed, size, channels(cfg.network), cfg.val_fraction,
                        cfg.test_fraction)
 
 
-def prediction_images(cfg: Any, paths: Sequence[Path], invert: str = "auto") -> tuple[torch.Tensor, tuple[str, ...]]:
+def prediction_images(cfg: Any, paths: Sequence[Path], invert: str = "auto",
+                      size: int = 0) -> tuple[torch.Tensor, tuple[str, ...]]:
     """A user's image files prepared like the run's training images (`digit_image` for the digits, `load_images`
-    for class folders), uint8; and the class names. Every file is read before anything is predicted."""
+    for class folders and Fashion-MNIST, grey), uint8, at `size` (0: the run's); and the class names. Every file is
+    read before anything is predicted."""
     for path in paths:
         read_file(path)  # a missing or unreadable file is one line naming it
-    size = cfg.effective("image_size")
+    size = size or cfg.effective("image_size")
     if cfg.data:
-        return torch.from_numpy(userdata.load_images(paths, size, channels(cfg.backbone))), listing(cfg.data)[0].classes
+        return torch.from_numpy(userdata.load_images(paths, size, channels(cfg.network))), listing(cfg.data)[0].classes
+    if cfg.study == "fashion":  # light clothes on black, as in Fashion-MNIST
+        return torch.from_numpy(userdata.load_images(paths, size, 1)), fashion_mnist.CLASSES
     grey = torch.stack([digit_image(load_image(path), invert) for path in paths])
     return torch.from_numpy(resize(grey.numpy(), size)), tuple(map(str, range(10)))
 
@@ -94,6 +105,15 @@ def resize(images: np.ndarray, size: int) -> np.ndarray:
     if images.shape[-1] == size:
         return images
     return np.stack([userdata.square_resize(image[0], size)[None] for image in images])
+
+
+def source_cache_name(cfg: Any, device: torch.device) -> str:
+    """The cache file of the ResNet-18 source model made by a transfer config's source settings on this device. On
+    a CPU the thread count is part of it: threads sum in a different order, and thousands of SGD steps turn that
+    into a different source, so each count gets its own deterministic one."""
+    where = f"cpu{torch.get_num_threads()}" if device.type == "cpu" else device.type
+    key = f"{cfg.source_steps}-{cfg.source_batch_size}-{cfg.source_lr:g}-{cfg.source_seed}-{torch.__version__}-{where}"
+    return "transfer_source_" + key.replace(".", "_").replace("+", "_")
 
 
 # ---- the bundled digits ------------------------------------------------------------------------------------

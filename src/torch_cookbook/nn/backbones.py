@@ -18,7 +18,7 @@ from torch_cookbook.nn.efficientnet import lite0, lite0_features, lite0_normalis
 from torch_cookbook.nn.resnet import imagenet_available, imagenet_weights_path
 
 __all__ = ["BACKBONES", "Lite0Classifier", "backbone_parameters", "check_weights", "freeze_backbone", "head",
-           "head_parameters", "pooled_features", "replace_head", "streamed_features"]
+           "head_parameters", "lite0_imagenet_features", "pooled_features", "replace_head", "streamed_features"]
 
 BACKBONES = ("resnet18", "lite0")
 
@@ -30,7 +30,7 @@ class Lite0Classifier(nn.Module):
     hundreds of thousands of them): after a short target run at 0.01 the running statistics would still be partly
     ImageNet's (or, from scratch, the initial 0 and 1) when the model is evaluated."""
 
-    def __init__(self, num_classes: int, pretrained: bool = True, bn_momentum: float = 0.1) -> None:
+    def __init__(self, num_classes: int | None, pretrained: bool = True, bn_momentum: float = 0.1) -> None:
         super().__init__()
         self.net = lite0(num_classes, pretrained)
         for module in self.net.modules():
@@ -107,3 +107,10 @@ def streamed_features(model: nn.Module, images: torch.Tensor, scale: Callable[[t
            for i in range(0, len(images), batch_size)]
     model.train(was_training)
     return torch.cat(out)
+
+
+def lite0_imagenet_features(images: torch.Tensor, device: torch.device, batch_size: int = 250) -> torch.Tensor:
+    """Pretrained Lite0's pooled 1280-d features of uint8 images (N, C, S, S), computed in eval mode, in batches:
+    what a linear probe on the frozen backbone reads."""
+    model = Lite0Classifier(None).to(device)
+    return streamed_features(model, images, lambda x: x.float() / 255.0, device, batch_size)
