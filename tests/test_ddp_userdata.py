@@ -1,6 +1,7 @@
-"""Data parallel on a user's data: textclass on a CSV under torchrun (2 gloo processes on loopback = 1 process to
-1e-5, rank-0 I/O, an elastic restart resumes the run), and `CpuSyncBatchNorm` in a 2-process gloo group = BatchNorm
-on the whole batch. Heavy imports stay inside the tests: the spawned group re-imports this module."""
+"""Data parallel on a user's data under torchrun: textclass on a CSV and transfer on class folders (2 gloo processes on
+loopback = 1 process to 1e-5, rank-0 I/O, an elastic restart resumes the run), and `CpuSyncBatchNorm` in a 2-process
+gloo group = BatchNorm on the whole batch. Heavy imports stay inside the tests: the spawned group re-imports this
+module."""
 
 from __future__ import annotations
 
@@ -224,3 +225,133 @@ def test_convert_sync_batchnorm_keeps_the_parameters_and_is_batchnorm_in_one_pro
     assert int(converted[1].num_batches_tracked) == 1 and not isinstance(bn, dist.CpuSyncBatchNorm)
     assert torch.equal(converted(x), expected)  # no process group: plain BatchNorm
     assert torch.equal(converted.eval()(x), model.eval()(x))
+
+
+# ---- transfer on class folders: 2 processes = 1 process --------------------------------------------------------
+# ResNet-18 (no dropout; BatchNorm synchronised over the ranks), pre-trained on Fashion-MNIST for 4 steps, then each
+# arm for 4 steps on 45 small images in three classes: 30 training images, global batches of 16. Small learning
+# rates: a freshly initialised ResNet-18 with train-mode BatchNorm on batches of 16 is chaotic in float32 (one
+# process, its gradients perturbed by 1e-6 relative noise: 1.5e-4 apart after 2 SGD steps at 0.03, 4.5e-3 after 3),
+# so rounding alone would exceed 1e-5; the float64 test below shows the same training equal to 1e-12 at 0.03.
+TRANSFER_ARGS = ("run", "transfer", "--profile", "smoke", "--threads", "1", "--lr", "0.001", "--scratch_lr", "0.001",
+                 "--probe_lr", "0.01")
+PRETRAINED_ARMS = ("probe", "finetune", "lpft")
+
+
+@pytest.fixture(scope="module")
+def class_folders(tmp_path_factory):
+    from test_transfer import write_images
+
+    root = tmp_path_factory.mktemp("ddp_transfer")
+    return root, write_images(root / "images")
+
+
+@pytest.fixture(scope="module")
+def transfer_one_process(class_folders):
+    from conftest import only_run_dir
+    from torch_cookbook.cli import main
+
+    root, data = class_folders
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("COOKBOOK_CACHE", str(root / "cache"))  # the source pre-trained here is cached for the 2 processes
+        assert main([*TRANSFER_ARGS, "--data", str(data), "--runs-root", str(root / "one")]) == 0
+    return only_run_dir(root / "one", "transfer")
+
+
+@pytest.fixture(scope="module")
+def transfer_two_processes(class_folders, transfer_one_process):
+    from test_ddp import torchrun
+
+    from conftest import only_run_dir
+
+    root, data = class_folders
+    proc = torchrun(*TRANSFER_ARGS, "--data", data, "--runs-root", root / "two", timeout=300,
+                    env={"COOKBOOK_CACHE": str(root / "cache")})
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    return only_run_dir(root / "two", "transfer"), proc
+
+
+def arm_state(run_dir, arm: str) -> dict[str, torch.Tensor]:
+    return torch.load(run_dir / f"variants/{arm}_10/checkpoints/last.pt", weights_only=True)["state"]["model"]
+
+
+def test_transfer_in_two_processes_ends_with_the_weights_of_one(transfer_one_process, transfer_two_processes):
+    run2, proc = transfer_two_processes
+    assert proc.stdout.count(f"transfer (smoke profile, seed 0, cpu, 2 processes): {run2}") == 1
+    for arm in PRETRAINED_ARMS:
+        one, two = arm_state(transfer_one_process, arm), arm_state(run2, arm)
+        weights = [k for k in one if "running" not in k and "num_batches" not in k]
+        assert max((one[k] - two[k]).abs().max().item() for k in weights) <= 1e-5, arm
+        stats = [k for k in one if "running" in k]  # BatchNorm's, of the global batch: activations' rounding shows
+        assert max(((one[k] - two[k]).abs() / one[k].abs().clamp(min=0.1)).max().item() for k in stats) <= 1e-3, arm
+        print(f"{arm}: weights {max((one[k] - two[k]).abs().max().item() for k in weights):.1e}, running statistics "
+              f"{max(((one[k] - two[k]).abs() / one[k].abs().clamp(min=0.1)).max().item() for k in stats):.1e}")
+    start = arm_state(transfer_one_process, "probe")["layer1.0.conv1.weight"]  # the probe leaves the backbone as is
+    assert (arm_state(transfer_one_process, "finetune")["layer1.0.conv1.weight"] - start).abs().max() > 1e-6
+    assert (arm_state(run2, "scratch")["fc.weight"] - arm_state(transfer_one_process, "scratch")["fc.weight"]).abs(
+    ).max() <= 1e-3  # from random weights: within float32's chaos, no more
+    assert comparable(run2) == comparable(transfer_one_process)  # accuracies and the method chosen on validation
+    assert len(list(run2.parent.iterdir())) == 1 and (run2 / "plots/accuracy_vs_labels.png").exists()  # rank 0 wrote
+
+
+def ddp_resnet18_steps(steps: int = 4, lr: float = 0.03) -> dict[str, torch.Tensor]:
+    """What transfer's train_target does under torchrun, in float64: ResNet-18 from random weights (seed 0), its
+    BatchNorm converted, DDP, each rank its share of every global batch of 16, SGD with momentum and weight decay."""
+    import torch.nn.functional as F
+
+    from torch_cookbook.nn.resnet import resnet18_grey
+
+    torch.manual_seed(1)
+    x, y = torch.randn(40, 1, 28, 28, dtype=torch.float64), torch.randint(0, 3, (40,))
+    torch.manual_seed(0)
+    model = resnet18_grey(num_classes=3).double()
+    if dist.is_distributed():
+        model = dist.convert_sync_batchnorm(model)
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
+    trained = dist.wrap_ddp(model.train(), torch.device("cpu"), split_rng=True)
+    for _, idx in zip(range(steps), dist.shard_batches(len(x), 16, seed=0)):
+        optimizer.zero_grad()
+        F.cross_entropy(trained(x[idx]), y[idx]).backward()
+        optimizer.step()
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def test_ddp_resnet18_with_synced_batchnorm_equals_one_process_in_float64():
+    two = dist.spawn_gloo(ddp_resnet18_steps, 2, timeout_s=180)
+    one = ddp_resnet18_steps()
+    for rank_state in two:
+        assert max((one[k] - rank_state[k]).abs().max().item() for k in one) <= 1e-10
+
+
+def lite0_features_in_shares() -> torch.Tensor:
+    from torch_cookbook.recipes import transfer
+
+    torch.manual_seed(0)
+    images = torch.randint(0, 256, (13, 3, 32, 32), dtype=torch.uint8)  # 13: the ranks' shares are 7 and 6
+    return transfer.frozen_features(transfer.Config(backbone="lite0", image_size=32), images, torch.device("cpu"))
+
+
+def test_lite0_features_computed_in_shares_are_every_images_on_every_rank():
+    two = dist.spawn_gloo(lite0_features_in_shares, 2, timeout_s=180)
+    one = lite0_features_in_shares()
+    assert one.shape == (13, 1280)
+    for features in two:
+        assert (features - one).abs().max().item() <= 1e-5
+
+
+def test_lite0s_probe_on_features_computed_in_shares_equals_one_process(class_folders):
+    """Lite0's probe trains its head, under DDP, on the cached features each rank computed a share of. (Its other
+    arms train with dropout, whose masks differ per rank: they are not expected to equal one process.)"""
+    from test_ddp import torchrun
+
+    from conftest import only_run_dir
+    from torch_cookbook.cli import main
+
+    root, data = class_folders
+    args = ("run", "transfer", "--profile", "smoke", "--threads", "1", "--backbone", "lite0", "--image_size", "32",
+            "--data", str(data))
+    assert main([*args, "--runs-root", str(root / "lite0_one")]) == 0
+    proc = torchrun(*args, "--runs-root", root / "lite0_two", timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    one, two = (arm_state(only_run_dir(root / d, "transfer"), "probe") for d in ("lite0_one", "lite0_two"))
+    assert max((one[k] - two[k]).abs().max().item() for k in one) <= 1e-5

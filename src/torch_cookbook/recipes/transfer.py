@@ -1,8 +1,7 @@
-"""Transfer learning (seed Q35: `resnet18(pretrained=True)`, a new `fc`, fine-tuning) against training from scratch,
-a frozen backbone (linear probe) and LP-FT. By default EfficientNet-Lite0's ImageNet weights (a package file) go to
-10 or 100 labelled Fashion-MNIST images per class, five paired label draws a run, against ResNet-18 and Lite0 from
-scratch on the same images (`across_seeds` pools the runs' draws); `--task digits` pre-trains ResNet-18 on
-Fashion-MNIST for handwritten digits; `--data DIR` takes your class folders. `METHODS` is the comparison.
+"""Transfer learning (seed Q35: a pretrained network, a new head, fine-tuning) against training from scratch, a
+frozen backbone (linear probe) and LP-FT (`METHODS`). EfficientNet-Lite0's ImageNet weights go to 10 or 100 labelled
+Fashion-MNIST images per class, against ResNet-18 and Lite0 from scratch on the same paired label draws; `--task
+digits` pre-trains ResNet-18 on Fashion-MNIST for digits; `--data DIR` takes your class folders, under torchrun too.
 
 Docs: docs/transfer.md
 """
@@ -27,6 +26,7 @@ from torch_cookbook.data import transfer_data as target_data
 from torch_cookbook.data.cache import cache_dir
 from torch_cookbook.data.transfer_data import InputScale, TargetImages, to_input
 from torch_cookbook.data.transfer_draws import each_arm, first_draw, variant_name
+from torch_cookbook.engine import distributed as dist
 from torch_cookbook.engine.checkpoint import load_checkpoint
 from torch_cookbook.engine.config import ON_BUNDLED_DATA, BaseConfig, ConfigError, Target, param
 from torch_cookbook.engine.loop import accuracy, autocast, batches, grad_scaler, take
@@ -38,7 +38,6 @@ from torch_cookbook.nn.resnet import load_imagenet_resnet18, resnet18_grey
 
 seed_question = "Q35 Transfer learning"
 summary = "EfficientNet-Lite0 from ImageNet on few Fashion-MNIST labels: scratch vs probe vs fine-tune vs LP-FT."
-# What 0 (or empty) means for these fields, per backbone and per study; chosen on validation, never on test.
 BACKBONE_DEFAULTS = {"resnet18": {"image_size": 28, "lr": 0.05, "scratch_lr": 0.03, "probe_lr": 0.3},
                      "lite0": {"image_size": 64, "lr": 0.02, "scratch_lr": 0.01, "probe_lr": 0.03}}
 STUDY_DEFAULTS = {"fashion": {"labels_per_class": (10, 100), "test_per_class": 200},
@@ -58,7 +57,6 @@ class Config(BaseConfig):
     val_fraction: float = param(0.1, "--data: validation share of each class", low=0.01, high=0.5)
     test_fraction: float = param(0.2, "--data: test share of each class", low=0.01, high=0.5)
     download: bool = param(False, "allow downloading ImageNet weights (or Fashion-MNIST) if not cached")
-    # Long enough for the source to converge: a half-trained source transfers worse (docs/transfer.md).
     source_steps: int = param(3000, "pre-training steps on Fashion-MNIST (SGD, batch source_batch_size)", low=1)
     source_batch_size: int = param(64, "pre-training minibatch size", low=2)
     source_lr: float = param(0.05, "pre-training SGD learning rate (cosine decay)", low=0, low_open=True)
@@ -108,7 +106,7 @@ class Config(BaseConfig):
         return tuple(self.effective("labels_per_class"))
 
     def effective(self, name: str) -> float | tuple:
-        """Field `name`, or the backbone's or the study's value for it when it is 0 or empty."""
+        """Field `name`, or when it is 0 or empty the backbone's or the study's (chosen on validation, never test)."""
         return getattr(self, name) or {**BACKBONE_DEFAULTS[self.network], **STUDY_DEFAULTS[self.study]}[name]
 
 
@@ -120,8 +118,7 @@ profiles = {
     "full": {},
 }
 
-# Judged by `cookbook bench transfer --seeds 3` on the 15 paired draws (`across_seeds`), 10 labels per class: the best
-# pretrained method minus the better scratch arm (each chosen per draw on validation), test accuracy.
+# Judged by `cookbook bench transfer --seeds 3` on the 15 paired draws (`across_seeds`): docs/transfer.md, "Target".
 FASHION = (*ON_BUNDLED_DATA, ("task", "fashion"))
 targets = [Target("pretrained_minus_scratch_10_mean", ">=", 0.05, FASHION, across_seeds=True),
            Target("pretrained_minus_scratch_10_ci_low", ">=", 0.0, FASHION, across_seeds=True)]
@@ -159,14 +156,13 @@ def build_target_model(cfg: Config, run: Run, method: str, num_classes: int, see
         model = load_imagenet_resnet18(num_classes=num_classes, download=cfg.download)
     else:
         model = resnet18_grey(num_classes=10)
-        model.load_state_dict(load_source(cfg, run.root.variant("source")).state_dict())
+        model.load_state_dict(load_source(run.root.variant("source").checkpoint_path()).state_dict())
         backbones.replace_head(model, num_classes)  # the source's Fashion-MNIST head means nothing for the target
     return model.to(run.device)
 
 
 def make_optimizer(cfg: Config, model: nn.Module, method: str) -> torch.optim.Optimizer:
-    """Each method at its own learning rate. probe: only the head learns. lpft: this is its fine-tuning phase's
-    (everything at lr); its probe phase has `head_optimizer`."""
+    """Each method at its own learning rate; only the head learns in the probe (and in LP-FT's probe phase)."""
     if method == "probe":
         backbones.freeze_backbone(model)
         return head_optimizer(cfg, model)
@@ -177,17 +173,15 @@ def make_optimizer(cfg: Config, model: nn.Module, method: str) -> torch.optim.Op
 
 
 def head_optimizer(cfg: Config, model: nn.Module) -> torch.optim.Optimizer:
-    """The head alone at probe_lr: the linear probe's optimizer, and LP-FT's in its probe phase. Only the
-    head's parameters, so no momentum buffers are kept for weights that never change."""
+    """The head alone at probe_lr (the probe's, and LP-FT's probe phase): no momentum for weights that never change."""
     return torch.optim.SGD(backbones.head_parameters(model), lr=cfg.effective("probe_lr"), momentum=cfg.momentum,
                            weight_decay=cfg.weight_decay)
 
 
 def enter_phase(model: nn.Module, method: str, step: int, probe_steps: int) -> bool:
     """Set the model up for this step's phase; True while probing (only the head learns). LP-FT (Kumar et al. 2022)
-    probes for its first `probe_steps`, so the fine-tuning that follows starts from a head that fits the features,
-    not a random one whose large early gradients rewrite the pre-trained backbone; the probe probes throughout.
-    The frozen backbone stays in eval mode: requires_grad=False alone lets BatchNorm's statistics drift."""
+    probes first, so fine-tuning starts from a head that fits the features, not a random one whose large early
+    gradients rewrite the backbone. A frozen backbone stays in eval mode, or BatchNorm's statistics would drift."""
     probing = method == "probe" or step < probe_steps
     if probe_steps:  # LP-FT unfreezes the backbone when its fine-tuning phase begins
         for p in backbones.backbone_parameters(model):
@@ -201,27 +195,39 @@ def run(cfg: Config, run: Run) -> dict[str, float | None]:
     metrics: dict[str, float | None] = {}
     if cfg.network == "resnet18" and cfg.weights == "source":  # pre-train ResNet-18 on Fashion-MNIST here
         sub = run.variant("source")
-        metrics["source_accuracy"] = (sub.result or pretrain_source(cfg, sub))["source_accuracy"]
+        metrics["source_accuracy"] = (dist.broadcast_object(sub.result) or pretrain_source(cfg, sub))[
+            "source_accuracy"]
     draws = transfer_draws.target_sets(cfg)  # one per label draw (the Fashion-MNIST study), sharing their images
-    # Lite0's features of every image for the probe and LP-FT's probe phase (their backbone does not change; ResNet-18
-    # at 28 px is cheap enough to run whole), computed before any model is seeded.
-    frozen = backbones.lite0_imagenet_features(draws[0].images, run.device) if cfg.network == "lite0" else None
+    frozen = frozen_features(cfg, draws[0].images, run.device)
 
     def trained(target: TargetImages, k: int, method: str) -> dict[str, float]:
-        sub = run.variant(variant_name(method, k, target.draw))
-        return sub.result or train_target(cfg, sub, method, k, target, frozen)
+        sub = run.variant(variant_name(method, k, target.draw))  # every rank agrees on what is done
+        return dist.broadcast_object(sub.result) or train_target(cfg, sub, method, k, target, frozen)
 
     measured = each_arm(draws, cfg.budgets, methods(cfg), trained)
-    metrics.update(study_metrics(cfg, measured))
-    if cfg.study == "fashion" and run.is_main:  # what `across_seeds` pools
-        transfer_draws.save_draws(run.dir, cfg.seed, measured)
+    metrics.update(transfer_draws.study_metrics(cfg.study, measured, SCRATCH_ARMS, PRETRAINED_ARMS, list(METHODS)))
     if run.is_main:
+        if cfg.study == "fashion":  # what `across_seeds` pools
+            transfer_draws.save_draws(run.dir, cfg.seed, measured)
         plot_accuracy(cfg, run, metrics, draws[0])
     return metrics
 
 
+def frozen_features(cfg: Config, images: torch.Tensor, device: torch.device) -> torch.Tensor | None:
+    """Lite0's features of every image, once, before any model is seeded: the probe's backbone does not change
+    (ResNet-18 at 28 px is cheap enough to run whole). Under torchrun each rank computes its share."""
+    if cfg.network != "lite0":
+        return None
+    share = dist.shard_range(len(images))
+    features = backbones.lite0_imagenet_features(images[share], device)
+    if dist.is_distributed():  # zero rows above and below this rank's share
+        features = dist.all_reduce_sum(F.pad(features, (0, 0, share.start, len(images) - share.stop)))
+    return features
+
+
 def check_launch(cfg: Config) -> None:
     backbones.check_weights(cfg.network, cfg.weights, cfg.download)  # before anything is written
+    dist.check_batches(batch_size=cfg.batch_size)  # each rank takes its share of every global batch
     if cfg.data:  # list, split and read the user's images before the run directory exists: bad data writes nothing
         target_data.target_images(cfg)
 
@@ -233,6 +239,8 @@ def train_target(cfg: Config, run: Run, method: str, per_class: int, target: Tar
     x_train, y_train = target.pixels(arm_backbone(cfg, method))[train], target.labels[train]
     cached = frozen[train] if frozen is not None and method in ("probe", "lpft") else None
     model = build_target_model(cfg, run, method, len(target.classes), seed)
+    if dist.is_distributed():  # BatchNorm's statistics over the global batch, as in one process
+        model = dist.convert_sync_batchnorm(model)
     optimizer = make_optimizer(cfg, model, method)
     probe_steps = cfg.lpft_probe_steps if method == "lpft" else 0
     # Cosine decay ends training with small steps, so BatchNorm's running statistics (an average over the last
@@ -245,13 +253,15 @@ def train_target(cfg: Config, run: Run, method: str, per_class: int, target: Tar
                   "head_scheduler": torch.optim.lr_scheduler.CosineAnnealingLR(head_opt, T_max=probe_steps)}
     trainer = Trainer(run, cfg.steps, every=max(1, cfg.steps // 4), description=run.name, model=model,
                       optimizer=optimizer, scheduler=scheduler, scaler=grad_scaler(run.device, cfg.amp), **phases)
-    batch = min(cfg.batch_size, len(train))
-    for step, idx in trainer.steps(batches(len(train), batch, seed, trainer.start)):
+    batch, trained = min(cfg.batch_size, len(train)), None
+    for step, idx in trainer.steps(dist.shard_batches(len(train), batch, seed, trainer.start)):
         probing = enter_phase(model, method, step, probe_steps)
-        x, y = take(idx, x_train if cached is None or not probing else cached, y_train, device=run.device)
-        with autocast(run.device, cfg.amp):  # a probe on cached features runs only the head
-            logits = head(model)(x) if cached is not None and probing else model(to_input(x, arm_backbone(cfg, method)))
-            loss = F.cross_entropy(logits, y)
+        on_features = cached is not None and probing  # a probe on cached features runs only the head
+        if trained is None or step == probe_steps:  # DDP syncs the parameters that need a gradient when it is built
+            trained = dist.wrap_ddp(head(model) if on_features else model, run.device, split_rng=trained is None)
+        x, y = take(idx, cached if on_features else x_train, y_train, device=run.device)
+        with autocast(run.device, cfg.amp):
+            loss = F.cross_entropy(trained(x if on_features else to_input(x, arm_backbone(cfg, method))), y)
         if step < probe_steps:
             trainer.backward(loss, phases["head_optimizer"])
             phases["head_scheduler"].step()
@@ -268,10 +278,11 @@ def pretrain_source(cfg: Config, run: Run) -> dict[str, float]:
     cached = cache_dir() / f"{target_data.source_cache_name(cfg, run.device)}.pt"
     data = fashion_mnist.load(download=cfg.download)
     x_test, y_test = fashion_mnist.as_float(data.test_images[:cfg.source_eval]), data.test_labels[:cfg.source_eval]
-    if cached.is_file() and run.is_main:
-        (run.dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(cached, run.checkpoint_path())
-        model = load_source(cfg, run)
+    if cached.is_file():  # under torchrun every rank reads it; rank 0 keeps a copy in the run
+        if run.is_main:
+            (run.dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(cached, run.checkpoint_path())
+        model = load_source(cached)
         return run.finish({"source_accuracy": accuracy(model, x_test, y_test, run.device, 250), "from_cache": 1.0})
 
     x_train, y_train, _, _ = fashion_mnist.subsets(data=data)
@@ -300,18 +311,13 @@ def pretrain_source(cfg: Config, run: Run) -> dict[str, float]:
 def evaluate(cfg: Config, run: Run) -> dict[str, float]:
     """Every target model's test (and validation) accuracy, recomputed from its checkpoint, and what follows."""
     draws = transfer_draws.target_sets(cfg)
-    frozen = backbones.lite0_imagenet_features(draws[0].images, run.device) if cfg.network == "lite0" else None
+    frozen = frozen_features(cfg, draws[0].images, run.device)
 
-    def measured(target: TargetImages, k: int, method: str) -> dict[str, float]:
+    def scored(target: TargetImages, k: int, method: str) -> dict[str, float]:
         model = load_target_model(cfg, run, method, k, len(target.classes), target.draw)
         return test_and_val(cfg, model, method, target, frozen, run.device)
 
-    return study_metrics(cfg, each_arm(draws, cfg.budgets, methods(cfg), measured))
-
-
-def study_metrics(cfg: Config, measured: list[dict]) -> dict[str, float]:
-    """Fashion-MNIST: means over the draws and the paired difference. Digits and --data: each method's accuracies
-    and gain over scratch; with validation (--data), the method chosen on it at the largest budget (predict's)."""
+    measured = each_arm(draws, cfg.budgets, methods(cfg), scored)
     return transfer_draws.study_metrics(cfg.study, measured, SCRATCH_ARMS, PRETRAINED_ARMS, list(METHODS))
 
 
@@ -332,13 +338,6 @@ def test_and_val(cfg: Config, model: nn.Module, method: str, target: TargetImage
     return {key: accuracy(model, images[i], target.labels[i], device, batch_size=250) for key, i in splits.items()}
 
 
-def best_method(cfg: Config, run: Run) -> str | None:
-    """The method best on validation (never test) at the largest label budget, first draw; None without val."""
-    k, draw = max(cfg.budgets), first_draw(cfg)
-    scores = {m: (run.variant(variant_name(m, k, draw)).result or {}).get("val_accuracy") for m in methods(cfg)}
-    return None if None in scores.values() else max(scores, key=scores.get)
-
-
 def load_target_model(cfg: Config, run: Run, method: str, per_class: int, classes: int, draw: int | None) -> nn.Module:
     """A trained target model from its checkpoint, in eval mode."""
     model = (Lite0Classifier(classes, pretrained=False) if arm_backbone(cfg, method) == "lite0"
@@ -347,10 +346,9 @@ def load_target_model(cfg: Config, run: Run, method: str, per_class: int, classe
     return model.eval()
 
 
-def load_source(cfg: Config, run: Run) -> nn.Module:
-    model = resnet18_grey(num_classes=10).to(run.device)
-    # Recipe checked, not the config hash: the cached copy carries the hash of the run that made it.
-    model.load_state_dict(load_checkpoint(run.checkpoint_path(), "transfer")["state"]["model"])
+def load_source(path: Path) -> nn.Module:  # recipe checked, not the hash: a cached copy has its maker's
+    model = resnet18_grey(num_classes=10)
+    model.load_state_dict(load_checkpoint(path, "transfer")["state"]["model"])
     return model.eval()
 
 
@@ -384,12 +382,14 @@ def predict_arguments(parser: argparse.ArgumentParser) -> None:
 def predict(cfg: Config, run: Run, args: argparse.Namespace) -> None:
     k = args.labels if args.labels is not None else max(cfg.budgets)
     if k not in cfg.budgets:
-        raise ConfigError(f"--labels {k}: this run trained models for {', '.join(map(str, cfg.budgets))} "
-                          "labels per class")
-    method = args.method or best_method(cfg, run) or "finetune"
+        raise ConfigError(f"--labels {k}: this run trained models for {', '.join(map(str, cfg.budgets))} labels "
+                          "per class")
+    draw = first_draw(cfg)  # the method best on validation (never test) at the largest budget, else fine-tuning
+    val = {m: (run.variant(variant_name(m, max(cfg.budgets), draw)).result or {}).get("val_accuracy")
+           for m in methods(cfg)}
+    method = args.method or (max(val, key=val.get) if None not in val.values() else "finetune")
     size = 28 if method == "scratch_resnet18" else cfg.effective("image_size")
     images, classes = target_data.prediction_images(cfg, args.images, args.invert, size)  # every file read first
-    draw = first_draw(cfg)
     model = nn.Sequential(InputScale(arm_backbone(cfg, method)),
                           load_target_model(cfg, run, method, k, len(classes), draw))
     with torch.inference_mode():
