@@ -5,10 +5,13 @@
 #   benchmarks/rebench.sh COMMIT CLONE [RECIPE ...]
 #
 # Clones this repository at COMMIT into CLONE (or reuses CLONE if it is already at COMMIT), then benches each
-# RECIPE (default: every recipe, cheapest first) whose result in CLONE/benchmarks/results was not measured on
-# this code already, so an interrupted re-bench continues where it stopped. Seeds run two at a time on one thread
-# each; textclass runs its 15 cross-validation folds. Copy CLONE/benchmarks/results/*.json and README.md back
-# into your checkout and commit them.
+# RECIPE (default: every recipe, cheapest first) whose result in CLONE.results/results was not measured on this
+# code already, so an interrupted re-bench continues where it stopped. The results go outside the clone, which
+# stays clean (bench refuses a dirty tree, and a result it wrote would make the tree dirty for the next recipe).
+# Seeds run two at a time on one thread each; textclass runs its 15 cross-validation folds. Copy
+# CLONE.results/results/*.json into benchmarks/results of your checkout, regenerate its index
+# (`python -c "from pathlib import Path; from torch_cookbook.bench import write_index; write_index(Path('benchmarks/results'))"`)
+# and commit them.
 set -euo pipefail
 commit=${1:?usage: benchmarks/rebench.sh COMMIT CLONE [RECIPE ...]}
 clone=${2:?usage: benchmarks/rebench.sh COMMIT CLONE [RECIPE ...]}
@@ -28,13 +31,16 @@ if [ ${#recipes[@]} -eq 0 ]; then
            autoencoder gan amp textclass seq2seq batchnorm unet)
 fi
 src=$("$python" -c "from torch_cookbook.engine.runs import code_version; print(code_version()['src_sha256'])")
+out="$clone.results/results"
+mkdir -p "$out"
 for name in "${recipes[@]}"; do
-  result="benchmarks/results/$name.json"
+  result="$out/$name.json"
   if [ -f "$result" ] && "$python" -c "import json, sys; sys.exit(json.load(open('$result')).get('src_sha256') != '$src')"; then
     echo "rebench: $name already measured on this code"
     continue
   fi
   seeds=3
   [ "$name" = textclass ] && seeds=15  # seed s holds out fold s mod 5 of repeat s div 5 (docs/textclass.md)
-  "$python" -m torch_cookbook bench "$name" --seeds "$seeds" --jobs 2 --threads 1 --runs-root "$clone/runs/bench"
+  "$python" -m torch_cookbook bench "$name" --seeds "$seeds" --jobs 2 --threads 1 --runs-root "$clone/runs/bench" \
+    --out "$out"
 done
