@@ -5,9 +5,11 @@
 #   benchmarks/rebench.sh COMMIT CLONE [RECIPE ...]
 #
 # Clones this repository at COMMIT into CLONE (or reuses CLONE if it is already at COMMIT), then benches each
-# RECIPE (default: every recipe, cheapest first) whose result in CLONE.results/results was not measured on this
-# code already, so an interrupted re-bench continues where it stopped. The results go outside the clone, which
-# stays clean (bench refuses a dirty tree, and a result it wrote would make the tree dirty for the next recipe).
+# RECIPE (default: every recipe, cheapest first) whose result in CLONE.results/results (or in this checkout's
+# benchmarks/results) was not measured on this code already, so an interrupted re-bench continues where it
+# stopped. The results go outside the clone, which stays clean (bench refuses a dirty tree, and a result it wrote
+# would make the tree dirty for the next recipe). The script is replaced, never edited, while it runs: bash reads
+# a running script from its file as it goes.
 # Seeds run two at a time on one thread each; textclass runs its 15 cross-validation folds. Copy
 # CLONE.results/results/*.json into benchmarks/results of your checkout, regenerate its index
 # (`python -c "from pathlib import Path; from torch_cookbook.bench import write_index; write_index(Path('benchmarks/results'))"`)
@@ -34,9 +36,14 @@ src=$("$python" -c "from torch_cookbook.engine.runs import code_version; print(c
 out="$clone.results/results"
 mkdir -p "$out"
 for name in "${recipes[@]}"; do
-  result="$out/$name.json"
-  if [ -f "$result" ] && "$python" -c "import json, sys; sys.exit(json.load(open('$result')).get('src_sha256') != '$src')"; then
-    echo "rebench: $name already measured on this code"
+  done_already=""
+  for result in "$out/$name.json" "$here/benchmarks/results/$name.json"; do  # here, or committed to the checkout
+    if [ -f "$result" ] && "$python" -c "import json, sys; sys.exit(json.load(open('$result')).get('src_sha256') != '$src')"; then
+      done_already=$result
+    fi
+  done
+  if [ -n "$done_already" ]; then
+    echo "rebench: $name already measured on this code ($done_already)"
     continue
   fi
   seeds=3
