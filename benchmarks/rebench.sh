@@ -34,6 +34,7 @@ if [ ${#recipes[@]} -eq 0 ]; then
 fi
 src=$("$python" -c "from torch_cookbook.engine.runs import code_version; print(code_version()['src_sha256'])")
 out="$clone.results/results"
+failed=()
 mkdir -p "$out"
 for name in "${recipes[@]}"; do
   done_already=""
@@ -49,5 +50,9 @@ for name in "${recipes[@]}"; do
   seeds=3
   [ "$name" = textclass ] && seeds=15  # seed s holds out fold s mod 5 of repeat s div 5 (docs/textclass.md)
   "$python" -m torch_cookbook bench "$name" --seeds "$seeds" --jobs 2 --threads 1 --runs-root "$clone/runs/bench" \
-    --out "$out"
+    --out "$out" || failed+=("$name")  # the others still run
 done
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "rebench: failed: ${failed[*]}"
+  exit 1
+fi

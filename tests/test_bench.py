@@ -63,6 +63,18 @@ def test_a_target_across_seeds_is_judged_once_on_the_pooled_figure_or_the_mean()
     assert bench.measured_text(result, across) == "416.7 (the seeds together)"
 
 
+def test_a_pooled_figure_from_numpy_gives_a_result_json_can_write():
+    """An across_seeds that returns numpy scalars (a t-interval from scipy): the result is still plain JSON."""
+    import numpy as np
+
+    runs = [{"seed": s, "metrics": {"gap": 0.04 + s / 100}} for s in range(3)]
+    result = bench.aggregate(runs, [("gap", ">=", 0.05, True), ("gap", ">=", 0.0)], {"gap": np.float64(0.049)})
+    assert json.loads(json.dumps(result))["targets"][0] == {"metric": "gap", "op": ">=", "value": 0.05,
+                                                          "met_all_seeds": False, "across_seeds": True,
+                                                          "measured": 0.049}
+    assert type(result["targets"][0]["met_all_seeds"]) is bool and type(result["pooled"]["gap"]) is float
+
+
 def test_one_run_leaves_a_target_across_seeds_to_bench():
     from torch_cookbook.engine.config import Target, verdict
 

@@ -159,7 +159,7 @@ def aggregate(runs: list[dict[str, Any]], targets: list[tuple], pooled: dict[str
     the runs' own: a user's --data, another environment) gets no verdict (None) and keeps its `for`. A target
     (metric, op, value, True) is about the seeds together: judged once, on `pooled[metric]` (what the recipe's
     `across_seeds` measured over the runs) or else on the mean over the seeds."""
-    pooled = pooled or {}
+    pooled = {k: v.item() if hasattr(v, "item") else v for k, v in (pooled or {}).items()}  # numpy's: JSON's
     names = list(dict.fromkeys(k for r in runs for k, v in r["metrics"].items() if _is_number(v)))
     mean, std, unmeasured = {}, {}, {}
     for key in names:
@@ -194,7 +194,7 @@ def _is_number(value: Any) -> bool:
 def _met(value: Any, op: str, threshold: float) -> bool:
     if not _is_number(value):
         return False
-    return value <= threshold if op == "<=" else value >= threshold
+    return bool(value <= threshold if op == "<=" else value >= threshold)  # numpy's bool is not JSON's
 
 
 def check_one_code(name: str, runs: list[dict[str, Any]], code: dict[str, Any]) -> None:
