@@ -23,7 +23,7 @@ python=${PYTHON:-$here/.venv/bin/python}
 if [ ! -d "$clone/.git" ]; then
   git clone -q "$here" "$clone"
 fi
-git -C "$clone" fetch -q "$here" "$commit" 2>/dev/null || true
+git -C "$clone" fetch -q "$here" "+refs/heads/*:refs/remotes/here/*"  # COMMIT may be abbreviated
 git -C "$clone" checkout -q --detach "$commit"
 cd "$clone"
 export PYTHONPATH="$clone/src"
